@@ -1,0 +1,100 @@
+//! The admin listener: liveness, readiness and metrics for operators and probes.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::{Method, Request, Response, StatusCode, header};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::{self, Body};
+use crate::pipeline::Gateway;
+
+/// Shared readiness: false until every listener is bound, and again once draining.
+#[derive(Default)]
+pub struct Readiness(AtomicBool);
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<bytes::Bytes>,
+) -> Response<Body> {
+    let mut r = Response::new(body::full(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+fn route<B>(req: &Request<B>, gw: &Gateway, ready: &Readiness) -> Response<Body> {
+    const PLAIN: &str = "text/plain; charset=utf-8";
+    match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, PLAIN, "ok\n"),
+        (&Method::GET | &Method::HEAD, "/readyz") if ready.get() => {
+            text(StatusCode::OK, PLAIN, "ready\n")
+        }
+        (&Method::GET | &Method::HEAD, "/readyz") => {
+            text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "not ready\n")
+        }
+        (&Method::GET | &Method::HEAD, "/metrics") => text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            gw.metrics.render(),
+        ),
+        (_, "/healthz" | "/readyz" | "/metrics") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "use GET\n")
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            PLAIN,
+            "admin endpoints: /healthz /readyz /metrics\n",
+        ),
+    }
+}
+
+/// Serves until `stop` turns true.
+pub async fn serve(
+    socket: TcpListener,
+    gw: Arc<Gateway>,
+    ready: Arc<Readiness>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let http = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    loop {
+        let (stream, _) = tokio::select! {
+            a = socket.accept() => match a {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let (gw, ready, http) = (gw.clone(), ready.clone(), http.clone());
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let resp = route(&req, &gw, &ready);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
+}

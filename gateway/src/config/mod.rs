@@ -1,0 +1,31 @@
+//! `edgeward.yaml`: the model, loading with located errors, and validation.
+
+mod error;
+mod load;
+pub mod model;
+mod resolved;
+mod units;
+mod validate;
+
+use std::path::Path;
+
+pub use error::{ConfigError, ConfigIssue};
+pub use resolved::*;
+pub use validate::self_signed;
+
+/// Reads, parses and validates a configuration file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.display().to_string(),
+        source,
+    })?;
+    load_str(&text, path)
+}
+
+/// Parses and validates configuration text; `path` names it in errors and anchors
+/// relative file references.
+pub fn load_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let raw = load::parse(&file, text)?;
+    validate::resolve(raw, path).map_err(|issues| ConfigError::Invalid { file, issues })
+}

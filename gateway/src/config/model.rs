@@ -1,0 +1,208 @@
+//! The YAML model of `edgeward.yaml`, exactly as an operator writes it.
+//!
+//! Every field that validation may need to point back at is a [`Spanned`] so the
+//! error can name `file:line:column`. Defaults are stated on each field.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigFile {
+    /// Where this node stands. Default: region `local`, name from the host name.
+    #[serde(default)]
+    pub node: NodeConfig,
+    /// At least one listener is required.
+    pub listeners: Vec<ListenerConfig>,
+    /// Admin listener (`/healthz`, `/readyz`). Default: none.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// Named upstream services.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, Spanned<UpstreamConfig>>,
+    /// Routes, tried in order; the first match wins.
+    #[serde(default)]
+    pub routes: Vec<Spanned<RouteConfig>>,
+    /// Shutdown behaviour.
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+    /// One `tracing` line per request at target `edgeward::access`. Default: false.
+    #[serde(default)]
+    pub access_log: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NodeConfig {
+    /// Region this node serves, e.g. `eu-west-1`. Default: `local`.
+    pub region: Option<String>,
+    /// Name of this node, used in `Via` and logs. Default: `edgeward`.
+    pub name: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ListenerConfig {
+    /// Name used in logs. Default: the address.
+    pub name: Option<String>,
+    /// `ip:port` to bind, e.g. `0.0.0.0:443`.
+    pub address: Spanned<String>,
+    /// TLS settings; without them the listener serves plaintext HTTP/1.1 and h2c.
+    pub tls: Option<TlsConfig>,
+    /// Time a client has to send a complete request head. Default: 10s.
+    pub header_read_timeout: Option<Spanned<String>>,
+    /// Largest request head accepted, e.g. `64KiB`. Default: 64KiB (minimum 8KiB).
+    pub max_header_size: Option<Spanned<String>>,
+    /// Concurrent HTTP/2 streams per connection. Default: 256.
+    pub max_concurrent_streams: Option<u32>,
+    /// Keep idle HTTP/1.1 connections open for reuse. Default: true.
+    pub keep_alive: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsConfig {
+    /// Certificates; the first is served to clients whose SNI matches no other.
+    pub certificates: Vec<Spanned<CertificateConfig>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CertificateConfig {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert: Option<Spanned<String>>,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<Spanned<String>>,
+    /// Generate a self-signed certificate for these names at start (for
+    /// development and the demo). Exclusive with `cert`/`key`.
+    pub self_signed: Option<Vec<String>>,
+    /// SNI names this certificate answers for; `*.example.com` matches one label.
+    /// Default: none (only the default certificate).
+    #[serde(default)]
+    pub server_names: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AdminConfig {
+    /// `ip:port` of the admin listener, e.g. `127.0.0.1:9901`.
+    pub address: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UpstreamConfig {
+    /// Endpoints: `host:port`, or `{address: host:port, weight: N}`.
+    pub endpoints: Vec<Spanned<EndpointConfig>>,
+    /// Protocol spoken to the endpoints. Default: `http1`.
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// Time to establish a TCP connection. Default: 2s.
+    pub connect_timeout: Option<Spanned<String>>,
+    /// Idle pooled connections kept per endpoint. Default: 64.
+    pub max_idle_per_endpoint: Option<usize>,
+    /// How long an idle pooled connection is kept. Default: 90s.
+    pub idle_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    /// HTTP/2 over cleartext with prior knowledge.
+    H2c,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum EndpointConfig {
+    Address(String),
+    Detailed {
+        address: String,
+        /// Relative share of traffic. Default: 1.
+        weight: Option<u32>,
+    },
+}
+
+impl EndpointConfig {
+    pub fn address(&self) -> &str {
+        match self {
+            Self::Address(a) | Self::Detailed { address: a, .. } => a,
+        }
+    }
+
+    pub fn weight(&self) -> u32 {
+        match self {
+            Self::Address(_) => 1,
+            Self::Detailed { weight, .. } => weight.unwrap_or(1),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RouteConfig {
+    /// Name used in logs and errors. Default: `route-<index>`.
+    pub name: Option<String>,
+    /// What the request must look like; every condition must hold. Default: match all.
+    #[serde(default, rename = "match")]
+    pub matcher: MatchConfig,
+    /// The upstream service that serves this route.
+    pub upstream: Spanned<String>,
+    /// Time allowed for the upstream to start answering. Default: 30s.
+    pub timeout: Option<Spanned<String>>,
+    /// Replace the matched path prefix before forwarding.
+    pub rewrite: Option<RewriteConfig>,
+    /// Headers added to / removed from the request sent upstream.
+    #[serde(default)]
+    pub request_headers: HeaderEditConfig,
+    /// Headers added to / removed from the response sent to the client.
+    #[serde(default)]
+    pub response_headers: HeaderEditConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MatchConfig {
+    /// Host name, or `*.example.com` for any one-or-more-label subdomain.
+    pub host: Option<Spanned<String>>,
+    /// Path prefix, matched on `/` segment boundaries (`/api` matches `/api/x`, not `/apix`).
+    pub path_prefix: Option<Spanned<String>>,
+    /// Exact path (query excluded). Exclusive with `path-prefix`.
+    pub path: Option<Spanned<String>>,
+    /// Methods, e.g. `[GET, HEAD]`. Default: any.
+    #[serde(default)]
+    pub methods: Vec<Spanned<String>>,
+    /// Header name → exact value that must be present.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RewriteConfig {
+    /// Replaces the route's `path-prefix` (e.g. `/api/products` → `/v1/products`).
+    pub path_prefix: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HeaderEditConfig {
+    /// Headers set (replacing any existing value).
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    /// Header names removed.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ShutdownConfig {
+    /// How long in-flight requests may run after SIGTERM/SIGINT. Default: 30s.
+    pub drain_timeout: Option<Spanned<String>>,
+}

@@ -1,0 +1,98 @@
+//! The validated configuration the gateway runs from: addresses parsed, references
+//! resolved to indices, certificates loaded. Nothing here can be wrong any more.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::Authority;
+use http::{HeaderName, HeaderValue};
+use rustls::sign::CertifiedKey;
+
+pub use super::model::UpstreamProtocol;
+use crate::pipeline::route::RouteMatch;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node: Node,
+    pub listeners: Vec<Listener>,
+    pub admin: Option<SocketAddr>,
+    pub upstreams: Vec<Upstream>,
+    pub routes: Vec<Route>,
+    pub drain_timeout: Duration,
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub region: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub tls: Option<Vec<TlsCert>>,
+    pub header_read_timeout: Duration,
+    pub max_header_size: usize,
+    pub max_concurrent_streams: u32,
+    pub keep_alive: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsCert {
+    pub key: Arc<CertifiedKey>,
+    /// Lower-case SNI names; `*.example.com` entries match one extra label.
+    pub server_names: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub endpoints: Vec<Endpoint>,
+    pub protocol: UpstreamProtocol,
+    pub connect_timeout: Duration,
+    pub max_idle_per_endpoint: usize,
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub authority: Authority,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub matcher: RouteMatch,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+    pub timeout: Duration,
+    /// `(matched prefix, replacement)`.
+    pub rewrite: Option<(String, String)>,
+    pub request_headers: HeaderEdit,
+    pub response_headers: HeaderEdit,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HeaderEdit {
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub remove: Vec<HeaderName>,
+}
+
+impl HeaderEdit {
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        for name in &self.remove {
+            headers.remove(name);
+        }
+        for (name, value) in &self.set {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
+}

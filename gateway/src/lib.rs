@@ -1,0 +1,11 @@
+//! Edgeward: a regional edge gateway. See DESIGN.md for the request path.
+
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod demo;
+pub mod listener;
+pub mod metrics;
+pub mod pipeline;
+pub mod server;
+pub mod upstream;

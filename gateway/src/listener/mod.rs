@@ -1,0 +1,146 @@
+//! Accept loops. Each protocol adapter turns its connections' requests into
+//! `http::Request<Body>` and hands them to the one [`Gateway::handle`].
+
+pub mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::body;
+use crate::config::Listener;
+use crate::pipeline::{ConnInfo, Gateway};
+
+/// ALPN we offer on TLS, in preference order.
+pub const ALPN_H2_H1: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// A bound TCP listener ready to serve; built before any traffic so that a port
+/// in use is a startup error, not a log line.
+pub struct TcpServer {
+    pub config: Listener,
+    pub socket: TcpListener,
+    tls: Option<TlsAcceptor>,
+    http: Arc<auto::Builder<TokioExecutor>>,
+}
+
+impl TcpServer {
+    pub async fn bind(config: Listener) -> std::io::Result<Self> {
+        let socket = TcpListener::bind(config.addr).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("listener {}: cannot bind {}: {e}", config.name, config.addr),
+            )
+        })?;
+        let tls = match &config.tls {
+            Some(certs) => {
+                let tls = tls::server_config(certs, &ALPN_H2_H1).map_err(|e| {
+                    std::io::Error::other(format!("listener {}: TLS: {e}", config.name))
+                })?;
+                Some(TlsAcceptor::from(Arc::new(tls)))
+            }
+            None => None,
+        };
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout)
+            .max_buf_size(config.max_header_size)
+            .keep_alive(config.keep_alive);
+        http.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(config.max_concurrent_streams)
+            .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        Ok(Self {
+            config,
+            socket,
+            tls,
+            http: Arc::new(http),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Accepts until `stop` turns true, then lets open connections finish their
+    /// in-flight requests (HTTP/1.1 closes after the current response, HTTP/2 sends GOAWAY).
+    pub async fn serve(self, gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+        let graceful = GracefulShutdown::new();
+        let name: Arc<str> = Arc::from(self.config.name.as_str());
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        loop {
+            let accepted = tokio::select! {
+                a = self.socket.accept() => a,
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            let (stream, client) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors or a transient network error: back off, keep serving.
+                    tracing::warn!(listener = %name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let conn = ConnInfo {
+                client,
+                scheme,
+                listener: name.clone(),
+            };
+            let gw = gateway.clone();
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let gw = gw.clone();
+                let conn = conn.clone();
+                async move {
+                    let resp = gw.handle(req.map(body::boxed), &conn).await;
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            let http = self.http.clone();
+            let watcher = graceful.watcher();
+            let tls = self.tls.clone();
+            let handshake_timeout = self.config.header_read_timeout;
+            tokio::spawn(async move {
+                let result = match tls {
+                    None => {
+                        let conn = http.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(conn).await
+                    }
+                    Some(acceptor) => {
+                        let stream =
+                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%client, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%client, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                        let conn = http.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(conn).await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(%client, error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(self.socket);
+        graceful.shutdown().await;
+    }
+}

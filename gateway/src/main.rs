@@ -1,0 +1,142 @@
+//! The `edgeward` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use edgeward::{config, demo, server};
+
+#[derive(Parser)]
+#[command(name = "edgeward", version, about = "Edgeward: a regional edge gateway", long_about = None)]
+struct Cli {
+    /// Log filter, e.g. `info`, `edgeward=debug`, `edgeward::access=info`. Overrides RUST_LOG.
+    #[arg(long, global = true)]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve traffic with the routes, listeners and upstreams of a config file.
+    /// Stops on SIGTERM/SIGINT after in-flight requests finish (up to `shutdown.drain-timeout`).
+    Run {
+        /// The YAML configuration file.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a config file: prints `ok` and exits 0, or prints every problem
+    /// as `file:line:column: field: message` and exits 1.
+    Check {
+        /// The YAML configuration file.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run a complete demo node: in-process upstreams (product ×3, order ×2, auth ×1),
+    /// a generated certificate, https://127.0.0.1:8443 (h1+h2), http://127.0.0.1:8080
+    /// (h1+h2c) and admin on 127.0.0.1:9901.
+    Demo {
+        /// Print the embedded demo configuration and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+}
+
+fn init_logs(filter: Option<&str>) {
+    let filter = filter
+        .map(tracing_subscriber::EnvFilter::new)
+        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match config::load_file(&config) {
+            Ok(_) => {
+                println!("ok");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Demo { print_config: true } => {
+            print!("{}", demo::CONFIG);
+            ExitCode::SUCCESS
+        }
+        Command::Run { config } => {
+            init_logs(cli.log.as_deref());
+            let cfg = match config::load_file(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            serve(cfg, false)
+        }
+        Command::Demo {
+            print_config: false,
+        } => {
+            init_logs(cli.log.as_deref());
+            match demo::config() {
+                Ok(cfg) => serve(cfg, true),
+                Err(e) => {
+                    eprintln!("the embedded demo config is invalid (a bug): {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn serve(cfg: config::Config, with_demo: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let _demo = if with_demo {
+            match demo::start_upstreams().await {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        } else {
+            None
+        };
+        let running = match server::start(cfg).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        running.announce();
+        if with_demo {
+            println!("\nEdgeward demo is up. Try:");
+            println!("  curl -sk --http2 https://127.0.0.1:8443/api/products/1");
+            println!("  curl -s --http2-prior-knowledge http://127.0.0.1:8080/api/orders/7");
+            println!("Admin: curl -s http://127.0.0.1:9901/metrics   (Ctrl-C stops)");
+        }
+        server::shutdown_signal().await;
+        tracing::info!("shutdown requested; draining");
+        running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,113 @@
+//! The request path. Every protocol adapter hands its requests to
+//! [`Gateway::handle`]; the stages run in the order DESIGN.md draws them:
+//! route → (filters) → (cache) → choose endpoint → upstream → (compress) → log.
+
+pub mod error;
+pub mod headers;
+mod proxy;
+pub mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response};
+
+use crate::body::Body;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::upstream::UpstreamPool;
+use error::ProxyError;
+
+/// What the listener knows about the connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub client: SocketAddr,
+    /// `https` when the connection is TLS or QUIC.
+    pub scheme: &'static str,
+    pub listener: Arc<str>,
+}
+
+/// Everything the request path needs, built once from a validated [`Config`].
+pub struct Gateway {
+    pub config: Arc<Config>,
+    upstreams: Vec<UpstreamPool>,
+    pub metrics: Metrics,
+}
+
+impl Gateway {
+    pub fn new(config: Arc<Config>) -> Self {
+        let upstreams = config.upstreams.iter().map(UpstreamPool::new).collect();
+        let metrics = Metrics::new(
+            &config.node.name,
+            &config.node.region,
+            config.routes.iter().map(|r| r.name.clone()),
+        );
+        Self {
+            config,
+            upstreams,
+            metrics,
+        }
+    }
+
+    /// Serves one request; never fails: errors become responses here.
+    pub async fn handle(&self, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let version = req.version();
+        let route = self.route(&req);
+        let (resp, endpoint) = match route {
+            Some(r) => self.forward(r, req, conn).await,
+            None => (Err(ProxyError::NoRoute), None),
+        };
+        let resp = match resp {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.count_error(&e);
+                if !matches!(e, ProxyError::NoRoute) {
+                    tracing::warn!(route = route.map(|r| self.config.routes[r].name.as_str()), error = %e, "request failed");
+                }
+                e.into_response()
+            }
+        };
+        self.metrics.record(route, resp.status());
+        if self.config.access_log {
+            tracing::info!(
+                target: "edgeward::access",
+                client = %conn.client,
+                listener = %conn.listener,
+                proto = ?version,
+                method = %method,
+                uri = %uri,
+                status = resp.status().as_u16(),
+                route = route.map(|r| self.config.routes[r].name.as_str()),
+                endpoint = endpoint.as_deref(),
+                micros = started.elapsed().as_micros() as u64,
+            );
+        }
+        resp
+    }
+
+    /// First matching route, in configuration order.
+    fn route<B>(&self, req: &Request<B>) -> Option<usize> {
+        let host = route::request_host(req).unwrap_or("");
+        let path = req.uri().path();
+        self.config
+            .routes
+            .iter()
+            .position(|r| r.matcher.matches(req.method(), host, path, req.headers()))
+    }
+
+    fn count_error(&self, e: &ProxyError) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counter = match e {
+            ProxyError::NoRoute => &self.metrics.no_route,
+            ProxyError::BadRequest(_) => &self.metrics.bad_requests,
+            ProxyError::Connect { .. } => &self.metrics.upstream_connect_errors,
+            ProxyError::Timeout { .. } => &self.metrics.upstream_timeouts,
+            ProxyError::Upstream { .. } => &self.metrics.upstream_errors,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+}
