@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod headers;
+mod inbound;
 mod proxy;
 pub mod route;
 
@@ -56,10 +57,12 @@ impl Gateway {
         let method = req.method().clone();
         let uri = req.uri().clone();
         let version = req.version();
-        let route = self.route(&req);
-        let (resp, endpoint) = match route {
-            Some(r) => self.forward(r, req, conn).await,
-            None => (Err(ProxyError::NoRoute), None),
+        let checked = inbound::check(&req);
+        let route = checked.as_ref().ok().and_then(|()| self.route(&req));
+        let (resp, endpoint) = match (checked, route) {
+            (Err(e), _) => (Err(e), None),
+            (Ok(()), Some(r)) => self.forward(r, req, conn).await,
+            (Ok(()), None) => (Err(ProxyError::NoRoute), None),
         };
         let resp = match resp {
             Ok(resp) => resp,
