@@ -102,7 +102,8 @@ pub struct UpstreamConfig {
     pub protocol: UpstreamProtocol,
     /// Time to establish a TCP connection. Default: 2s.
     pub connect_timeout: Option<Spanned<String>>,
-    /// Idle pooled connections kept per endpoint. Default: 64.
+    /// Idle pooled connections kept per endpoint. Default: 1024 (a low cap makes
+    /// bursts of HTTP/2 streams open and close upstream connections).
     pub max_idle_per_endpoint: Option<usize>,
     /// How long an idle pooled connection is kept. Default: 90s.
     pub idle_timeout: Option<Spanned<String>>,

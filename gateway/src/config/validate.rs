@@ -384,7 +384,7 @@ fn upstream(c: &mut Checker, name: &str, u: &Spanned<model::UpstreamConfig>) -> 
             || path("connect-timeout"),
             Duration::from_secs(2),
         ),
-        max_idle_per_endpoint: u.value.max_idle_per_endpoint.unwrap_or(64),
+        max_idle_per_endpoint: u.value.max_idle_per_endpoint.unwrap_or(1024),
         idle_timeout: c.duration(
             &u.value.idle_timeout,
             || path("idle-timeout"),

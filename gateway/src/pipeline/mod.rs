@@ -68,8 +68,14 @@ impl Gateway {
             Ok(resp) => resp,
             Err(e) => {
                 self.count_error(&e);
-                if !matches!(e, ProxyError::NoRoute) {
-                    tracing::warn!(route = route.map(|r| self.config.routes[r].name.as_str()), error = %e, "request failed");
+                let route_name = route.map(|r| self.config.routes[r].name.as_str());
+                // Client mistakes are counted, not logged loudly: a hostile client
+                // must not be able to flood the operator's logs.
+                match e {
+                    ProxyError::NoRoute | ProxyError::BadRequest(_) => {
+                        tracing::debug!(route = route_name, error = %e, "request refused")
+                    }
+                    _ => tracing::warn!(route = route_name, error = %e, "request failed"),
                 }
                 e.into_response()
             }
