@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use edgeward_e2e::client::{Client, TlsClient, curl};
+use edgeward_e2e::client::{Client, TlsClient, curl, raw_exchange};
 use edgeward_e2e::{Gateway, TestCert, Upstream, empty, full};
 use http::{Request, StatusCode, Version};
 
@@ -321,7 +321,6 @@ async fn admin_reports_health_readiness_and_counters() {
 
 #[tokio::test]
 async fn malformed_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = Upstream::echo("a").await;
     let yaml = format!(
         "listeners:\n  - name: http\n    address: 127.0.0.1:0\n    max-header-size: 16KiB\nupstreams:\n  a:\n    endpoints: [\"{}\"]\nroutes:\n  - upstream: a\n",
@@ -337,13 +336,7 @@ async fn malformed_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
             "a".repeat(32 * 1024)
         ),
     ] {
-        let mut s = tokio::net::TcpStream::connect(gw.addr("http"))
-            .await
-            .unwrap();
-        s.write_all(raw.as_bytes()).await.unwrap();
-        let mut buf = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-        let head = String::from_utf8_lossy(&buf);
+        let head = raw_exchange(gw.addr("http"), raw.as_bytes()).await;
         assert!(
             head.starts_with("HTTP/1.1 4"),
             "expected a 4xx, got {head:?}"
@@ -402,7 +395,6 @@ async fn h2c_upstreams_and_refused_endpoints() {
 
 #[tokio::test]
 async fn host_header_rules_of_rfc9112() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = Upstream::echo("a").await;
     let gw = Gateway::start(&plain_config(&[("a", &up)], "  - upstream: a\n"))
         .await
@@ -417,13 +409,7 @@ async fn host_header_rules_of_rfc9112() {
             "200",
         ),
     ] {
-        let mut s = tokio::net::TcpStream::connect(gw.addr("http"))
-            .await
-            .unwrap();
-        s.write_all(raw.as_bytes()).await.unwrap();
-        let mut buf = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-        let text = String::from_utf8_lossy(&buf);
+        let text = raw_exchange(gw.addr("http"), raw.as_bytes()).await;
         assert_eq!(text.get(9..12), Some(status), "{raw:?} → {text}");
         if raw.contains("abs.example") {
             // The absolute-form target's authority wins over Host (RFC 9112 §3.2.2).
