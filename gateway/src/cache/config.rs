@@ -113,7 +113,11 @@ pub fn resolve_global(y: &CacheYaml, issues: &mut Vec<Issue>) -> CacheSettings {
         match parse_size(&f.value) {
             Ok(n) if n > 0 => Some(n as u64),
             Ok(_) => {
-                issues.push(Issue::new(&f.referenced, format!("cache.{name}"), "must be greater than zero"));
+                issues.push(Issue::new(
+                    &f.referenced,
+                    format!("cache.{name}"),
+                    "must be greater than zero",
+                ));
                 None
             }
             Err(e) => {
@@ -127,15 +131,26 @@ pub fn resolve_global(y: &CacheYaml, issues: &mut Vec<Issue>) -> CacheSettings {
     let mut s = max.map_or_else(CacheSettings::default, CacheSettings::sized);
     if let Some(o) = obj {
         if o > s.max_size {
-            let at = y.max_object_size.as_ref().map_or(Location::UNKNOWN, |f| f.referenced);
-            issues.push(Issue::new(&at, "cache.max-object-size", "must not exceed cache.max-size"));
+            let at = y
+                .max_object_size
+                .as_ref()
+                .map_or(Location::UNKNOWN, |f| f.referenced);
+            issues.push(Issue::new(
+                &at,
+                "cache.max-object-size",
+                "must not exceed cache.max-size",
+            ));
         }
         s.max_object_size = o.min(s.max_size);
     }
     s
 }
 
-pub fn resolve_route(y: &RouteCacheYaml, path: &str, issues: &mut Vec<Issue>) -> Option<RouteCache> {
+pub fn resolve_route(
+    y: &RouteCacheYaml,
+    path: &str,
+    issues: &mut Vec<Issue>,
+) -> Option<RouteCache> {
     let ttl = y.ttl.as_ref().and_then(|t| match parse_duration(&t.value) {
         Ok(d) => Some(d),
         Err(e) => {

@@ -102,8 +102,14 @@ mod tests {
         h.insert("x-tenant", HeaderValue::from_static("t1"));
         h.insert(header::COOKIE, HeaderValue::from_static("sid=9; lang=fr"));
         let k1 = build(&p, "https", &uri, &h);
-        assert_eq!(&*k1.primary, "v|GET|https://shop.example/a?b=1|h:x-tenant=t1|c:lang=fr");
-        assert_eq!((k1.host.as_str(), k1.path.as_str()), ("shop.example", "/a?b=1"));
+        assert_eq!(
+            &*k1.primary,
+            "v|GET|https://shop.example/a?b=1|h:x-tenant=t1|c:lang=fr"
+        );
+        assert_eq!(
+            (k1.host.as_str(), k1.path.as_str()),
+            ("shop.example", "/a?b=1")
+        );
         h.insert(header::COOKIE, HeaderValue::from_static("sid=10; lang=fr"));
         assert_eq!(build(&p, "https", &uri, &h).primary, k1.primary);
         h.insert(header::COOKIE, HeaderValue::from_static("lang=de"));

@@ -136,12 +136,36 @@ impl Cache {
             );
         }
         for (metric, help, v) in [
-            ("edgeward_cache_stored_total", "Responses stored.", &c.stored),
-            ("edgeward_cache_evictions_total", "Entries evicted to keep the byte bound.", &c.evictions),
-            ("edgeward_cache_expired_total", "Entries dropped after their retention.", &c.expired),
-            ("edgeward_cache_purged_total", "Entries removed by purge requests or unsafe methods.", &c.purged),
-            ("edgeward_cache_coalesced_total", "Requests that waited for another request's fetch.", &c.coalesced),
-            ("edgeward_cache_compressed_variants_total", "Encoded variants made for stored responses.", &c.compressed_variants),
+            (
+                "edgeward_cache_stored_total",
+                "Responses stored.",
+                &c.stored,
+            ),
+            (
+                "edgeward_cache_evictions_total",
+                "Entries evicted to keep the byte bound.",
+                &c.evictions,
+            ),
+            (
+                "edgeward_cache_expired_total",
+                "Entries dropped after their retention.",
+                &c.expired,
+            ),
+            (
+                "edgeward_cache_purged_total",
+                "Entries removed by purge requests or unsafe methods.",
+                &c.purged,
+            ),
+            (
+                "edgeward_cache_coalesced_total",
+                "Requests that waited for another request's fetch.",
+                &c.coalesced,
+            ),
+            (
+                "edgeward_cache_compressed_variants_total",
+                "Encoded variants made for stored responses.",
+                &c.compressed_variants,
+            ),
         ] {
             let _ = writeln!(
                 out,

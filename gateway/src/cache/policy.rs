@@ -98,9 +98,7 @@ impl CacheControl {
                         _ = cc.stale_while_revalidate.get_or_insert(delta(value))
                     }
                     "stale-if-error" => _ = cc.stale_if_error.get_or_insert(delta(value)),
-                    "max-stale" => {
-                        _ = cc.max_stale.get_or_insert(value.map(|v| delta(Some(v))))
-                    }
+                    "max-stale" => _ = cc.max_stale.get_or_insert(value.map(|v| delta(Some(v)))),
                     "min-fresh" => _ = cc.min_fresh.get_or_insert(delta(value)),
                     _ => {}
                 }
@@ -118,7 +116,10 @@ impl CacheControl {
                 .get_all(header::PRAGMA)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
-                .any(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-cache")))
+                .any(|v| {
+                    v.split(',')
+                        .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
+                })
         {
             cc.no_cache = true;
         }
@@ -344,7 +345,11 @@ pub fn etag_weak_eq(a: &str, b: &str) -> bool {
 
 /// Would the stored response, with this `etag`/`last_modified`, answer the
 /// client's GET/HEAD with 304? (RFC 9110 §13.1.2, §13.1.3, §13.2.2.)
-pub fn not_modified(req: &HeaderMap, etag: Option<&str>, last_modified: Option<SystemTime>) -> bool {
+pub fn not_modified(
+    req: &HeaderMap,
+    etag: Option<&str>,
+    last_modified: Option<SystemTime>,
+) -> bool {
     let inm: Vec<&str> = req
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -413,7 +418,9 @@ mod tests {
 
     #[test]
     fn parses_directives() {
-        let c = cc("public, max-age=60, s-maxage=\"120\", stale-while-revalidate=30, no-cache=\"set-cookie, x\"");
+        let c = cc(
+            "public, max-age=60, s-maxage=\"120\", stale-while-revalidate=30, no-cache=\"set-cookie, x\"",
+        );
         assert!(c.public && c.no_cache);
         assert_eq!((c.max_age, c.s_maxage), (Some(60), Some(120)));
         assert_eq!(c.stale_while_revalidate, Some(30));
@@ -442,8 +449,14 @@ mod tests {
 
     #[test]
     fn freshness_order() {
-        assert_eq!(lifetime(&h(&[("cache-control", "max-age=10, s-maxage=100")]), None), 100);
-        assert_eq!(lifetime(&h(&[("cache-control", "max-age=10")]), Some(5)), 10);
+        assert_eq!(
+            lifetime(&h(&[("cache-control", "max-age=10, s-maxage=100")]), None),
+            100
+        );
+        assert_eq!(
+            lifetime(&h(&[("cache-control", "max-age=10")]), Some(5)),
+            10
+        );
         let d = SystemTime::now();
         let e = d + Duration::from_secs(300);
         let ex = h(&[
@@ -456,7 +469,10 @@ mod tests {
         assert_eq!(lifetime(&HeaderMap::new(), None), 0);
         let lm = h(&[
             ("date", &httpdate::fmt_http_date(d)),
-            ("last-modified", &httpdate::fmt_http_date(d - Duration::from_secs(1000))),
+            (
+                "last-modified",
+                &httpdate::fmt_http_date(d - Duration::from_secs(1000)),
+            ),
         ]);
         assert_eq!(lifetime(&lm, None), 100);
         // Heuristics only for heuristically cacheable statuses.
@@ -492,13 +508,28 @@ mod tests {
         let none = HeaderMap::new();
         let fresh = h(&[("cache-control", "max-age=60")]);
         assert_eq!(store(&none, &fresh, 200), Ok(()));
-        assert_eq!(store(&none, &h(&[("cache-control", "no-store")]), 200), Err(NotStored::NoStore));
-        assert_eq!(store(&h(&[("cache-control", "no-store")]), &fresh, 200), Err(NotStored::NoStore));
-        assert_eq!(store(&none, &h(&[("cache-control", "private, max-age=60")]), 200), Err(NotStored::Private));
+        assert_eq!(
+            store(&none, &h(&[("cache-control", "no-store")]), 200),
+            Err(NotStored::NoStore)
+        );
+        assert_eq!(
+            store(&h(&[("cache-control", "no-store")]), &fresh, 200),
+            Err(NotStored::NoStore)
+        );
+        assert_eq!(
+            store(&none, &h(&[("cache-control", "private, max-age=60")]), 200),
+            Err(NotStored::Private)
+        );
         let auth = h(&[("authorization", "Bearer x")]);
         assert_eq!(store(&auth, &fresh, 200), Err(NotStored::Authorization));
-        assert_eq!(store(&auth, &h(&[("cache-control", "s-maxage=60")]), 200), Ok(()));
-        assert_eq!(store(&auth, &h(&[("cache-control", "public, max-age=60")]), 200), Ok(()));
+        assert_eq!(
+            store(&auth, &h(&[("cache-control", "s-maxage=60")]), 200),
+            Ok(())
+        );
+        assert_eq!(
+            store(&auth, &h(&[("cache-control", "public, max-age=60")]), 200),
+            Ok(())
+        );
         let cookie = h(&[("cache-control", "max-age=60"), ("set-cookie", "a=b")]);
         assert_eq!(store(&none, &cookie, 200), Err(NotStored::SetCookie));
         let star = h(&[("cache-control", "max-age=60"), ("vary", "Origin, *")]);
@@ -507,9 +538,24 @@ mod tests {
         assert_eq!(store(&none, &none, 201), Err(NotStored::Status));
         assert_eq!(store(&none, &fresh, 201), Ok(()));
         assert_eq!(store(&none, &none, 200), Err(NotStored::Useless));
-        assert_eq!(store(&none, &h(&[("etag", "\"a\""), ("cache-control", "no-cache")]), 200), Ok(()));
         assert_eq!(
-            storable(&Method::POST, &none, &CacheControl::default(), StatusCode::OK, &fresh, &cc("max-age=60"), Duration::from_secs(60)),
+            store(
+                &none,
+                &h(&[("etag", "\"a\""), ("cache-control", "no-cache")]),
+                200
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            storable(
+                &Method::POST,
+                &none,
+                &CacheControl::default(),
+                StatusCode::OK,
+                &fresh,
+                &cc("max-age=60"),
+                Duration::from_secs(60)
+            ),
             Err(NotStored::Method)
         );
     }
@@ -523,13 +569,19 @@ mod tests {
         };
         let resp = h(&[("age", "5"), ("date", &httpdate::fmt_http_date(now))]);
         assert_eq!(initial_age(&resp, t).as_secs(), 6);
-        let old = h(&[("date", &httpdate::fmt_http_date(now - Duration::from_secs(100)))]);
+        let old = h(&[(
+            "date",
+            &httpdate::fmt_http_date(now - Duration::from_secs(100)),
+        )]);
         assert_eq!(initial_age(&old, t).as_secs(), 100);
     }
 
     #[test]
     fn vary_keys() {
-        let resp = h(&[("vary", "Accept-Language, accept-encoding"), ("vary", "Origin")]);
+        let resp = h(&[
+            ("vary", "Accept-Language, accept-encoding"),
+            ("vary", "Origin"),
+        ]);
         let names = vary_names(&resp).unwrap();
         assert_eq!(names, vec![header::ACCEPT_LANGUAGE, header::ORIGIN]);
         let a = secondary_key(&names, &h(&[("accept-language", "en,  fr")]));
@@ -544,25 +596,55 @@ mod tests {
         let lm = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let e = Some("\"v1\"");
         assert!(not_modified(&h(&[("if-none-match", "W/\"v1\"")]), e, None));
-        assert!(not_modified(&h(&[("if-none-match", "\"x\", \"v1\"")]), e, None));
+        assert!(not_modified(
+            &h(&[("if-none-match", "\"x\", \"v1\"")]),
+            e,
+            None
+        ));
         assert!(not_modified(&h(&[("if-none-match", "*")]), e, None));
-        assert!(!not_modified(&h(&[("if-none-match", "\"v2\"")]), e, Some(lm)));
+        assert!(!not_modified(
+            &h(&[("if-none-match", "\"v2\"")]),
+            e,
+            Some(lm)
+        ));
         // If-None-Match wins over If-Modified-Since.
         let both = h(&[
             ("if-none-match", "\"v2\""),
             ("if-modified-since", &httpdate::fmt_http_date(lm)),
         ]);
         assert!(!not_modified(&both, e, Some(lm)));
-        assert!(not_modified(&h(&[("if-modified-since", &httpdate::fmt_http_date(lm))]), None, Some(lm)));
+        assert!(not_modified(
+            &h(&[("if-modified-since", &httpdate::fmt_http_date(lm))]),
+            None,
+            Some(lm)
+        ));
         let earlier = httpdate::fmt_http_date(lm - Duration::from_secs(1));
-        assert!(!not_modified(&h(&[("if-modified-since", &earlier)]), None, Some(lm)));
-        assert!(!not_modified(&h(&[("if-modified-since", "garbage")]), None, Some(lm)));
+        assert!(!not_modified(
+            &h(&[("if-modified-since", &earlier)]),
+            None,
+            Some(lm)
+        ));
+        assert!(!not_modified(
+            &h(&[("if-modified-since", "garbage")]),
+            None,
+            Some(lm)
+        ));
     }
 
     #[test]
     fn freshen_keeps_body_fields() {
-        let mut stored = h(&[("content-type", "application/json"), ("etag", "\"a\""), ("cache-control", "max-age=1")]);
-        freshen(&mut stored, &h(&[("cache-control", "max-age=60"), ("content-type", "text/plain")]));
+        let mut stored = h(&[
+            ("content-type", "application/json"),
+            ("etag", "\"a\""),
+            ("cache-control", "max-age=1"),
+        ]);
+        freshen(
+            &mut stored,
+            &h(&[
+                ("cache-control", "max-age=60"),
+                ("content-type", "text/plain"),
+            ]),
+        );
         assert_eq!(stored.get("cache-control").unwrap(), "max-age=60");
         assert_eq!(stored.get("content-type").unwrap(), "application/json");
         assert_eq!(stored.get("etag").unwrap(), "\"a\"");

@@ -235,8 +235,7 @@ impl Store {
         let keys: Vec<Arc<str>> = {
             let Ok(i) = self.index.lock() else { return 0 };
             let host_ok = |want: &Option<String>, host: &str| {
-                want.as_deref()
-                    .is_none_or(|w| w.eq_ignore_ascii_case(host))
+                want.as_deref().is_none_or(|w| w.eq_ignore_ascii_case(host))
             };
             match what {
                 Purge::Url { host, path } => i

@@ -94,7 +94,9 @@ pub fn resolve(
         c.types = Vec::new();
         for t in types {
             let v = t.value.trim().to_ascii_lowercase();
-            let ok = v.split_once('/').is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
+            let ok = v
+                .split_once('/')
+                .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty())
                 && v.matches('*').count() <= 1;
             if ok {
                 c.types.push(v);
@@ -124,8 +126,18 @@ pub fn resolve(
         }
     };
     level(&y.br_level, "br-level", 11, &mut c.br_level);
-    level(&y.br_cached_level, "br-cached-level", 11, &mut c.br_cached_level);
+    level(
+        &y.br_cached_level,
+        "br-cached-level",
+        11,
+        &mut c.br_cached_level,
+    );
     level(&y.gzip_level, "gzip-level", 9, &mut c.gzip_level);
-    level(&y.gzip_cached_level, "gzip-cached-level", 9, &mut c.gzip_cached_level);
+    level(
+        &y.gzip_cached_level,
+        "gzip-cached-level",
+        9,
+        &mut c.gzip_cached_level,
+    );
     y.enabled.unwrap_or(true).then_some(c)
 }

@@ -82,7 +82,8 @@ pub fn encode_all(encoding: Encoding, level: u32, data: &[u8]) -> std::io::Resul
         Encoding::Brotli => {
             let mut out = Vec::with_capacity(data.len() / 4);
             {
-                let mut w = brotli::CompressorWriter::new(&mut out, BR_BUFFER, level.min(11), BR_LGWIN);
+                let mut w =
+                    brotli::CompressorWriter::new(&mut out, BR_BUFFER, level.min(11), BR_LGWIN);
                 w.write_all(data)?;
             }
             Ok(Bytes::from(out))
@@ -171,13 +172,17 @@ mod tests {
 
     fn gunzip(b: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(b).read_to_end(&mut out).unwrap();
+        flate2::read::GzDecoder::new(b)
+            .read_to_end(&mut out)
+            .unwrap();
         out
     }
 
     fn unbrotli(b: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        brotli::Decompressor::new(b, 4096).read_to_end(&mut out).unwrap();
+        brotli::Decompressor::new(b, 4096)
+            .read_to_end(&mut out)
+            .unwrap();
         out
     }
 

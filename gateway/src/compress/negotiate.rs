@@ -134,10 +134,10 @@ pub fn eligible(
     if status == StatusCode::PARTIAL_CONTENT || headers.contains_key(header::CONTENT_RANGE) {
         return Err(Skip::Range);
     }
-    let encoded = headers
-        .get_all(header::CONTENT_ENCODING)
-        .iter()
-        .any(|v| !v.to_str().is_ok_and(|s| s.trim().eq_ignore_ascii_case("identity")));
+    let encoded = headers.get_all(header::CONTENT_ENCODING).iter().any(|v| {
+        !v.to_str()
+            .is_ok_and(|s| s.trim().eq_ignore_ascii_case("identity"))
+    });
     if encoded {
         return Err(Skip::AlreadyEncoded);
     }
@@ -268,7 +268,10 @@ mod tests {
     #[test]
     fn several_header_lines_are_one_list() {
         let mut h = HeaderMap::new();
-        h.append(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip;q=0.5"));
+        h.append(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip;q=0.5"),
+        );
         h.append(header::ACCEPT_ENCODING, HeaderValue::from_static("br"));
         assert_eq!(negotiate(&h), Encoding::Brotli);
     }
@@ -282,24 +285,45 @@ mod tests {
     #[test]
     fn eligibility() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
-        let ok = |h: &HeaderMap, len| eligible(&Method::GET, StatusCode::OK, h, len, 1024, &types());
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        let ok =
+            |h: &HeaderMap, len| eligible(&Method::GET, StatusCode::OK, h, len, 1024, &types());
         assert_eq!(ok(&h, Some(4096)), Ok(()));
         assert_eq!(ok(&h, Some(10)), Err(Skip::TooSmall));
         assert_eq!(ok(&h, None), Ok(()));
         assert_eq!(
-            eligible(&Method::HEAD, StatusCode::OK, &h, Some(4096), 1024, &types()),
+            eligible(
+                &Method::HEAD,
+                StatusCode::OK,
+                &h,
+                Some(4096),
+                1024,
+                &types()
+            ),
             Err(Skip::Method)
         );
         assert_eq!(
-            eligible(&Method::GET, StatusCode::PARTIAL_CONTENT, &h, Some(4096), 1024, &types()),
+            eligible(
+                &Method::GET,
+                StatusCode::PARTIAL_CONTENT,
+                &h,
+                Some(4096),
+                1024,
+                &types()
+            ),
             Err(Skip::Range)
         );
         let mut enc = h.clone();
         enc.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         assert_eq!(ok(&enc, Some(4096)), Err(Skip::AlreadyEncoded));
         let mut nt = h.clone();
-        nt.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, no-transform"));
+        nt.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, no-transform"),
+        );
         assert_eq!(ok(&nt, Some(4096)), Err(Skip::NoTransform));
         let mut img = HeaderMap::new();
         img.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
@@ -317,8 +341,14 @@ mod tests {
 
     #[test]
     fn etags_and_vary() {
-        assert_eq!(weaken_etag(&HeaderValue::from_static("\"a\"")).unwrap(), "W/\"a\"");
-        assert_eq!(weaken_etag(&HeaderValue::from_static("W/\"a\"")).unwrap(), "W/\"a\"");
+        assert_eq!(
+            weaken_etag(&HeaderValue::from_static("\"a\"")).unwrap(),
+            "W/\"a\""
+        );
+        assert_eq!(
+            weaken_etag(&HeaderValue::from_static("W/\"a\"")).unwrap(),
+            "W/\"a\""
+        );
         let mut h = HeaderMap::new();
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
         add_vary_accept_encoding(&mut h);

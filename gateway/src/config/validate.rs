@@ -532,9 +532,10 @@ fn edge_stages(
     issues: &mut Vec<crate::cache::config::Issue>,
 ) {
     let path = format!("routes[{i}]");
-    route.cache = r.cache.as_ref().and_then(|y| {
-        crate::cache::config::resolve_route(y, &format!("{path}.cache"), issues)
-    });
+    route.cache = r
+        .cache
+        .as_ref()
+        .and_then(|y| crate::cache::config::resolve_route(y, &format!("{path}.cache"), issues));
     let base = global.and_then(Option::as_ref);
     let compression = match &r.compression {
         Some(y) => crate::compress::config::resolve(

@@ -2,6 +2,7 @@
 //! [`Gateway::handle`]; the stages run in the order DESIGN.md draws them:
 //! route → (filters) → (cache) → choose endpoint → upstream → (compress) → log.
 
+mod cached;
 pub mod error;
 pub mod headers;
 mod proxy;
@@ -33,6 +34,7 @@ pub struct Gateway {
     pub config: Arc<Config>,
     upstreams: Vec<UpstreamPool>,
     pub metrics: Metrics,
+    pub cache: crate::cache::Cache,
 }
 
 impl Gateway {
@@ -44,6 +46,7 @@ impl Gateway {
             config.routes.iter().map(|r| r.name.clone()),
         );
         Self {
+            cache: crate::cache::Cache::new(config.cache),
             config,
             upstreams,
             metrics,
@@ -58,7 +61,7 @@ impl Gateway {
         let version = req.version();
         let route = self.route(&req);
         let (resp, endpoint) = match route {
-            Some(r) => self.forward(r, req, conn).await,
+            Some(r) => self.edge(r, req, conn).await,
             None => (Err(ProxyError::NoRoute), None),
         };
         let resp = match resp {
