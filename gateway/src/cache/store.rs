@@ -211,13 +211,21 @@ impl Store {
         self.entries.get(full).await
     }
 
-    /// Stores `entry` for a request with headers `req`; returns its full key.
-    pub async fn insert(&self, primary: &Arc<str>, req: &HeaderMap, entry: Entry) -> Arc<str> {
+    /// Stores `entry` for a request with headers `req`; returns its full key and
+    /// the entry (which the store may already have declined to keep: moka's
+    /// admission policy can refuse a newcomer in favour of busier entries).
+    pub async fn insert(
+        &self,
+        primary: &Arc<str>,
+        req: &HeaderMap,
+        entry: Entry,
+    ) -> (Arc<str>, Arc<Entry>) {
         let names: Arc<[HeaderName]> = entry.vary.clone().into();
         let full = super::key::full(primary, &super::policy::secondary_key(&names, req));
         self.vary.insert(primary.clone(), names).await;
-        self.put(full.clone(), Arc::new(entry)).await;
-        full
+        let entry = Arc::new(entry);
+        self.put(full.clone(), entry.clone()).await;
+        (full, entry)
     }
 
     /// Replaces the entry under `full` (a new encoded variant or a freshened copy).

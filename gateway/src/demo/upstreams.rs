@@ -37,7 +37,10 @@ fn product(instance: &str, req: &Request<Incoming>) -> Option<Response<Body>> {
         .headers()
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag));
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == etag)
+        });
     let mut resp = if conditional {
         let mut r = Response::new(body::empty());
         *r.status_mut() = http::StatusCode::NOT_MODIFIED;
@@ -46,10 +49,19 @@ fn product(instance: &str, req: &Request<Incoming>) -> Option<Response<Body>> {
         Response::new(body::full(product_document(id).to_string()))
     };
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("public, max-age=30"));
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("public, max-age=30"),
+    );
     h.insert(header::ETAG, header::HeaderValue::from_str(&etag).ok()?);
-    h.insert("cache-tag", header::HeaderValue::from_str(&format!("product-{id}, catalogue")).ok()?);
+    h.insert(
+        "cache-tag",
+        header::HeaderValue::from_str(&format!("product-{id}, catalogue")).ok()?,
+    );
     h.insert("x-instance", header::HeaderValue::from_str(instance).ok()?);
     Some(resp)
 }
@@ -140,7 +152,10 @@ async fn answer(service: &'static str, instance: String, req: Request<Incoming>)
         h.insert("x-instance", v);
     }
     if list {
-        h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+        h.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
     }
     resp
 }
