@@ -42,7 +42,10 @@ fn measure(mut f: impl FnMut() -> usize) -> (f64, usize) {
 
 fn main() {
     println!("input\tencoder\tlevel\tmode\tMB/s\tratio");
-    for (name, doc) in [("json-100KiB", json_doc(100 << 10)), ("json-1MiB", json_doc(1 << 20))] {
+    for (name, doc) in [
+        ("json-100KiB", json_doc(100 << 10)),
+        ("json-1MiB", json_doc(1 << 20)),
+    ] {
         let mb = doc.len() as f64 / 1e6;
         let rows = [
             (Encoding::Gzip, 1),

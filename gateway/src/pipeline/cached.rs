@@ -560,15 +560,43 @@ impl Gateway {
         enc: Encoding,
         level: u32,
     ) -> Option<bytes::Bytes> {
+        // Concurrent first requests for one variant make it once; the others
+        // wait and take the stored result.
+        let flight_key: Arc<str> = format!("encode\u{0}{}\u{0}{full}", enc.token()).into();
+        let _flight = match self.cache.join(&flight_key) {
+            Join::Lead(f) => f,
+            Join::Wait(mut done) => {
+                let _ = done.changed().await;
+                if let Some(b) = self
+                    .cache
+                    .store
+                    .get(full)
+                    .await
+                    .and_then(|e| e.variant(enc))
+                {
+                    return Some(b);
+                }
+                return Box::pin(self.encode_variant(full, entry, enc, level)).await;
+            }
+        };
         let body = entry.body.clone();
         let out = tokio::task::spawn_blocking(move || compress::encode_all(enc, level, &body))
             .await
             .ok()?
             .ok()?;
-        let mut e = (**entry).clone();
-        e.variants.push((enc, out.clone()));
-        self.cache.store.put(full.clone(), Arc::new(e)).await;
-        self.cache.count(|c| &c.compressed_variants);
+        // Add the variant to whatever is stored now, if it is still this body
+        // (a 304 keeps the body; a new response replaces it).
+        let current = self.cache.store.get(full).await;
+        let mut e = match current {
+            Some(c) if c.body.as_ptr() == entry.body.as_ptr() => (*c).clone(),
+            Some(_) => return Some(out),
+            None => (**entry).clone(),
+        };
+        if e.variant(enc).is_none() {
+            e.variants.push((enc, out.clone()));
+            self.cache.store.put(full.clone(), Arc::new(e)).await;
+            self.cache.count(|c| &c.compressed_variants);
+        }
         Some(out)
     }
 }
