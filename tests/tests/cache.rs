@@ -437,3 +437,25 @@ async fn bad_cache_config_is_located() {
     assert!(err.contains("edgeward.yaml:"), "{err}");
     assert!(err.contains("colour"), "{err}");
 }
+
+#[tokio::test]
+async fn http1_and_h2c_clients_share_entries() {
+    let (up, _o, gw) = start("max-age=60", "{}").await;
+    let a = Client::h1()
+        .get(&gw.url("http", "/shared?x=1"))
+        .await
+        .unwrap();
+    let b = Client::h2c()
+        .get(&gw.url("http", "/shared?x=1"))
+        .await
+        .unwrap();
+    assert_eq!((x_cache(&a), x_cache(&b)), ("MISS", "HIT"));
+    assert_eq!(b.version, http::Version::HTTP_2);
+    assert_eq!(a.body, b.body);
+    let c = Client::h2c()
+        .get(&gw.url("http", "/shared?x=2"))
+        .await
+        .unwrap();
+    assert_eq!(x_cache(&c), "MISS", "the query is part of the key");
+    assert_eq!(up.hits(), 2);
+}
