@@ -28,6 +28,7 @@ pub struct Running {
 pub async fn start(config: Config) -> std::io::Result<Running> {
     let config = Arc::new(config);
     let gateway = Arc::new(Gateway::new(config.clone()));
+    let _ = gateway.cache.owner.set(Arc::downgrade(&gateway));
     let mut servers = Vec::new();
     for l in &config.listeners {
         servers.push(TcpServer::bind(l.clone()).await?);

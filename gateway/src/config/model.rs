@@ -32,6 +32,11 @@ pub struct ConfigFile {
     /// One `tracing` line per request at target `edgeward::access`. Default: false.
     #[serde(default)]
     pub access_log: bool,
+    /// The response cache's store. Default: 256MiB; routes opt in with `cache:`.
+    #[serde(default)]
+    pub cache: crate::cache::CacheYaml,
+    /// Compression for every route (a route's own block overrides it). Default: off.
+    pub compression: Option<crate::compress::CompressionYaml>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +169,10 @@ pub struct RouteConfig {
     /// Headers added to / removed from the response sent to the client.
     #[serde(default)]
     pub response_headers: HeaderEditConfig,
+    /// Response caching for this route. Default: off.
+    pub cache: Option<crate::cache::RouteCacheYaml>,
+    /// Compression for this route, over the global block. Default: the global block.
+    pub compression: Option<crate::compress::CompressionYaml>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -149,6 +149,11 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
         .map(|(name, u)| upstream(&mut c, name, u))
         .collect();
 
+    let mut extra = Vec::new();
+    let cache = crate::cache::config::resolve_global(&raw.cache, &mut extra);
+    let compression = raw.compression.as_ref().map(|y| {
+        crate::compress::config::resolve(&Default::default(), y, "compression", &mut extra)
+    });
     let mut route_names = HashSet::new();
     let routes: Vec<Route> = raw
         .routes
@@ -165,9 +170,14 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
                     ),
                 );
             }
-            route(&mut c, i, name, r, &upstream_names)
+            let mut route = route(&mut c, i, name, r, &upstream_names)?;
+            edge_stages(&mut route, i, &r.value, compression.as_ref(), &mut extra);
+            Some(route)
         })
         .collect();
+    for e in extra {
+        c.issue(&e.at, e.path, e.message);
+    }
 
     let drain_timeout = c.duration(
         &raw.shutdown.drain_timeout,
@@ -184,6 +194,7 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
             routes,
             drain_timeout,
             access_log: raw.access_log,
+            cache,
         })
     } else {
         c.issues.sort_by_key(|i| (i.line, i.column));
@@ -511,7 +522,36 @@ fn route(
         rewrite,
         request_headers,
         response_headers,
+        cache: None,
+        compression: None,
     })
+}
+
+/// The route's cache and compression stages; the global compression block
+/// (already resolved) is the base a route's own block overrides.
+fn edge_stages(
+    route: &mut Route,
+    i: usize,
+    r: &model::RouteConfig,
+    global: Option<&Option<crate::compress::Compression>>,
+    issues: &mut Vec<crate::cache::config::Issue>,
+) {
+    let path = format!("routes[{i}]");
+    route.cache = r
+        .cache
+        .as_ref()
+        .and_then(|y| crate::cache::config::resolve_route(y, &format!("{path}.cache"), issues));
+    let base = global.and_then(Option::as_ref);
+    let compression = match &r.compression {
+        Some(y) => crate::compress::config::resolve(
+            &base.cloned().unwrap_or_default(),
+            y,
+            &format!("{path}.compression"),
+            issues,
+        ),
+        None => base.cloned(),
+    };
+    route.compression = compression.map(Arc::new);
 }
 
 fn header_pairs(

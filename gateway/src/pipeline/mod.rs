@@ -2,6 +2,7 @@
 //! [`Gateway::handle`]; the stages run in the order DESIGN.md draws them:
 //! route → (filters) → (cache) → choose endpoint → upstream → (compress) → log.
 
+mod cached;
 pub mod error;
 pub mod headers;
 mod inbound;
@@ -34,6 +35,7 @@ pub struct Gateway {
     pub config: Arc<Config>,
     upstreams: Vec<UpstreamPool>,
     pub metrics: Metrics,
+    pub cache: crate::cache::Cache,
 }
 
 impl Gateway {
@@ -45,6 +47,7 @@ impl Gateway {
             config.routes.iter().map(|r| r.name.clone()),
         );
         Self {
+            cache: crate::cache::Cache::new(config.cache),
             config,
             upstreams,
             metrics,
@@ -61,7 +64,7 @@ impl Gateway {
         let route = checked.as_ref().ok().and_then(|()| self.route(&req));
         let (resp, endpoint) = match (checked, route) {
             (Err(e), _) => (Err(e), None),
-            (Ok(()), Some(r)) => self.forward(r, req, conn).await,
+            (Ok(()), Some(r)) => self.edge(r, req, conn).await,
             (Ok(()), None) => (Err(ProxyError::NoRoute), None),
         };
         let resp = match resp {
