@@ -33,7 +33,7 @@ enum Command {
         config: PathBuf,
     },
     /// Run a complete demo node: in-process upstreams (product ×3, order ×2, auth ×1),
-    /// a generated certificate, https://127.0.0.1:8443 (h1+h2), http://127.0.0.1:8080
+    /// a generated certificate, https://127.0.0.1:8443 (h1+h2, and h3 on 8443/udp), http://127.0.0.1:8080
     /// (h1+h2c) and admin on 127.0.0.1:9901.
     Demo {
         /// Print the embedded demo configuration and exit.
