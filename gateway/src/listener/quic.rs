@@ -212,6 +212,8 @@ impl ConnTask {
         };
         let built = h3::server::builder()
             .max_field_section_size(self.settings.max_field_section_size)
+            // Grease would follow trailers on the stream; some clients choke on that.
+            .send_grease(false)
             .build(h3_quinn::Connection::new(quic.clone()))
             .await;
         let mut h3: H3Conn = match built {
