@@ -6,6 +6,8 @@
 //!     --addr 127.0.0.1:8443 --path /api/products/1 -c 4 -m 16 -d 10`
 //!
 //! Both protocols use the same loop and the same clock, so their numbers compare.
+//! `h3load --serve 127.0.0.1:18080` instead runs the benchmark's upstream: HTTP/1.1
+//! and h2c, answering every request with the same 1 KiB body.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -130,8 +132,39 @@ impl Conn {
     }
 }
 
+/// The benchmark upstream: as cheap as a real server gets, so the proxies dominate.
+async fn serve(addr: &str) -> anyhow::Result<()> {
+    let socket = tokio::net::TcpListener::bind(addr).await?;
+    let body = Bytes::from(vec![b'x'; 1024]);
+    loop {
+        let (stream, _) = socket.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let body = body.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |_req| {
+                let body = body.clone();
+                async move {
+                    let mut resp = http::Response::new(http_body_util::Full::new(body));
+                    resp.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("text/plain"),
+                    );
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--serve") {
+        return serve(argv.get(2).map_or("127.0.0.1:18080", String::as_str)).await;
+    }
     let a = parse()?;
     let url = format!("https://localhost:{}{}", a.addr.port(), a.path);
     let mut endpoints = Vec::new();
