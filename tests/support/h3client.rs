@@ -118,7 +118,18 @@ impl H3Client {
     }
 
     pub async fn connect_with(addr: SocketAddr, server_name: &str) -> anyhow::Result<Self> {
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(insecure_tls())?;
+        Self::connect_tls(addr, server_name, insecure_tls()).await
+    }
+
+    /// Connects with the caller's TLS settings (e.g. trusting one test certificate);
+    /// ALPN is set to `h3`.
+    pub async fn connect_tls(
+        addr: SocketAddr,
+        server_name: &str,
+        mut tls: rustls::ClientConfig,
+    ) -> anyhow::Result<Self> {
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         let mut transport = quinn::TransportConfig::default();
         transport
@@ -146,7 +157,7 @@ impl H3Client {
         Ok(Self {
             send,
             _endpoint: endpoint,
-            authority: format!("localhost:{}", addr.port()),
+            authority: format!("{server_name}:{}", addr.port()),
             closed: Arc::new(closed_rx),
         })
     }
