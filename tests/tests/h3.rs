@@ -70,7 +70,9 @@ impl Node {
 }
 
 async fn within<T>(f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f).await.expect("bounded exchange")
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("bounded exchange")
 }
 
 #[tokio::test]
@@ -87,7 +89,11 @@ async fn h3_and_tcp_share_the_address_and_route_alike() {
         "",
     )
     .await;
-    assert_eq!(node.h3_addr(), node.gw.addr("edge"), "UDP and TCP share a port");
+    assert_eq!(
+        node.h3_addr(),
+        node.gw.addr("edge"),
+        "UDP and TCP share a port"
+    );
     let h3 = node.h3().await;
 
     let r = within(h3.get("/products/7?x=1")).await.unwrap();
@@ -103,7 +109,10 @@ async fn h3_and_tcp_share_the_address_and_route_alike() {
         "{doc}"
     );
     assert_eq!(doc["headers"]["x-forwarded-proto"], "https");
-    assert_eq!(doc["headers"]["host"], format!("localhost:{}", node.h3_addr().port()));
+    assert_eq!(
+        doc["headers"]["host"],
+        format!("localhost:{}", node.h3_addr().port())
+    );
     // HTTP/3 responses need no Alt-Svc: the client is already there.
     assert_eq!(r.header("alt-svc"), None);
 
@@ -344,7 +353,10 @@ async fn graceful_shutdown_finishes_the_request_in_flight() {
     node.gw.signal("TERM");
     // The gateway drains rather than exiting while the request is held.
     let early_exit = tokio::time::timeout(Duration::from_millis(300), node.gw.wait(LIMIT)).await;
-    assert!(early_exit.is_err(), "gateway exited with a request in flight");
+    assert!(
+        early_exit.is_err(),
+        "gateway exited with a request in flight"
+    );
     release.send(true).unwrap();
 
     let r = within(in_flight).await.unwrap().unwrap();
@@ -367,15 +379,21 @@ async fn h1_and_h2_responses_advertise_h3() {
             .await
             .unwrap();
         assert_eq!(c.alpn.as_deref(), Some(alpn));
-        let r = within(c.fetch(
-            Request::get(format!("https://localhost:{port}/x"))
-                .body(empty())
-                .unwrap(),
-        ))
+        let r = within(
+            c.fetch(
+                Request::get(format!("https://localhost:{port}/x"))
+                    .body(empty())
+                    .unwrap(),
+            ),
+        )
         .await
         .unwrap();
         assert_eq!(r.status, StatusCode::OK);
-        assert_eq!(r.header("alt-svc"), Some(expected.as_str()), "over {alpn:?}");
+        assert_eq!(
+            r.header("alt-svc"),
+            Some(expected.as_str()),
+            "over {alpn:?}"
+        );
     }
 }
 
@@ -425,7 +443,10 @@ async fn aioquic_fetches_through_the_gateway() {
             .args(["--header", "x-upstream=products"])
             .args(["--header", "content-type=application/json"])
             .args(["--body-contains", "\"path\":\"/api/items/9\""])
-            .args(["--body-contains", "\"user-agent\":\"aioquic-edgeward-test\""])
+            .args([
+                "--body-contains",
+                "\"user-agent\":\"aioquic-edgeward-test\"",
+            ])
             .output(),
     )
     .await
@@ -437,7 +458,10 @@ async fn aioquic_fetches_through_the_gateway() {
             std::env::var_os("CI").is_none(),
             "aioquic is required when CI is set: {stderr}"
         );
-        println!("SKIP aioquic_fetches_through_the_gateway: {}", stderr.trim());
+        println!(
+            "SKIP aioquic_fetches_through_the_gateway: {}",
+            stderr.trim()
+        );
         return;
     }
     assert!(
@@ -459,7 +483,8 @@ fn h3_config_errors_are_located() {
     let (code, text) = edgeward_e2e::gateway::check(&file);
     assert_eq!(code, 1, "{text}");
     assert!(
-        text.contains("bad.yaml:3:") && text.contains("listeners[0].protocols[1]: h3 runs over QUIC"),
+        text.contains("bad.yaml:3:")
+            && text.contains("listeners[0].protocols[1]: h3 runs over QUIC"),
         "{text}"
     );
 }

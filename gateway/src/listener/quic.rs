@@ -109,12 +109,11 @@ impl QuicServer {
             .receive_window((16u32 << 20).into())
             .send_window(16 << 20);
         server.transport_config(Arc::new(transport));
-        let endpoint =
-            quinn::Endpoint::server(server, addr).map_err(|source| QuicError::Bind {
-                name: name.clone(),
-                addr,
-                source,
-            })?;
+        let endpoint = quinn::Endpoint::server(server, addr).map_err(|source| QuicError::Bind {
+            name: name.clone(),
+            addr,
+            source,
+        })?;
         Ok(Self {
             config,
             settings,

@@ -163,7 +163,10 @@ mod tests {
     fn h3_without_tls_is_located() {
         let e = load("    protocols: [h1, h3]\n").unwrap_err();
         assert!(e.starts_with("t.yaml:3:"), "{e}");
-        assert!(e.contains("listeners[0].protocols[1]: h3 runs over QUIC"), "{e}");
+        assert!(
+            e.contains("listeners[0].protocols[1]: h3 runs over QUIC"),
+            "{e}"
+        );
     }
 
     #[test]
