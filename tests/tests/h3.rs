@@ -270,7 +270,19 @@ async fn upstream_failures_become_502_and_504() {
 
 #[tokio::test]
 async fn limits_refuse_large_bodies_and_header_sections() {
-    let up = Upstream::echo("a").await;
+    // Reads the whole body before answering, as an upload endpoint does.
+    let up = Upstream::start(|req: Request<Incoming>| async move {
+        let path = req.uri().path().to_owned();
+        match req.into_body().collect().await {
+            Ok(b) => Response::new(full(format!("{path} {}", b.to_bytes().len()))),
+            Err(e) => {
+                let mut r = Response::new(full(e.to_string()));
+                *r.status_mut() = StatusCode::BAD_REQUEST;
+                r
+            }
+        }
+    })
+    .await;
     let node = Node::start(
         &[("a", up.addr, "http1")],
         "  - upstream: a\n",
@@ -287,7 +299,17 @@ async fn limits_refuse_large_bodies_and_header_sections() {
         .await
         .unwrap();
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(up.hits(), 0, "a refused body never reaches the upstream");
+    assert_eq!(
+        up.hits(),
+        0,
+        "a body declared too large never reaches the upstream"
+    );
+
+    // Without a content-length the limit applies as the body streams in.
+    let req = Request::post(h3.url("/streamed")).body(()).unwrap();
+    let chunks = (0..8).map(|_| Bytes::from(vec![1u8; 512]));
+    let r = within(h3.send(req, chunks, None)).await.unwrap();
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
 
     // Within the limit it passes.
     let req = Request::post(h3.url("/small")).body(()).unwrap();
@@ -295,6 +317,8 @@ async fn limits_refuse_large_bodies_and_header_sections() {
         .await
         .unwrap();
     assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text(), "/small 512");
+    let forwarded = up.hits();
 
     // A header section over 2 KiB: refused by the client itself once it has read
     // the gateway's SETTINGS (RFC 9114 §4.2.2), or answered 431 if it had not yet.
@@ -309,7 +333,7 @@ async fn limits_refuse_large_bodies_and_header_sections() {
             "refused for another reason: {e:#}"
         ),
     }
-    assert_eq!(up.hits(), 1);
+    assert_eq!(up.hits(), forwarded, "an oversized head is never forwarded");
 }
 
 #[tokio::test]

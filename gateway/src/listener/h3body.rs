@@ -2,6 +2,8 @@
 //! [`http_body::Body`], and a response body pumped frame by frame onto the send side.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
@@ -39,18 +41,27 @@ pub struct RecvBody {
     received: u64,
     limit: Option<u64>,
     declared: Option<u64>,
+    /// Set when the body outgrew `limit`, so the listener answers 413 whatever
+    /// the upstream exchange made of the aborted body.
+    exceeded: Arc<AtomicBool>,
 }
 
 impl RecvBody {
     /// `declared` is the request's content-length (RFC 9114 §4.1.2: a body that
     /// disagrees with it is malformed); `limit` the listener's max request body.
-    pub fn new(stream: RecvStream, declared: Option<u64>, limit: Option<u64>) -> Self {
+    pub fn new(
+        stream: RecvStream,
+        declared: Option<u64>,
+        limit: Option<u64>,
+        exceeded: Arc<AtomicBool>,
+    ) -> Self {
         Self {
             stream,
             state: State::Data,
             received: 0,
             limit,
             declared,
+            exceeded,
         }
     }
 
@@ -79,6 +90,7 @@ impl http_body::Body for RecvBody {
                         let bytes = chunk.copy_to_bytes(chunk.remaining());
                         this.received += bytes.len() as u64;
                         if let Some(limit) = this.limit.filter(|l| this.received > *l) {
+                            this.exceeded.store(true, Ordering::Release);
                             return this.refuse(RecvError::TooLarge { limit });
                         }
                         if let Some(expected) = this.declared.filter(|d| this.received > *d) {

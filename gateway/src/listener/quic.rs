@@ -320,10 +320,7 @@ impl Request {
         if let (Some(n), Some(limit)) = (declared, self.settings.max_request_body)
             && n > limit
         {
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request body exceeds the limit\n",
-            );
+            return too_large();
         }
         let (mut parts, ()) = req.into_parts();
         if early {
@@ -332,9 +329,21 @@ impl Request {
                 .headers
                 .insert("early-data", HeaderValue::from_static("1"));
         }
-        let body = RecvBody::new(recv, declared, self.settings.max_request_body);
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let body = RecvBody::new(
+            recv,
+            declared,
+            self.settings.max_request_body,
+            exceeded.clone(),
+        );
         let req = http::Request::from_parts(parts, body::boxed(body));
-        self.gateway.handle(req, &self.info).await
+        let resp = self.gateway.handle(req, &self.info).await;
+        if exceeded.load(Ordering::Acquire) {
+            // The upstream saw a truncated body; whatever it or the proxy answered,
+            // the client's fault is the size.
+            return too_large();
+        }
+        resp
     }
 }
 
@@ -360,6 +369,13 @@ fn content_length(headers: &http::HeaderMap) -> Result<Option<u64>, ()> {
         return Err(());
     }
     Ok(Some(n))
+}
+
+fn too_large() -> Response<body::Body> {
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "request body exceeds the limit\n",
+    )
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<body::Body> {
