@@ -14,6 +14,7 @@ CONNS=${CONNS:-4}
 STREAMS=${STREAMS:-16}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
+ROUNDS=${ROUNDS:-2}
 UP_PORT=${UP_PORT:-18480}
 EW_PORT=${EW_PORT:-19443}
 CADDY_PORT=${CADDY_PORT:-19444}
@@ -87,22 +88,22 @@ wait_port "$CADDY_PORT"
 sleep 1
 
 run() { # name proto port
-    local line
-    line=$("$LOAD" --proto "$2" --addr "127.0.0.1:$3" --path /bench -c "$CONNS" -m "$STREAMS" -d "$DURATION" -w "$WARMUP")
-    echo "$1 $line"
-    eval "${1//-/_}_rps=$(sed -E 's/.*rps=([0-9.]+).*/\1/' <<<"$line")"
-    eval "${1//-/_}_p99=$(sed -E 's/.*p99_ms=([0-9.]+).*/\1/' <<<"$line")"
+    "$LOAD" --proto "$2" --addr "127.0.0.1:$3" --path /bench -c "$CONNS" -m "$STREAMS" -d "$DURATION" -w "$WARMUP"
 }
-
-echo "# $(date -u +%FT%TZ) $(nproc) cores, load: $(cut -d' ' -f1-3 /proc/loadavg); $CONNS conns x $STREAMS streams, ${DURATION}s each"
-echo "# caddy $(caddy version | cut -d' ' -f1), edgeward $(git rev-parse --short HEAD)"
-run edgeward-h3 h3 "$EW_PORT"
-run edgeward-h2 h2 "$EW_PORT"
-run caddy-h3 h3 "$CADDY_PORT"
-run caddy-h2 h2 "$CADDY_PORT"
-
+field() { sed -E "s/.* $1=([0-9.]+).*/\1/" <<<"$2"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-echo "edgeward h3 / caddy h3 req/s: $(ratio "$edgeward_h3_rps" "$caddy_h3_rps")x (target >= 1.5x)"
-echo "edgeward h3 / edgeward h2 req/s: $(ratio "$edgeward_h3_rps" "$edgeward_h2_rps")x"
-echo "edgeward h2 / caddy h2 req/s: $(ratio "$edgeward_h2_rps" "$caddy_h2_rps")x"
-echo "p99 ms: edgeward h3 $edgeward_h3_p99, edgeward h2 $edgeward_h2_p99, caddy h3 $caddy_h3_p99, caddy h2 $caddy_h2_p99"
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores shared with other jobs, load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# $CONNS conns x $STREAMS streams, ${DURATION}s per run after ${WARMUP}s warm-up, $ROUNDS rounds"
+echo "# caddy $(caddy version | cut -d' ' -f1), edgeward $(git rev-parse --short HEAD)"
+# Rounds interleave the four runs so a noisy neighbour hits all of them alike.
+for round in $(seq "$ROUNDS"); do
+    ew3=$(run edgeward-h3 h3 "$EW_PORT"); echo "round $round edgeward $ew3"
+    ew2=$(run edgeward-h2 h2 "$EW_PORT"); echo "round $round edgeward $ew2"
+    c3=$(run caddy-h3 h3 "$CADDY_PORT"); echo "round $round caddy    $c3"
+    c2=$(run caddy-h2 h2 "$CADDY_PORT"); echo "round $round caddy    $c2"
+    echo "round $round ratios: edgeward-h3/caddy-h3 $(ratio "$(field rps "$ew3")" "$(field rps "$c3")")x (target >= 1.5x)," \
+        "edgeward-h3/edgeward-h2 $(ratio "$(field rps "$ew3")" "$(field rps "$ew2")")x," \
+        "edgeward-h2/caddy-h2 $(ratio "$(field rps "$ew2")" "$(field rps "$c2")")x;" \
+        "p99 ms ew-h3 $(field p99_ms "$ew3"), ew-h2 $(field p99_ms "$ew2"), caddy-h3 $(field p99_ms "$c3"), caddy-h2 $(field p99_ms "$c2")"
+done
