@@ -21,6 +21,8 @@ use super::resolved::*;
 use super::units::{parse_duration, parse_size};
 use crate::pipeline::route::{HostMatch, PathMatch, RouteMatch};
 
+mod quic;
+
 /// Collects issues so one run of `edgeward check` reports all of them.
 struct Checker<'a> {
     issues: Vec<ConfigIssue>,
@@ -256,6 +258,8 @@ fn listener(
         max_header_size,
         max_concurrent_streams: l.max_concurrent_streams.unwrap_or(256).max(1),
         keep_alive: l.keep_alive.unwrap_or(true),
+        protocols: quic::protocols(c, i, l),
+        quic: quic::settings(c, i, l, max_header_size),
     })
 }
 

@@ -84,6 +84,7 @@ impl Gateway {
             }
         };
         self.metrics.record(route, resp.status());
+        self.metrics.record_protocol(version);
         if self.config.access_log {
             tracing::info!(
                 target: "edgeward::access",
