@@ -59,6 +59,11 @@ fn target(s: &str) -> Result<(Option<String>, String), String> {
     let uri: Uri = s
         .parse()
         .map_err(|_| format!("\"{s}\" is not a URL; write e.g. \"https://shop.example/api/products/1\" or \"/api/products/1\""))?;
+    if uri.scheme().is_none() {
+        return Err(format!(
+            "\"{s}\" is neither a path nor an absolute URL; write \"/path\" or \"https://host/path\""
+        ));
+    }
     let host = uri
         .authority()
         .map(|a| a.as_str().to_ascii_lowercase())

@@ -3,6 +3,7 @@
 //! counters `/metrics` shows. The pipeline's cache stage drives it.
 
 pub mod config;
+pub mod fill;
 pub mod key;
 pub mod policy;
 pub mod store;

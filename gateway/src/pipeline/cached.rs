@@ -5,29 +5,21 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
 
 use super::error::ProxyError;
 use super::{ConnInfo, Gateway};
 use crate::body::{self, Body};
+use crate::cache::fill::{
+    Head, X_CACHE, etag, freshened, read_limited, stored_since, take_tags, upstream_request,
+};
 use crate::cache::policy::{self, CacheControl, Times};
 use crate::cache::{CacheKey, Entry, Join, Purge, RouteCache, key};
 use crate::compress::{self, Encoding};
 
 type Forwarded = (Result<Response<Body>, ProxyError>, Option<String>);
-
-pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
-
-/// The parts of a GET/HEAD the cache needs to (re)build upstream requests.
-#[derive(Debug, Clone)]
-struct Head {
-    method: Method,
-    uri: Uri,
-    version: Version,
-    headers: HeaderMap,
-}
 
 /// What fetching from upstream for the cache produced.
 enum Outcome {
@@ -599,130 +591,4 @@ impl Gateway {
         }
         Some(out)
     }
-}
-
-/// The request the cache sends upstream: always a GET (a HEAD miss fills the
-/// cache too), without the client's own conditionals, asking for identity so
-/// the gateway makes every encoding itself; conditional on `stored`'s validators.
-fn upstream_request(head: &Head, stored: Option<&Entry>) -> Request<Body> {
-    let mut req = Request::new(body::empty());
-    *req.method_mut() = Method::GET;
-    *req.uri_mut() = head.uri.clone();
-    *req.version_mut() = head.version;
-    let mut h = head.headers.clone();
-    for name in [
-        header::IF_NONE_MATCH,
-        header::IF_MODIFIED_SINCE,
-        header::IF_MATCH,
-        header::IF_UNMODIFIED_SINCE,
-        header::IF_RANGE,
-        header::RANGE,
-    ] {
-        h.remove(name);
-    }
-    h.insert(
-        header::ACCEPT_ENCODING,
-        HeaderValue::from_static("identity"),
-    );
-    if let Some(e) = stored {
-        if let Some(v) = e
-            .etag
-            .as_deref()
-            .and_then(|t| HeaderValue::from_str(t).ok())
-        {
-            h.insert(header::IF_NONE_MATCH, v);
-        }
-        if let Some(v) = e.headers.get(header::LAST_MODIFIED) {
-            h.insert(header::IF_MODIFIED_SINCE, v.clone());
-        }
-    }
-    *req.headers_mut() = h;
-    req
-}
-
-/// The stored entry updated by a 304 (RFC 9111 §4.3.4).
-fn freshened(entry: &Entry, policy: &RouteCache, not_modified: &HeaderMap, times: Times) -> Entry {
-    let mut e = entry.clone();
-    let mut nm = not_modified.clone();
-    nm.remove(header::AGE);
-    nm.remove(X_CACHE);
-    let tags = take_tags(&mut nm);
-    policy::freshen(&mut e.headers, &nm);
-    if !tags.is_empty() {
-        e.tags = tags;
-    }
-    e.cc = CacheControl::parse(&e.headers);
-    e.lifetime =
-        policy::freshness_lifetime(e.status, &e.headers, &e.cc, policy.ttl, times.response_time);
-    e.initial_age = policy::initial_age(not_modified, times);
-    e.stored_at = Instant::now() - stored_since(times.response_time);
-    e.etag = etag(&e.headers);
-    e.last_modified = policy::last_modified(&e.headers);
-    e
-}
-
-fn stored_since(response_time: SystemTime) -> Duration {
-    SystemTime::now()
-        .duration_since(response_time)
-        .unwrap_or(Duration::ZERO)
-}
-
-fn etag(h: &HeaderMap) -> Option<String> {
-    h.get(header::ETAG)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
-/// Purge tags from `Cache-Tag` (comma-separated) and `Surrogate-Key`
-/// (space-separated); both are for this cache, so they are removed.
-fn take_tags(h: &mut HeaderMap) -> Vec<String> {
-    let mut tags = Vec::new();
-    for (name, sep) in [("cache-tag", ','), ("surrogate-key", ' ')] {
-        for v in h.get_all(name).iter().filter_map(|v| v.to_str().ok()) {
-            tags.extend(
-                v.split(sep)
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_owned),
-            );
-        }
-        h.remove(name);
-    }
-    tags.sort();
-    tags.dedup();
-    tags
-}
-
-/// The whole body when it fits `limit`; else a body that replays what was read
-/// and streams the rest (the response then goes uncached).
-async fn read_limited(
-    mut body: Body,
-    limit: usize,
-) -> Result<Result<bytes::Bytes, Body>, crate::body::BoxError> {
-    use http_body_util::BodyExt;
-    let mut chunks: Vec<bytes::Bytes> = Vec::new();
-    let mut total = 0usize;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
-        total += data.len();
-        chunks.push(data);
-        if total > limit {
-            let prefix = futures_util::stream::iter(
-                chunks.into_iter().map(|b| Ok(http_body::Frame::data(b))),
-            );
-            let rest = futures_util::stream::unfold(body, |mut b| async move {
-                b.frame().await.map(|f| (f, b))
-            });
-            use futures_util::StreamExt;
-            let stream = prefix.chain(rest);
-            return Ok(Err(body::boxed(http_body_util::StreamBody::new(stream))));
-        }
-    }
-    let mut out = bytes::BytesMut::with_capacity(total);
-    for c in chunks {
-        out.extend_from_slice(&c);
-    }
-    Ok(Ok(out.freeze()))
 }
