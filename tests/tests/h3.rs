@@ -404,8 +404,10 @@ async fn h1_and_h2_responses_advertise_h3() {
             .unwrap();
         assert_eq!(c.alpn.as_deref(), Some(alpn));
         let r = within(
+            // HTTP/1.1 needs Host even with an absolute target (RFC 9112 §3.2).
             c.fetch(
                 Request::get(format!("https://localhost:{port}/x"))
+                    .header("host", format!("localhost:{port}"))
                     .body(empty())
                     .unwrap(),
             ),
