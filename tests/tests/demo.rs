@@ -4,6 +4,7 @@
 
 use edgeward_e2e::Gateway;
 use edgeward_e2e::client::{Client, curl};
+use edgeward_e2e::h3client::H3Client;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_the_readme_curl_lines_and_rotates_product_instances() {
