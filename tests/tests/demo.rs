@@ -56,10 +56,22 @@ async fn demo_serves_the_readme_curl_lines_and_rotates_product_instances() {
         200
     );
 
+    // HTTP/3 on 8443/udp, advertised by the TCP side.
+    assert!(
+        first.header("alt-svc").is_none(),
+        "plaintext listeners advertise nothing"
+    );
+    let h3 = H3Client::connect(gw.addr("https/h3")).await.unwrap();
+    let r = h3.get("/api/orders/7").await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json().unwrap()["service"], "order");
+
     // The two lines the demo prints, run with real curl when it is installed.
     let https = [
         "-sk",
         "--http2",
+        "-D",
+        "-",
         "-w",
         "\n%{http_version}",
         "https://127.0.0.1:8443/api/products/1",
@@ -70,6 +82,7 @@ async fn demo_serves_the_readme_curl_lines_and_rotates_product_instances() {
             text.contains("\"brand\"") && text.ends_with("\n2"),
             "{text}"
         );
+        assert!(text.contains("alt-svc: h3=\":8443\""), "{text}");
     }
     if let Some(out) = curl(&[
         "-s",
