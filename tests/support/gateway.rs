@@ -22,6 +22,14 @@ pub fn edgeward_bin() -> &'static Path {
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = std::process::Command::new(cargo);
+        // The variables cargo sets for a running test (CARGO_PKG_*, CARGO_MANIFEST_DIR…)
+        // would make build scripts that watch the environment rerun every time.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR" {
+                cmd.env_remove(&key);
+            }
+        }
         cmd.args([
             "build",
             "-p",
