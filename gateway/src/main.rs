@@ -33,7 +33,7 @@ enum Command {
         config: PathBuf,
     },
     /// Run a complete demo node: in-process upstreams (product ×3, order ×2, auth ×1),
-    /// a generated certificate, https://127.0.0.1:8443 (h1+h2), http://127.0.0.1:8080
+    /// a generated certificate, https://127.0.0.1:8443 (h1+h2, and h3 on 8443/udp), http://127.0.0.1:8080
     /// (h1+h2c) and admin on 127.0.0.1:9901.
     Demo {
         /// Print the embedded demo configuration and exit.
@@ -132,6 +132,7 @@ fn serve(cfg: config::Config, with_demo: bool) -> ExitCode {
             println!("\nEdgeward demo is up. Try:");
             println!("  curl -sk --http2 https://127.0.0.1:8443/api/products/1");
             println!("  curl -s --http2-prior-knowledge http://127.0.0.1:8080/api/orders/7");
+            println!("  python3 tests/h3/aioquic_get.py 127.0.0.1 8443 /api/products/1   (HTTP/3, 8443/udp)");
             println!("Admin: curl -s http://127.0.0.1:9901/metrics   (Ctrl-C stops)");
         }
         server::shutdown_signal().await;

@@ -21,7 +21,12 @@ pub struct Metrics {
     pub upstream_timeouts: AtomicU64,
     pub upstream_errors: AtomicU64,
     pub bad_requests: AtomicU64,
+    /// Requests by client protocol, indexed as [`PROTOCOLS`].
+    by_protocol: [AtomicU64; 3],
 }
+
+/// Protocol label values of `edgeward_requests_by_protocol_total`.
+const PROTOCOLS: [&str; 3] = ["http1", "h2", "h3"];
 
 impl Metrics {
     pub fn new(node: &str, region: &str, routes: impl IntoIterator<Item = String>) -> Self {
@@ -37,6 +42,7 @@ impl Metrics {
             upstream_timeouts: AtomicU64::new(0),
             upstream_errors: AtomicU64::new(0),
             bad_requests: AtomicU64::new(0),
+            by_protocol: Default::default(),
         }
     }
 
@@ -45,6 +51,16 @@ impl Metrics {
             let class = (status.as_u16() / 100).clamp(1, 5) as usize - 1;
             c.by_class[class].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts one request by the protocol the client spoke.
+    pub fn record_protocol(&self, version: http::Version) {
+        let i = match version {
+            http::Version::HTTP_2 => 1,
+            http::Version::HTTP_3 => 2,
+            _ => 0,
+        };
+        self.by_protocol[i].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn render(&self) -> String {
@@ -63,6 +79,14 @@ impl Metrics {
                     n.load(Ordering::Relaxed)
                 );
             }
+        }
+        out.push_str("# HELP edgeward_requests_by_protocol_total Requests received, by client protocol.\n# TYPE edgeward_requests_by_protocol_total counter\n");
+        for (p, n) in PROTOCOLS.iter().zip(&self.by_protocol) {
+            let _ = writeln!(
+                out,
+                "edgeward_requests_by_protocol_total{{{labels},protocol=\"{p}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
         }
         for (metric, help, v) in [
             (

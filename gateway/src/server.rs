@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 use crate::admin::{self, Readiness};
 use crate::config::Config;
 use crate::listener::TcpServer;
+use crate::listener::quic::QuicServer;
 use crate::pipeline::Gateway;
 
 /// A node whose sockets are bound and serving.
@@ -30,8 +31,18 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
     let gateway = Arc::new(Gateway::new(config.clone()));
     let _ = gateway.cache.owner.set(Arc::downgrade(&gateway));
     let mut servers = Vec::new();
+    let mut quic_servers = Vec::new();
     for l in &config.listeners {
-        servers.push(TcpServer::bind(l.clone()).await?);
+        // UDP binds the port TCP got, so `:0` in tests still yields one shared port.
+        let mut quic_addr = l.addr;
+        if l.protocols.tcp() {
+            let s = TcpServer::bind(l.clone()).await?;
+            quic_addr = s.local_addr()?;
+            servers.push(s);
+        }
+        if l.protocols.h3 {
+            quic_servers.push(QuicServer::bind(l.clone(), quic_addr)?);
+        }
     }
     let admin_socket = match config.admin {
         Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -51,6 +62,10 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
             "http"
         };
         listeners.push((s.config.name.clone(), scheme, s.local_addr()?));
+        tasks.spawn(s.serve(gateway.clone(), stop_rx.clone()));
+    }
+    for s in quic_servers {
+        listeners.push((format!("{}/h3", s.config.name), "h3", s.local_addr()?));
         tasks.spawn(s.serve(gateway.clone(), stop_rx.clone()));
     }
     let admin = admin_socket.as_ref().map(|s| s.local_addr()).transpose()?;

@@ -65,6 +65,40 @@ pub struct ListenerConfig {
     pub max_concurrent_streams: Option<u32>,
     /// Keep idle HTTP/1.1 connections open for reuse. Default: true.
     pub keep_alive: Option<bool>,
+    /// Protocols served: `h1` and `h2` over TCP, `h3` over QUIC on the same
+    /// address (UDP, needs `tls`). Default: `[h1, h2]`.
+    pub protocols: Option<Spanned<Vec<Spanned<Protocol>>>>,
+    /// HTTP/3 settings; only meaningful when `protocols` lists `h3`. Default: see [`QuicConfig`].
+    pub quic: Option<Spanned<QuicConfig>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    H1,
+    H2,
+    H3,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct QuicConfig {
+    /// Concurrent request streams a client may open per connection. Default: 100.
+    pub max_concurrent_streams: Option<Spanned<u32>>,
+    /// A connection with no traffic for this long is closed. Default: 30s.
+    pub idle_timeout: Option<Spanned<String>>,
+    /// Largest request header section (QPACK-decoded). Default: the listener's `max-header-size`.
+    pub max_field_section_size: Option<Spanned<String>>,
+    /// Largest request body accepted over HTTP/3; larger ones get 413. Default: unlimited.
+    pub max_request_body: Option<Spanned<String>>,
+    /// Validate client addresses with a Retry packet before any handshake work
+    /// (costs one round trip, blunts spoofed-source floods). Default: false.
+    pub retry: Option<bool>,
+    /// Accept 0-RTT early data; requests with unsafe methods sent early get
+    /// 425 Too Early (RFC 8470). Default: false (early data can be replayed).
+    pub zero_rtt: Option<bool>,
+    /// `ma` of the `Alt-Svc` header advertised on HTTP/1.1 and HTTP/2 responses. Default: 24h.
+    pub alt_svc_max_age: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,7 +141,8 @@ pub struct UpstreamConfig {
     pub protocol: UpstreamProtocol,
     /// Time to establish a TCP connection. Default: 2s.
     pub connect_timeout: Option<Spanned<String>>,
-    /// Idle pooled connections kept per endpoint. Default: 64.
+    /// Idle pooled connections kept per endpoint. Default: 1024 (a low cap makes
+    /// bursts of HTTP/2 streams open and close upstream connections).
     pub max_idle_per_endpoint: Option<usize>,
     /// How long an idle pooled connection is kept. Default: 90s.
     pub idle_timeout: Option<Spanned<String>>,

@@ -39,6 +39,46 @@ pub struct Listener {
     pub max_header_size: usize,
     pub max_concurrent_streams: u32,
     pub keep_alive: bool,
+    pub protocols: Protocols,
+    /// Present exactly when `protocols.h3`.
+    pub quic: Option<Quic>,
+}
+
+/// Which protocols a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protocols {
+    pub h1: bool,
+    pub h2: bool,
+    pub h3: bool,
+}
+
+impl Protocols {
+    /// Whether the listener needs a TCP socket at all.
+    pub fn tcp(&self) -> bool {
+        self.h1 || self.h2
+    }
+}
+
+impl Default for Protocols {
+    fn default() -> Self {
+        Self {
+            h1: true,
+            h2: true,
+            h3: false,
+        }
+    }
+}
+
+/// HTTP/3 limits and behaviour of one listener (see `model::QuicConfig` for defaults).
+#[derive(Debug, Clone)]
+pub struct Quic {
+    pub max_concurrent_streams: u32,
+    pub idle_timeout: Duration,
+    pub max_field_section_size: u64,
+    pub max_request_body: Option<u64>,
+    pub retry: bool,
+    pub zero_rtt: bool,
+    pub alt_svc_max_age: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -21,6 +21,8 @@ use super::resolved::*;
 use super::units::{parse_duration, parse_size};
 use crate::pipeline::route::{HostMatch, PathMatch, RouteMatch};
 
+mod quic;
+
 /// Collects issues so one run of `edgeward check` reports all of them.
 struct Checker<'a> {
     issues: Vec<ConfigIssue>,
@@ -256,6 +258,8 @@ fn listener(
         max_header_size,
         max_concurrent_streams: l.max_concurrent_streams.unwrap_or(256).max(1),
         keep_alive: l.keep_alive.unwrap_or(true),
+        protocols: quic::protocols(c, i, l),
+        quic: quic::settings(c, i, l, max_header_size),
     })
 }
 
@@ -327,7 +331,12 @@ pub fn self_signed(names: &[String]) -> Result<CertifiedKey, String> {
 
 fn read_chain(file: &PathBuf) -> Result<Vec<CertificateDer<'static>>, String> {
     let chain: Vec<_> = CertificateDer::pem_file_iter(file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?
+        .map_err(|e| {
+            format!(
+                "cannot read {}: {e} (relative paths start at the config file's directory)",
+                file.display()
+            )
+        })?
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{} is not a PEM certificate file: {e}", file.display()))?;
     if chain.is_empty() {
@@ -338,7 +347,7 @@ fn read_chain(file: &PathBuf) -> Result<Vec<CertificateDer<'static>>, String> {
 
 fn read_key(file: &PathBuf) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_file(file)
-        .map_err(|e| format!("cannot read a private key from {}: {e}", file.display()))
+        .map_err(|e| format!("cannot read a private key from {}: {e} (relative paths start at the config file's directory)", file.display()))
 }
 
 fn upstream(c: &mut Checker, name: &str, u: &Spanned<model::UpstreamConfig>) -> Upstream {
@@ -390,7 +399,7 @@ fn upstream(c: &mut Checker, name: &str, u: &Spanned<model::UpstreamConfig>) -> 
             || path("connect-timeout"),
             Duration::from_secs(2),
         ),
-        max_idle_per_endpoint: u.value.max_idle_per_endpoint.unwrap_or(64),
+        max_idle_per_endpoint: u.value.max_idle_per_endpoint.unwrap_or(1024),
         idle_timeout: c.duration(
             &u.value.idle_timeout,
             || path("idle-timeout"),

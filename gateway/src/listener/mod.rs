@@ -1,6 +1,8 @@
 //! Accept loops. Each protocol adapter turns its connections' requests into
 //! `http::Request<Body>` and hands them to the one [`Gateway::handle`].
 
+mod h3body;
+pub mod quic;
 pub mod tls;
 
 use std::sync::Arc;
@@ -28,6 +30,8 @@ pub struct TcpServer {
     pub socket: TcpListener,
     tls: Option<TlsAcceptor>,
     http: Arc<auto::Builder<TokioExecutor>>,
+    /// Set on TLS listeners that also serve h3, so HTTP/1.1 and HTTP/2 clients learn of it.
+    alt_svc: Option<http::HeaderValue>,
 }
 
 impl TcpServer {
@@ -40,7 +44,14 @@ impl TcpServer {
         })?;
         let tls = match &config.tls {
             Some(certs) => {
-                let tls = tls::server_config(certs, &ALPN_H2_H1).map_err(|e| {
+                let alpn: Vec<&[u8]> = ALPN_H2_H1
+                    .into_iter()
+                    .filter(|p| match *p {
+                        b"h2" => config.protocols.h2,
+                        _ => config.protocols.h1,
+                    })
+                    .collect();
+                let tls = tls::server_config(certs, &alpn).map_err(|e| {
                     std::io::Error::other(format!("listener {}: TLS: {e}", config.name))
                 })?;
                 Some(TlsAcceptor::from(Arc::new(tls)))
@@ -59,11 +70,19 @@ impl TcpServer {
             .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .keep_alive_timeout(Duration::from_secs(20));
+        let alt_svc = match (&config.quic, &tls) {
+            (Some(q), Some(_)) => Some(quic::alt_svc(
+                socket.local_addr()?.port(),
+                q.alt_svc_max_age,
+            )),
+            _ => None,
+        };
         Ok(Self {
             config,
             socket,
             tls,
             http: Arc::new(http),
+            alt_svc,
         })
     }
 
@@ -98,11 +117,17 @@ impl TcpServer {
                 listener: name.clone(),
             };
             let gw = gateway.clone();
+            let alt_svc = self.alt_svc.clone();
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let gw = gw.clone();
                 let conn = conn.clone();
+                let alt_svc = alt_svc.clone();
                 async move {
-                    let resp = gw.handle(req.map(body::boxed), &conn).await;
+                    let mut resp = gw.handle(req.map(body::boxed), &conn).await;
+                    if let Some(v) = alt_svc {
+                        // Ours replaces any upstream's: it describes this hop, not theirs.
+                        resp.headers_mut().insert(http::header::ALT_SVC, v);
+                    }
                     Ok::<_, std::convert::Infallible>(resp)
                 }
             });

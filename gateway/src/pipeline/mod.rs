@@ -5,6 +5,7 @@
 mod cached;
 pub mod error;
 pub mod headers;
+mod inbound;
 mod proxy;
 pub mod route;
 
@@ -59,22 +60,31 @@ impl Gateway {
         let method = req.method().clone();
         let uri = req.uri().clone();
         let version = req.version();
-        let route = self.route(&req);
-        let (resp, endpoint) = match route {
-            Some(r) => self.edge(r, req, conn).await,
-            None => (Err(ProxyError::NoRoute), None),
+        let checked = inbound::check(&req);
+        let route = checked.as_ref().ok().and_then(|()| self.route(&req));
+        let (resp, endpoint) = match (checked, route) {
+            (Err(e), _) => (Err(e), None),
+            (Ok(()), Some(r)) => self.edge(r, req, conn).await,
+            (Ok(()), None) => (Err(ProxyError::NoRoute), None),
         };
         let resp = match resp {
             Ok(resp) => resp,
             Err(e) => {
                 self.count_error(&e);
-                if !matches!(e, ProxyError::NoRoute) {
-                    tracing::warn!(route = route.map(|r| self.config.routes[r].name.as_str()), error = %e, "request failed");
+                let route_name = route.map(|r| self.config.routes[r].name.as_str());
+                // Client mistakes are counted, not logged loudly: a hostile client
+                // must not be able to flood the operator's logs.
+                match e {
+                    ProxyError::NoRoute | ProxyError::BadRequest(_) => {
+                        tracing::debug!(route = route_name, error = %e, "request refused")
+                    }
+                    _ => tracing::warn!(route = route_name, error = %e, "request failed"),
                 }
                 e.into_response()
             }
         };
         self.metrics.record(route, resp.status());
+        self.metrics.record_protocol(version);
         if self.config.access_log {
             tracing::info!(
                 target: "edgeward::access",
