@@ -11,14 +11,15 @@ async fn demo_serves_the_readme_curl_lines_and_rotates_product_instances() {
     assert_eq!(gw.addr("https").port(), 8443);
     assert_eq!(gw.addr("http").port(), 8080);
 
-    // Successive product requests rotate over the three instances.
+    // Successive requests for the product list (`no-store`, so never cached)
+    // rotate over the three instances.
     let c = Client::h1();
     let mut instances = Vec::new();
     for _ in 0..6 {
-        let r = c.get("http://127.0.0.1:8080/api/products/1").await.unwrap();
+        let r = c.get("http://127.0.0.1:8080/api/products").await.unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.json()["service"], "product");
-        assert_eq!(r.json()["path"], "/api/products/1");
+        assert_eq!(r.json()["path"], "/api/products");
         instances.push(r.json()["instance"].as_str().unwrap().to_owned());
     }
     let mut distinct = instances.clone();
@@ -34,6 +35,25 @@ async fn demo_serves_the_readme_curl_lines_and_rotates_product_instances() {
         instances[3..6],
         "round robin order is stable"
     );
+
+    // A product document is cached (`public, max-age=30`) and compressed.
+    let first = c.get("http://127.0.0.1:8080/api/products/1").await.unwrap();
+    assert_eq!(first.json()["id"], 1);
+    assert!(first.body.len() > 2048, "a realistic document of a few KiB");
+    let again = c.get("http://127.0.0.1:8080/api/products/1").await.unwrap();
+    assert_eq!(again.header("x-cache"), Some("HIT"));
+    assert_eq!(again.body, first.body);
+    let br = c
+        .fetch(
+            http::Request::get("http://127.0.0.1:8080/api/products/1")
+                .header("accept-encoding", "br")
+                .body(edgeward_e2e::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(br.header("content-encoding"), Some("br"));
+    assert!(br.body.len() < first.body.len() / 2);
 
     let r = Client::h2c()
         .get("http://127.0.0.1:8080/api/orders/7")
@@ -60,7 +80,7 @@ async fn demo_serves_the_readme_curl_lines_and_rotates_product_instances() {
     {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
-            text.contains("\"service\":\"product\"") && text.ends_with("\n2"),
+            text.contains("\"brand\":\"Edgeward Outdoor\"") && text.ends_with("\n2"),
             "{text}"
         );
     }
