@@ -13,10 +13,11 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 WORKERS=${WORKERS:-$(nproc)}
-ORIGIN_PORT=${ORIGIN_PORT:-18980}
-NGINX_PORT=${NGINX_PORT:-18981}
-NGINX_H2C=${NGINX_H2C:-18983}
-EW_PORT=${EW_PORT:-18982}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ORIGIN_PORT=${ORIGIN_PORT:-$(free_port)}
+NGINX_PORT=${NGINX_PORT:-$(free_port)}
+NGINX_H2C=${NGINX_H2C:-$(free_port)}
+EW_PORT=${EW_PORT:-$(free_port)}
 WORK=$(mktemp -d /tmp/edgeward-cache-bench.XXXXXX)
 PIDS=()
 
@@ -50,6 +51,11 @@ def doc(size):
 for name, size in (("1k.json", 1024), ("100k.json", 100 * 1024)):
     open(f"{sys.argv[1]}/{name}", "w").write(doc(size))
 PY
+# NGINX workers drop to an unprivileged user when started as root: let them
+# read the documents and write the peer's cache.
+chmod 755 "$WORK"
+chmod -R a+rX "$WORK/origin"
+chmod -R a+rwX "$WORK/peer"
 cat > "$WORK/origin/nginx.conf" <<CONF
 daemon off;
 worker_processes 1;
@@ -100,26 +106,38 @@ for port in $ORIGIN_PORT $NGINX_PORT $EW_PORT; do
     done
 done
 
-rps() { # url, accept-encoding
-    local url=$1 ae=$2
+# One wrk run; prints requests/s. Refuses to report a run with errors or with a
+# peer that is not answering from its cache.
+rps() { # name, url, accept-encoding
+    local name=$1 url=$2 ae=$3 out head
     # Fill the cache (and the encoded variant) before measuring.
     for _ in 1 2 3; do curl -s -o /dev/null -H "Accept-Encoding: $ae" "$url"; done
-    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "Accept-Encoding: $ae" "$url" \
-        | awk '/Requests\/sec/ {print $2}'
+    head=$(curl -s -o /dev/null -D - -H "Accept-Encoding: $ae" "$url" | tr -d '\r' | tr 'A-Z' 'a-z')
+    if ! grep -q '^x-cache: hit' <<<"$head"; then
+        echo "$name is not answering $url from its cache:" >&2; echo "$head" >&2; exit 1
+    fi
+    if [ "$ae" = br ] && ! grep -q '^content-encoding: br' <<<"$head"; then
+        echo "$name did not send br for $url:" >&2; echo "$head" >&2; exit 1
+    fi
+    out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "Accept-Encoding: $ae" "$url")
+    if grep -qE 'Non-2xx|Socket errors: connect [1-9]|read [1-9]|write [1-9]' <<<"$out"; then
+        echo "$name: errors during the run:" >&2; echo "$out" >&2; exit 1
+    fi
+    # Timeouts (a peer too slow for wrk's 2 s limit) are reported, not fatal.
+    grep -q 'Socket errors' <<<"$out" && echo "  ($name $url: $(grep 'Socket errors' <<<"$out" | xargs))" >&2
+    awk '/Requests\/sec/ {print $2}' <<<"$out"
 }
 
 echo "== cache hits: requests/s (wrk -t$THREADS -c$CONNS -d$DURATION; $WORKERS workers each; $(nproc) cores shared with wrk)"
 printf "%-10s %-9s %12s %12s %8s\n" body encoding edgeward nginx ratio
 for body in 1k 100k; do
     for ae in identity br; do
-        ew=$(rps "http://127.0.0.1:$EW_PORT/cached/$body.json" "$ae")
-        ng=$(rps "http://127.0.0.1:$NGINX_PORT/cached/$body.json" "$ae")
+        ew=$(rps edgeward "http://127.0.0.1:$EW_PORT/cached/$body.json" "$ae")
+        ng=$(rps nginx "http://127.0.0.1:$NGINX_PORT/cached/$body.json" "$ae")
         ratio=$(python3 -c "print(f'{$ew/$ng:.2f}x')")
         printf "%-10s %-9s %12s %12s %8s\n" "$body" "$ae" "$ew" "$ng" "$ratio"
     done
 done
-echo "(check) edgeward: $(curl -s -o /dev/null -D - -H 'Accept-Encoding: br' http://127.0.0.1:$EW_PORT/cached/100k.json | tr -d '\r' | grep -iE '^(x-cache|content-encoding):' | tr '\n' ' ')"
-echo "(check) nginx:    $(curl -s -o /dev/null -D - -H 'Accept-Encoding: br' http://127.0.0.1:$NGINX_PORT/cached/100k.json | tr -d '\r' | grep -iE '^(x-cache|content-encoding):' | tr '\n' ' ')"
 
 echo
 echo "== compression throughput (release, one core)"

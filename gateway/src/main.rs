@@ -130,7 +130,8 @@ fn serve(cfg: config::Config, with_demo: bool) -> ExitCode {
         running.announce();
         if with_demo {
             println!("\nEdgeward demo is up. Try:");
-            println!("  curl -sk --http2 https://127.0.0.1:8443/api/products/1");
+            println!("  curl -sk --http2 https://127.0.0.1:8443/api/products/1   (cached: repeat with -D- for X-Cache: HIT)");
+            println!("  curl -s http://127.0.0.1:8080/api/products                (not cached: instances rotate)");
             println!("  curl -s --http2-prior-knowledge http://127.0.0.1:8080/api/orders/7");
             println!("  python3 tests/h3/aioquic_get.py 127.0.0.1 8443 /api/products/1   (HTTP/3, 8443/udp)");
             println!("Admin: curl -s http://127.0.0.1:9901/metrics   (Ctrl-C stops)");

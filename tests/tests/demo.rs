@@ -12,14 +12,15 @@ async fn demo_serves_the_readme_curl_lines_and_rotates_product_instances() {
     assert_eq!(gw.addr("https").port(), 8443);
     assert_eq!(gw.addr("http").port(), 8080);
 
-    // The product list is not cacheable, so successive requests rotate over the
-    // three instances; a product document is cached after its first request.
+    // Successive requests for the product list (`no-store`, so never cached)
+    // rotate over the three instances.
     let c = Client::h1();
     let mut instances = Vec::new();
     for _ in 0..6 {
         let r = c.get("http://127.0.0.1:8080/api/products").await.unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.json()["service"], "product");
+        assert_eq!(r.json()["path"], "/api/products");
         instances.push(r.json()["instance"].as_str().unwrap().to_owned());
     }
     let mut distinct = instances.clone();
@@ -36,12 +37,24 @@ async fn demo_serves_the_readme_curl_lines_and_rotates_product_instances() {
         "round robin order is stable"
     );
 
+    // A product document is cached (`public, max-age=30`) and compressed.
     let first = c.get("http://127.0.0.1:8080/api/products/1").await.unwrap();
-    let second = c.get("http://127.0.0.1:8080/api/products/1").await.unwrap();
-    assert_eq!((first.status.as_u16(), second.status.as_u16()), (200, 200));
-    assert_eq!(second.header("x-cache"), Some("HIT"));
-    assert_eq!(first.body, second.body);
-    assert!(first.body.len() > 1024, "a realistic document of a few KiB");
+    assert_eq!(first.json()["id"], 1);
+    assert!(first.body.len() > 2048, "a realistic document of a few KiB");
+    let again = c.get("http://127.0.0.1:8080/api/products/1").await.unwrap();
+    assert_eq!(again.header("x-cache"), Some("HIT"));
+    assert_eq!(again.body, first.body);
+    let br = c
+        .fetch(
+            http::Request::get("http://127.0.0.1:8080/api/products/1")
+                .header("accept-encoding", "br")
+                .body(edgeward_e2e::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(br.header("content-encoding"), Some("br"));
+    assert!(br.body.len() < first.body.len() / 2);
 
     let r = Client::h2c()
         .get("http://127.0.0.1:8080/api/orders/7")
@@ -79,7 +92,7 @@ async fn demo_serves_the_readme_curl_lines_and_rotates_product_instances() {
     if let Some(out) = curl(&https).await {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
-            text.contains("\"brand\"") && text.ends_with("\n2"),
+            text.contains("\"brand\":\"Edgeward Outdoor\"") && text.ends_with("\n2"),
             "{text}"
         );
         assert!(text.contains("alt-svc: h3=\":8443\""), "{text}");

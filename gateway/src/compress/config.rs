@@ -21,7 +21,8 @@ pub struct CompressionYaml {
     pub types: Option<Vec<Spanned<String>>>,
     /// Brotli quality (0–11) for responses that are not cached. Default: 4.
     pub br_level: Option<Spanned<u32>>,
-    /// Brotli quality for cached responses, compressed once. Default: 11.
+    /// Brotli quality for cached responses, compressed once. Default: 11
+    /// (bodies over 256KiB use at most 9).
     pub br_cached_level: Option<Spanned<u32>>,
     /// Gzip level (1–9) for responses that are not cached. Default: 5.
     pub gzip_level: Option<Spanned<u32>>,
@@ -72,6 +73,23 @@ impl Compression {
             (Encoding::Gzip, false) => self.gzip_level,
             (Encoding::Gzip, true) => self.gzip_cached_level,
             (Encoding::Identity, _) => 0,
+        }
+    }
+}
+
+/// Stored bodies above this are encoded at brotli quality 9 at most.
+const BR_SLOW_ABOVE: usize = 256 << 10;
+
+impl Compression {
+    /// Level for a stored body of `len` bytes, encoded once. Brotli above
+    /// quality 9 runs well under 1 MB/s, so a large body is capped at 9: its
+    /// first br client would otherwise wait seconds.
+    pub fn cached_level(&self, encoding: Encoding, len: usize) -> u32 {
+        let level = self.level(encoding, true);
+        if encoding == Encoding::Brotli && len > BR_SLOW_ABOVE {
+            level.min(9)
+        } else {
+            level
         }
     }
 }

@@ -491,7 +491,7 @@ impl Gateway {
             let b = match (entry.variant(enc), compression) {
                 (Some(b), _) => b,
                 (None, Some(c)) => match self
-                    .encode_variant(&full, &entry, enc, c.level(enc, true))
+                    .encode_variant(&full, &entry, enc, c.cached_level(enc, entry.body.len()))
                     .await
                 {
                     Some(b) => b,
