@@ -2,6 +2,8 @@
 
 pub mod admin;
 pub mod body;
+pub mod cache;
+pub mod compress;
 pub mod config;
 pub mod demo;
 pub mod listener;

@@ -29,6 +29,7 @@ pub struct Running {
 pub async fn start(config: Config) -> std::io::Result<Running> {
     let config = Arc::new(config);
     let gateway = Arc::new(Gateway::new(config.clone()));
+    let _ = gateway.cache.owner.set(Arc::downgrade(&gateway));
     let mut servers = Vec::new();
     let mut quic_servers = Vec::new();
     for l in &config.listeners {

@@ -157,3 +157,14 @@ pub async fn curl(args: &[&str]) -> Option<std::process::Output> {
         .await
         .ok()
 }
+
+/// Writes `raw` bytes on a fresh TCP connection and returns everything the server
+/// sends until it closes (or 5 s pass): for requests no well-behaved client sends.
+pub async fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(raw).await.expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    String::from_utf8_lossy(&buf).into_owned()
+}

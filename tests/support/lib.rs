@@ -6,6 +6,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod counting;
 pub mod gateway;
 pub mod h3client;
 pub mod upstream;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use edgeward_e2e::client::{Client, TlsClient, curl};
+use edgeward_e2e::client::{Client, TlsClient, curl, raw_exchange};
 use edgeward_e2e::{Gateway, TestCert, Upstream, empty, full};
 use http::{Request, StatusCode, Version};
 
@@ -321,7 +321,6 @@ async fn admin_reports_health_readiness_and_counters() {
 
 #[tokio::test]
 async fn malformed_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let up = Upstream::echo("a").await;
     let yaml = format!(
         "listeners:\n  - name: http\n    address: 127.0.0.1:0\n    max-header-size: 16KiB\nupstreams:\n  a:\n    endpoints: [\"{}\"]\nroutes:\n  - upstream: a\n",
@@ -337,13 +336,7 @@ async fn malformed_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
             "a".repeat(32 * 1024)
         ),
     ] {
-        let mut s = tokio::net::TcpStream::connect(gw.addr("http"))
-            .await
-            .unwrap();
-        s.write_all(raw.as_bytes()).await.unwrap();
-        let mut buf = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-        let head = String::from_utf8_lossy(&buf);
+        let head = raw_exchange(gw.addr("http"), raw.as_bytes()).await;
         assert!(
             head.starts_with("HTTP/1.1 4"),
             "expected a 4xx, got {head:?}"
@@ -353,4 +346,74 @@ async fn malformed_requests_get_a_clear_status_and_the_gateway_keeps_serving() {
         Client::h1().get(&gw.url("http", "/")).await.unwrap().status,
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn h2c_upstreams_and_refused_endpoints() {
+    let up = Upstream::echo("a").await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let yaml = format!(
+        "listeners:\n  - name: http\n    address: 127.0.0.1:0\nupstreams:\n  h2:\n    protocol: h2c\n    endpoints: [\"{a}\"]\n  \
+         mixed:\n    endpoints: [\"{closed}\", \"{a}\"]\nroutes:\n  - {{match: {{path-prefix: /h2}}, upstream: h2}}\n  - {{upstream: mixed}}\n",
+        a = up.addr
+    );
+    let gw = Gateway::start(&yaml).await.unwrap();
+    let c = Client::h1();
+    let r = c.get(&gw.url("http", "/h2/x")).await.unwrap();
+    assert_eq!(
+        r.json()["version"],
+        "HTTP/2.0",
+        "the upstream must be spoken to over h2c"
+    );
+    assert_eq!(
+        r.version,
+        Version::HTTP_11,
+        "the client keeps its own protocol"
+    );
+
+    // A request without a body is never lost to a refused endpoint: it moves on.
+    for _ in 0..4 {
+        assert_eq!(
+            c.get(&gw.url("http", "/m")).await.unwrap().status,
+            StatusCode::OK
+        );
+    }
+    // A request with a body is never replayed: when its endpoint refuses, it is a 502.
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let req = Request::post(gw.url("http", "/m"))
+            .body(full("payload"))
+            .unwrap();
+        statuses.push(c.fetch(req).await.unwrap().status.as_u16());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 502, 502]);
+}
+
+#[tokio::test]
+async fn host_header_rules_of_rfc9112() {
+    let up = Upstream::echo("a").await;
+    let gw = Gateway::start(&plain_config(&[("a", &up)], "  - upstream: a\n"))
+        .await
+        .unwrap();
+    for (raw, status) in [
+        ("GET / HTTP/1.1\r\n\r\n", "400"),
+        ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400"),
+        ("GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "400"),
+        ("GET / HTTP/1.0\r\n\r\n", "200"),
+        (
+            "GET http://abs.example/p HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n",
+            "200",
+        ),
+    ] {
+        let text = raw_exchange(gw.addr("http"), raw.as_bytes()).await;
+        assert_eq!(text.get(9..12), Some(status), "{raw:?} → {text}");
+        if raw.contains("abs.example") {
+            // The absolute-form target's authority wins over Host (RFC 9112 §3.2.2).
+            assert!(text.contains("\"host\":\"abs.example\""), "{text}");
+        }
+    }
 }

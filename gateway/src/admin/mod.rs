@@ -1,4 +1,7 @@
-//! The admin listener: liveness, readiness and metrics for operators and probes.
+//! The admin listener: liveness, readiness and metrics for operators and probes,
+//! and cache purges.
+
+mod purge;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -59,7 +62,10 @@ fn route<B>(req: &Request<B>, gw: &Gateway, ready: &Readiness) -> Response<Body>
         (&Method::GET | &Method::HEAD, "/metrics") => text(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            gw.metrics.render(),
+            gw.metrics.render()
+                + &gw
+                    .cache
+                    .render(&gw.config.node.name, &gw.config.node.region),
         ),
         (_, "/healthz" | "/readyz" | "/metrics") => {
             text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "use GET\n")
@@ -67,7 +73,7 @@ fn route<B>(req: &Request<B>, gw: &Gateway, ready: &Readiness) -> Response<Body>
         _ => text(
             StatusCode::NOT_FOUND,
             PLAIN,
-            "admin endpoints: /healthz /readyz /metrics\n",
+            "admin endpoints: /healthz /readyz /metrics /admin/cache/purge\n",
         ),
     }
 }
@@ -90,9 +96,16 @@ pub async fn serve(
         };
         let (gw, ready, http) = (gw.clone(), ready.clone(), http.clone());
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let resp = route(&req, &gw, &ready);
-                async move { Ok::<_, Infallible>(resp) }
+            let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                let (gw, ready) = (gw.clone(), ready.clone());
+                async move {
+                    let resp = if req.uri().path() == "/admin/cache/purge" {
+                        purge::handle(req, &gw).await
+                    } else {
+                        route(&req, &gw, &ready)
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let _ = http.serve_connection(TokioIo::new(stream), svc).await;
         });

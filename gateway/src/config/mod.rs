@@ -11,6 +11,7 @@ use std::path::Path;
 
 pub use error::{ConfigError, ConfigIssue};
 pub use resolved::*;
+pub use units::{parse_duration, parse_size};
 pub use validate::self_signed;
 
 /// Reads, parses and validates a configuration file.

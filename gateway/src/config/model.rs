@@ -32,6 +32,11 @@ pub struct ConfigFile {
     /// One `tracing` line per request at target `edgeward::access`. Default: false.
     #[serde(default)]
     pub access_log: bool,
+    /// The response cache's store. Default: 256MiB; routes opt in with `cache:`.
+    #[serde(default)]
+    pub cache: crate::cache::CacheYaml,
+    /// Compression for every route (a route's own block overrides it). Default: off.
+    pub compression: Option<crate::compress::CompressionYaml>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,7 +141,8 @@ pub struct UpstreamConfig {
     pub protocol: UpstreamProtocol,
     /// Time to establish a TCP connection. Default: 2s.
     pub connect_timeout: Option<Spanned<String>>,
-    /// Idle pooled connections kept per endpoint. Default: 64.
+    /// Idle pooled connections kept per endpoint. Default: 1024 (a low cap makes
+    /// bursts of HTTP/2 streams open and close upstream connections).
     pub max_idle_per_endpoint: Option<usize>,
     /// How long an idle pooled connection is kept. Default: 90s.
     pub idle_timeout: Option<Spanned<String>>,
@@ -197,6 +203,10 @@ pub struct RouteConfig {
     /// Headers added to / removed from the response sent to the client.
     #[serde(default)]
     pub response_headers: HeaderEditConfig,
+    /// Response caching for this route. Default: off.
+    pub cache: Option<crate::cache::RouteCacheYaml>,
+    /// Compression for this route, over the global block. Default: the global block.
+    pub compression: Option<crate::compress::CompressionYaml>,
 }
 
 #[derive(Debug, Default, Deserialize)]

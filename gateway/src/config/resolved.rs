@@ -21,6 +21,7 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub drain_timeout: Duration,
     pub access_log: bool,
+    pub cache: crate::cache::CacheSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +115,8 @@ pub struct Route {
     pub rewrite: Option<(String, String)>,
     pub request_headers: HeaderEdit,
     pub response_headers: HeaderEdit,
+    pub cache: Option<crate::cache::RouteCache>,
+    pub compression: Option<Arc<crate::compress::Compression>>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -151,6 +151,11 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
         .map(|(name, u)| upstream(&mut c, name, u))
         .collect();
 
+    let mut extra = Vec::new();
+    let cache = crate::cache::config::resolve_global(&raw.cache, &mut extra);
+    let compression = raw.compression.as_ref().map(|y| {
+        crate::compress::config::resolve(&Default::default(), y, "compression", &mut extra)
+    });
     let mut route_names = HashSet::new();
     let routes: Vec<Route> = raw
         .routes
@@ -167,9 +172,14 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
                     ),
                 );
             }
-            route(&mut c, i, name, r, &upstream_names)
+            let mut route = route(&mut c, i, name, r, &upstream_names)?;
+            edge_stages(&mut route, i, &r.value, compression.as_ref(), &mut extra);
+            Some(route)
         })
         .collect();
+    for e in extra {
+        c.issue(&e.at, e.path, e.message);
+    }
 
     let drain_timeout = c.duration(
         &raw.shutdown.drain_timeout,
@@ -186,6 +196,7 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
             routes,
             drain_timeout,
             access_log: raw.access_log,
+            cache,
         })
     } else {
         c.issues.sort_by_key(|i| (i.line, i.column));
@@ -320,7 +331,12 @@ pub fn self_signed(names: &[String]) -> Result<CertifiedKey, String> {
 
 fn read_chain(file: &PathBuf) -> Result<Vec<CertificateDer<'static>>, String> {
     let chain: Vec<_> = CertificateDer::pem_file_iter(file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?
+        .map_err(|e| {
+            format!(
+                "cannot read {}: {e} (relative paths start at the config file's directory)",
+                file.display()
+            )
+        })?
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{} is not a PEM certificate file: {e}", file.display()))?;
     if chain.is_empty() {
@@ -331,7 +347,7 @@ fn read_chain(file: &PathBuf) -> Result<Vec<CertificateDer<'static>>, String> {
 
 fn read_key(file: &PathBuf) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_file(file)
-        .map_err(|e| format!("cannot read a private key from {}: {e}", file.display()))
+        .map_err(|e| format!("cannot read a private key from {}: {e} (relative paths start at the config file's directory)", file.display()))
 }
 
 fn upstream(c: &mut Checker, name: &str, u: &Spanned<model::UpstreamConfig>) -> Upstream {
@@ -383,7 +399,7 @@ fn upstream(c: &mut Checker, name: &str, u: &Spanned<model::UpstreamConfig>) -> 
             || path("connect-timeout"),
             Duration::from_secs(2),
         ),
-        max_idle_per_endpoint: u.value.max_idle_per_endpoint.unwrap_or(64),
+        max_idle_per_endpoint: u.value.max_idle_per_endpoint.unwrap_or(1024),
         idle_timeout: c.duration(
             &u.value.idle_timeout,
             || path("idle-timeout"),
@@ -510,7 +526,36 @@ fn route(
         rewrite,
         request_headers,
         response_headers,
+        cache: None,
+        compression: None,
     })
+}
+
+/// The route's cache and compression stages; the global compression block
+/// (already resolved) is the base a route's own block overrides.
+fn edge_stages(
+    route: &mut Route,
+    i: usize,
+    r: &model::RouteConfig,
+    global: Option<&Option<crate::compress::Compression>>,
+    issues: &mut Vec<crate::cache::config::Issue>,
+) {
+    let path = format!("routes[{i}]");
+    route.cache = r
+        .cache
+        .as_ref()
+        .and_then(|y| crate::cache::config::resolve_route(y, &format!("{path}.cache"), issues));
+    let base = global.and_then(Option::as_ref);
+    let compression = match &r.compression {
+        Some(y) => crate::compress::config::resolve(
+            &base.cloned().unwrap_or_default(),
+            y,
+            &format!("{path}.compression"),
+            issues,
+        ),
+        None => base.cloned(),
+    };
+    route.compression = compression.map(Arc::new);
 }
 
 fn header_pairs(

@@ -2,8 +2,10 @@
 //! [`Gateway::handle`]; the stages run in the order DESIGN.md draws them:
 //! route → (filters) → (cache) → choose endpoint → upstream → (compress) → log.
 
+mod cached;
 pub mod error;
 pub mod headers;
+mod inbound;
 mod proxy;
 pub mod route;
 
@@ -33,6 +35,7 @@ pub struct Gateway {
     pub config: Arc<Config>,
     upstreams: Vec<UpstreamPool>,
     pub metrics: Metrics,
+    pub cache: crate::cache::Cache,
 }
 
 impl Gateway {
@@ -44,6 +47,7 @@ impl Gateway {
             config.routes.iter().map(|r| r.name.clone()),
         );
         Self {
+            cache: crate::cache::Cache::new(config.cache),
             config,
             upstreams,
             metrics,
@@ -56,17 +60,25 @@ impl Gateway {
         let method = req.method().clone();
         let uri = req.uri().clone();
         let version = req.version();
-        let route = self.route(&req);
-        let (resp, endpoint) = match route {
-            Some(r) => self.forward(r, req, conn).await,
-            None => (Err(ProxyError::NoRoute), None),
+        let checked = inbound::check(&req);
+        let route = checked.as_ref().ok().and_then(|()| self.route(&req));
+        let (resp, endpoint) = match (checked, route) {
+            (Err(e), _) => (Err(e), None),
+            (Ok(()), Some(r)) => self.edge(r, req, conn).await,
+            (Ok(()), None) => (Err(ProxyError::NoRoute), None),
         };
         let resp = match resp {
             Ok(resp) => resp,
             Err(e) => {
                 self.count_error(&e);
-                if !matches!(e, ProxyError::NoRoute) {
-                    tracing::warn!(route = route.map(|r| self.config.routes[r].name.as_str()), error = %e, "request failed");
+                let route_name = route.map(|r| self.config.routes[r].name.as_str());
+                // Client mistakes are counted, not logged loudly: a hostile client
+                // must not be able to flood the operator's logs.
+                match e {
+                    ProxyError::NoRoute | ProxyError::BadRequest(_) => {
+                        tracing::debug!(route = route_name, error = %e, "request refused")
+                    }
+                    _ => tracing::warn!(route = route_name, error = %e, "request failed"),
                 }
                 e.into_response()
             }

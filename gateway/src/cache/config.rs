@@ -1,0 +1,189 @@
+//! `cache:` in YAML: the global store size and each route's policy.
+
+use std::time::Duration;
+
+use http::HeaderName;
+use serde::Deserialize;
+use serde_saphyr::{Location, Spanned};
+
+use crate::config::{parse_duration, parse_size};
+
+/// A configuration problem found here, reported by `config::validate` with its location.
+#[derive(Debug, Clone)]
+pub struct Issue {
+    pub at: Location,
+    pub path: String,
+    pub message: String,
+}
+
+impl Issue {
+    pub fn new(at: &Location, path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            at: *at,
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Global `cache:` block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CacheYaml {
+    /// Bytes all stored responses may take together (bodies, encoded variants,
+    /// headers). Default: 256MiB.
+    pub max_size: Option<Spanned<String>>,
+    /// Largest single response body stored; bigger ones stream through
+    /// uncached. Default: an eighth of `max-size`, at most 16MiB.
+    pub max_object_size: Option<Spanned<String>>,
+}
+
+/// A route's `cache:` block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RouteCacheYaml {
+    /// Default: true (the block's presence turns caching on).
+    pub enabled: Option<bool>,
+    /// Freshness for responses that carry none (no `max-age`, `s-maxage` or
+    /// `Expires`), where RFC 9111 allows a heuristic. Default: 10 % of the time
+    /// since `Last-Modified`, else not fresh.
+    pub ttl: Option<Spanned<String>>,
+    /// Extra request parts in the cache key.
+    #[serde(default)]
+    pub key: KeyYaml,
+    /// Changing it starts an empty key space for the route (old entries age out).
+    pub version: Option<VersionYaml>,
+    /// Concurrent misses for one key make one upstream request. Default: true.
+    pub coalesce: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KeyYaml {
+    /// Request header names whose values join the key.
+    #[serde(default)]
+    pub headers: Vec<Spanned<String>>,
+    /// Cookie names whose values join the key.
+    #[serde(default)]
+    pub cookies: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum VersionYaml {
+    Number(u64),
+    Text(String),
+}
+
+/// Resolved store settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub max_size: u64,
+    pub max_object_size: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self::sized(256 << 20)
+    }
+}
+
+impl CacheSettings {
+    fn sized(max_size: u64) -> Self {
+        Self {
+            max_size,
+            max_object_size: (max_size / 8).min(16 << 20),
+        }
+    }
+}
+
+/// Resolved route policy.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouteCache {
+    pub ttl: Option<Duration>,
+    pub key_headers: Vec<HeaderName>,
+    pub key_cookies: Vec<String>,
+    pub version: String,
+    pub coalesce: bool,
+}
+
+pub fn resolve_global(y: &CacheYaml, issues: &mut Vec<Issue>) -> CacheSettings {
+    let mut size = |f: &Option<Spanned<String>>, name: &str| {
+        let f = f.as_ref()?;
+        match parse_size(&f.value) {
+            Ok(n) if n > 0 => Some(n as u64),
+            Ok(_) => {
+                issues.push(Issue::new(
+                    &f.referenced,
+                    format!("cache.{name}"),
+                    "must be greater than zero",
+                ));
+                None
+            }
+            Err(e) => {
+                issues.push(Issue::new(&f.referenced, format!("cache.{name}"), e));
+                None
+            }
+        }
+    };
+    let max = size(&y.max_size, "max-size");
+    let obj = size(&y.max_object_size, "max-object-size");
+    let mut s = max.map_or_else(CacheSettings::default, CacheSettings::sized);
+    if let Some(o) = obj {
+        if o > s.max_size {
+            let at = y
+                .max_object_size
+                .as_ref()
+                .map_or(Location::UNKNOWN, |f| f.referenced);
+            issues.push(Issue::new(
+                &at,
+                "cache.max-object-size",
+                "must not exceed cache.max-size",
+            ));
+        }
+        s.max_object_size = o.min(s.max_size);
+    }
+    s
+}
+
+pub fn resolve_route(
+    y: &RouteCacheYaml,
+    path: &str,
+    issues: &mut Vec<Issue>,
+) -> Option<RouteCache> {
+    let ttl = y.ttl.as_ref().and_then(|t| match parse_duration(&t.value) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            issues.push(Issue::new(&t.referenced, format!("{path}.ttl"), e));
+            None
+        }
+    });
+    let key_headers = y
+        .key
+        .headers
+        .iter()
+        .filter_map(|h| {
+            HeaderName::from_bytes(h.value.to_ascii_lowercase().as_bytes())
+                .map_err(|_| {
+                    issues.push(Issue::new(
+                        &h.referenced,
+                        format!("{path}.key.headers"),
+                        format!("\"{}\" is not a valid header name", h.value),
+                    ))
+                })
+                .ok()
+        })
+        .collect();
+    let version = match &y.version {
+        None => String::new(),
+        Some(VersionYaml::Number(n)) => n.to_string(),
+        Some(VersionYaml::Text(t)) => t.clone(),
+    };
+    y.enabled.unwrap_or(true).then(|| RouteCache {
+        ttl,
+        key_headers,
+        key_cookies: y.key.cookies.clone(),
+        version,
+        coalesce: y.coalesce.unwrap_or(true),
+    })
+}

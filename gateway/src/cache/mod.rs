@@ -1,0 +1,185 @@
+//! The RFC 9111 shared cache: policy as pure functions ([`policy`], [`key`]),
+//! storage bounded by bytes ([`store`]), request coalescing (here), and the
+//! counters `/metrics` shows. The pipeline's cache stage drives it.
+
+pub mod config;
+pub mod fill;
+pub mod key;
+pub mod policy;
+pub mod store;
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use tokio::sync::watch;
+
+pub use config::{CacheSettings, CacheYaml, RouteCache, RouteCacheYaml};
+pub use key::CacheKey;
+pub use store::{Entry, Purge, Store};
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub stale: AtomicU64,
+    pub revalidated: AtomicU64,
+    pub bypass: AtomicU64,
+    pub stored: AtomicU64,
+    pub evictions: AtomicU64,
+    pub expired: AtomicU64,
+    pub purged: AtomicU64,
+    pub coalesced: AtomicU64,
+    pub compressed_variants: AtomicU64,
+}
+
+type Flights = Arc<Mutex<HashMap<Arc<str>, watch::Receiver<()>>>>;
+
+/// The node's cache (one per gateway, shared by every cached route).
+pub struct Cache {
+    pub settings: CacheSettings,
+    pub store: Store,
+    pub counters: Arc<Counters>,
+    flights: Flights,
+    /// The gateway that owns this cache, for background revalidation tasks;
+    /// unset (revalidation then happens in the request) until the server binds it.
+    pub(crate) owner: OnceLock<Weak<crate::pipeline::Gateway>>,
+}
+
+/// The one request that fetches a key; waiters wake when it drops.
+pub struct Flight {
+    flights: Flights,
+    key: Arc<str>,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        if let Ok(mut f) = self.flights.lock() {
+            f.remove(&self.key);
+        }
+    }
+}
+
+pub enum Join {
+    /// Fetch it; hold the flight until the response is stored (or not).
+    Lead(Flight),
+    /// Another request is fetching it; wait for [`Waiter::done`] and look again.
+    Wait(watch::Receiver<()>),
+}
+
+impl Cache {
+    pub fn new(settings: CacheSettings) -> Self {
+        let counters = Arc::new(Counters::default());
+        Self {
+            settings,
+            store: Store::new(settings.max_size, counters.clone()),
+            counters,
+            flights: Arc::default(),
+            owner: OnceLock::new(),
+        }
+    }
+
+    /// Joins the fetch of `key` in flight, or starts it.
+    pub fn join(&self, key: &Arc<str>) -> Join {
+        let Ok(mut f) = self.flights.lock() else {
+            // A poisoned map only costs coalescing.
+            let (tx, _) = watch::channel(());
+            return Join::Lead(Flight {
+                flights: self.flights.clone(),
+                key: key.clone(),
+                _done: tx,
+            });
+        };
+        if let Some(rx) = f.get(key) {
+            return Join::Wait(rx.clone());
+        }
+        let (tx, rx) = watch::channel(());
+        f.insert(key.clone(), rx);
+        Join::Lead(Flight {
+            flights: self.flights.clone(),
+            key: key.clone(),
+            _done: tx,
+        })
+    }
+
+    /// Starts a flight only if none is running (background refresh).
+    pub fn try_lead(&self, key: &Arc<str>) -> Option<Flight> {
+        match self.join(key) {
+            Join::Lead(f) => Some(f),
+            Join::Wait(_) => None,
+        }
+    }
+
+    pub fn count(&self, c: impl Fn(&Counters) -> &AtomicU64) {
+        c(&self.counters).fetch_add(1, Relaxed);
+    }
+
+    /// Prometheus text for the cache, with the node's labels.
+    pub fn render(&self, node: &str, region: &str) -> String {
+        let labels = format!("node=\"{node}\",region=\"{region}\"");
+        let c = &self.counters;
+        let mut out = String::new();
+        out.push_str("# HELP edgeward_cache_requests_total Cache lookups by outcome.\n");
+        out.push_str("# TYPE edgeward_cache_requests_total counter\n");
+        for (result, v) in [
+            ("hit", &c.hits),
+            ("miss", &c.misses),
+            ("stale", &c.stale),
+            ("revalidated", &c.revalidated),
+            ("bypass", &c.bypass),
+        ] {
+            let _ = writeln!(
+                out,
+                "edgeward_cache_requests_total{{{labels},result=\"{result}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
+        for (metric, help, v) in [
+            (
+                "edgeward_cache_stored_total",
+                "Responses stored.",
+                &c.stored,
+            ),
+            (
+                "edgeward_cache_evictions_total",
+                "Entries evicted to keep the byte bound.",
+                &c.evictions,
+            ),
+            (
+                "edgeward_cache_expired_total",
+                "Entries dropped after their retention.",
+                &c.expired,
+            ),
+            (
+                "edgeward_cache_purged_total",
+                "Entries removed by purge requests or unsafe methods.",
+                &c.purged,
+            ),
+            (
+                "edgeward_cache_coalesced_total",
+                "Requests that waited for another request's fetch.",
+                &c.coalesced,
+            ),
+            (
+                "edgeward_cache_compressed_variants_total",
+                "Encoded variants made for stored responses.",
+                &c.compressed_variants,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {metric} {help}\n# TYPE {metric} counter\n{metric}{{{labels}}} {}",
+                v.load(Relaxed)
+            );
+        }
+        let (bytes, entries) = self.store.usage_now();
+        let _ = writeln!(
+            out,
+            "# HELP edgeward_cache_bytes Bytes held by stored responses.\n# TYPE edgeward_cache_bytes gauge\nedgeward_cache_bytes{{{labels}}} {bytes}\n# HELP edgeward_cache_max_bytes The configured bound.\n# TYPE edgeward_cache_max_bytes gauge\nedgeward_cache_max_bytes{{{labels}}} {}\n# HELP edgeward_cache_entries Stored responses.\n# TYPE edgeward_cache_entries gauge\nedgeward_cache_entries{{{labels}}} {entries}",
+            self.settings.max_size
+        );
+        out
+    }
+}
