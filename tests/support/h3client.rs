@@ -111,6 +111,35 @@ pub fn insecure_tls() -> rustls::ClientConfig {
     tls
 }
 
+/// A QUIC client config over `tls` (ALPN set to `h3`, early data enabled).
+pub fn client_config(mut tls: rustls::ClientConfig) -> anyhow::Result<quinn::ClientConfig> {
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    tls.enable_early_data = true;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .stream_receive_window((4u32 << 20).into())
+        .receive_window((32u32 << 20).into())
+        .max_idle_timeout(Some(Duration::from_secs(30).try_into()?));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+fn client_endpoint(
+    addr: SocketAddr,
+    config: &quinn::ClientConfig,
+) -> anyhow::Result<quinn::Endpoint> {
+    let bind: SocketAddr = if addr.is_ipv6() {
+        "[::1]:0".parse()?
+    } else {
+        "127.0.0.1:0".parse()?
+    };
+    let mut endpoint = quinn::Endpoint::client(bind)?;
+    endpoint.set_default_client_config(config.clone());
+    Ok(endpoint)
+}
+
 impl H3Client {
     /// Connects to `addr` (UDP) presenting SNI `localhost`.
     pub async fn connect(addr: SocketAddr) -> anyhow::Result<Self> {
@@ -126,28 +155,51 @@ impl H3Client {
     pub async fn connect_tls(
         addr: SocketAddr,
         server_name: &str,
-        mut tls: rustls::ClientConfig,
+        tls: rustls::ClientConfig,
     ) -> anyhow::Result<Self> {
-        tls.alpn_protocols = vec![b"h3".to_vec()];
-        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        let mut transport = quinn::TransportConfig::default();
-        transport
-            .stream_receive_window((4u32 << 20).into())
-            .receive_window((32u32 << 20).into())
-            .max_idle_timeout(Some(Duration::from_secs(30).try_into()?));
-        config.transport_config(Arc::new(transport));
-        let bind: SocketAddr = if addr.is_ipv6() {
-            "[::1]:0".parse()?
-        } else {
-            "127.0.0.1:0".parse()?
-        };
-        let mut endpoint = quinn::Endpoint::client(bind)?;
-        endpoint.set_default_client_config(config);
+        Self::connect_config(addr, server_name, &client_config(tls)?).await
+    }
+
+    /// Connects with a prepared config; connections made with clones of one config
+    /// share its TLS session cache, so a later one can resume (and send 0-RTT).
+    pub async fn connect_config(
+        addr: SocketAddr,
+        server_name: &str,
+        config: &quinn::ClientConfig,
+    ) -> anyhow::Result<Self> {
+        let endpoint = client_endpoint(addr, config)?;
         let conn = endpoint
             .connect(addr, server_name)?
             .await
             .with_context(|| format!("QUIC handshake with {addr}"))?;
+        Self::over(conn, endpoint, server_name, addr.port()).await
+    }
+
+    /// Starts a resumed connection and returns at once with 0-RTT keys, before the
+    /// handshake completes; `None` when the server's ticket allows no early data.
+    /// Requests sent before `accepted` resolves travel as 0-RTT data.
+    pub async fn connect_early(
+        addr: SocketAddr,
+        server_name: &str,
+        config: &quinn::ClientConfig,
+    ) -> anyhow::Result<Option<(Self, quinn::ZeroRttAccepted)>> {
+        let endpoint = client_endpoint(addr, config)?;
+        let connecting = endpoint.connect(addr, server_name)?;
+        match connecting.into_0rtt() {
+            Ok((conn, accepted)) => {
+                let client = Self::over(conn, endpoint, server_name, addr.port()).await?;
+                Ok(Some((client, accepted)))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn over(
+        conn: quinn::Connection,
+        endpoint: quinn::Endpoint,
+        server_name: &str,
+        port: u16,
+    ) -> anyhow::Result<Self> {
         let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
         let (closed_tx, closed_rx) = tokio::sync::watch::channel(None);
         tokio::spawn(async move {
@@ -157,7 +209,7 @@ impl H3Client {
         Ok(Self {
             send,
             _endpoint: endpoint,
-            authority: format!("{server_name}:{}", addr.port()),
+            authority: format!("{server_name}:{port}"),
             closed: Arc::new(closed_rx),
         })
     }
