@@ -109,6 +109,13 @@ fn serve(cfg: config::Config, with_demo: bool) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let stop = match server::shutdown_signal() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("cannot install the SIGTERM/SIGINT handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let _demo = if with_demo {
             match demo::start_upstreams().await {
                 Ok(d) => Some(d),
@@ -136,7 +143,7 @@ fn serve(cfg: config::Config, with_demo: bool) -> ExitCode {
             println!("  python3 tests/h3/aioquic_get.py 127.0.0.1 8443 /api/products/1   (HTTP/3, 8443/udp)");
             println!("Admin: curl -s http://127.0.0.1:9901/metrics   (Ctrl-C stops)");
         }
-        server::shutdown_signal().await;
+        stop.await;
         tracing::info!("shutdown requested; draining");
         running.shutdown().await;
         ExitCode::SUCCESS

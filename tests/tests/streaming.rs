@@ -121,7 +121,10 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     arrived.notified().await;
     gw.signal("TERM");
 
-    let r = in_flight.await.unwrap().unwrap();
+    let r = in_flight
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.stderr()));
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.text(), "finished");
     assert_eq!(gw.wait(Duration::from_secs(20)).await.unwrap(), Some(0));
