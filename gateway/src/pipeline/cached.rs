@@ -524,7 +524,10 @@ impl Gateway {
                 resp
             }
             Some(b) => {
-                h.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+                // RFC 9110 §8.6: a 204 carries no Content-Length.
+                if entry.status != StatusCode::NO_CONTENT {
+                    h.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+                }
                 let body = if head.method == Method::HEAD {
                     body::empty()
                 } else {
