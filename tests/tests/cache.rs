@@ -459,3 +459,15 @@ async fn http1_and_h2c_clients_share_entries() {
     assert_eq!(x_cache(&c), "MISS", "the query is part of the key");
     assert_eq!(up.hits(), 2);
 }
+
+#[tokio::test]
+async fn head_of_an_unstorable_response_has_no_body_over_h1_and_h2() {
+    let (up, _o, gw) = start("no-store", "{}").await;
+    for client in [Client::h1(), Client::h2c()] {
+        let req = Request::head(gw.url("http", "/ns")).body(empty()).unwrap();
+        let r = client.fetch(req).await.unwrap();
+        assert_eq!((r.status, x_cache(&r)), (StatusCode::OK, "MISS"));
+        assert!(r.body.is_empty());
+    }
+    assert_eq!(up.hits(), 2);
+}

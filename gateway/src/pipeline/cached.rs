@@ -448,6 +448,12 @@ impl Gateway {
             }
             Outcome::Passed(mut resp) | Outcome::Failed(Ok(mut resp)) => {
                 label(&mut resp, x);
+                if head.method == Method::HEAD {
+                    // The cache fetched a GET for this HEAD: keep the head, drop
+                    // the body (HTTP/2 treats DATA on a HEAD as a protocol error).
+                    *resp.body_mut() = body::empty();
+                    return Ok(resp);
+                }
                 Ok(self.compressed(r, resp, &head.method, want))
             }
             Outcome::Failed(Err(e)) => Err(e),
@@ -524,7 +530,10 @@ impl Gateway {
                 resp
             }
             Some(b) => {
-                h.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+                // RFC 9110 §8.6: a 204 carries no Content-Length.
+                if entry.status != StatusCode::NO_CONTENT {
+                    h.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+                }
                 let body = if head.method == Method::HEAD {
                     body::empty()
                 } else {
