@@ -406,6 +406,7 @@ async fn h1_and_h2_responses_advertise_h3() {
         let r = within(
             c.fetch(
                 Request::get(format!("https://localhost:{port}/x"))
+                    .header("host", format!("localhost:{port}"))
                     .body(empty())
                     .unwrap(),
             ),
@@ -444,9 +445,17 @@ async fn tls_listener_without_h3_advertises_nothing() {
     let mut c = TlsClient::connect(gw.addr("edge"), "localhost", &cert, &[b"h2"])
         .await
         .unwrap();
-    let r = within(c.fetch(Request::get("https://localhost/x").body(empty()).unwrap()))
-        .await
-        .unwrap();
+    let r = within(
+        c.fetch(
+            Request::get("https://localhost/x")
+                .header("host", "localhost")
+                .body(empty())
+                .unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.header("alt-svc"), None);
 }
 
