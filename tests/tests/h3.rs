@@ -446,9 +446,17 @@ async fn tls_listener_without_h3_advertises_nothing() {
     let mut c = TlsClient::connect(gw.addr("edge"), "localhost", &cert, &[b"h2"])
         .await
         .unwrap();
-    let r = within(c.fetch(Request::get("https://localhost/x").body(empty()).unwrap()))
-        .await
-        .unwrap();
+    let r = within(
+        c.fetch(
+            Request::get("https://localhost/x")
+                .header("host", "localhost")
+                .body(empty())
+                .unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.header("alt-svc"), None);
 }
 
