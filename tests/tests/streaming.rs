@@ -134,3 +134,47 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_body_limit_answers_413_for_declared_and_streamed_bodies() {
+    let up = Upstream::start(|req: Request<hyper::body::Incoming>| async move {
+        let n = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().len())
+            .unwrap_or(0);
+        Response::new(full(format!("{n}")))
+    })
+    .await;
+    let gw = Gateway::start(&config(&up, "    max-request-body: 1MiB\n"))
+        .await
+        .unwrap();
+    let c = Client::h1();
+    let declared = Request::post(gw.url("http", "/up"))
+        .body(full(vec![0u8; 2 << 20]))
+        .unwrap();
+    assert_eq!(
+        c.fetch(declared).await.unwrap().status,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    // 50 MiB of chunked body: refused when it passes 1 MiB, never whole upstream.
+    let streamed = Request::post(gw.url("http", "/up"))
+        .body(generated_body())
+        .unwrap();
+    let status = match c.fetch(streamed).await {
+        Ok(r) => r.status,
+        Err(e) => panic!("the gateway should answer 413, not drop the connection: {e}"),
+    };
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let within = Request::post(gw.url("http", "/up"))
+        .body(full(vec![0u8; 1000]))
+        .unwrap();
+    let r = c.fetch(within).await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "1000"));
+    assert_eq!(
+        up.hits(),
+        2,
+        "the declared oversize body never reached the upstream"
+    );
+}

@@ -203,6 +203,9 @@ pub struct RouteConfig {
     /// Headers added to / removed from the response sent to the client.
     #[serde(default)]
     pub response_headers: HeaderEditConfig,
+    /// Largest request body accepted, e.g. `10MiB`; larger ones get 413, whether
+    /// declared by Content-Length or found while streaming. Default: unlimited.
+    pub max_request_body: Option<Spanned<String>>,
     /// Response caching for this route. Default: off.
     pub cache: Option<crate::cache::RouteCacheYaml>,
     /// Compression for this route, over the global block. Default: the global block.

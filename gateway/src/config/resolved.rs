@@ -115,6 +115,8 @@ pub struct Route {
     pub rewrite: Option<(String, String)>,
     pub request_headers: HeaderEdit,
     pub response_headers: HeaderEdit,
+    /// Bytes; `None` is unlimited.
+    pub max_request_body: Option<u64>,
     pub cache: Option<crate::cache::RouteCache>,
     pub compression: Option<Arc<crate::compress::Compression>>,
 }

@@ -513,6 +513,12 @@ fn route(
         &v.response_headers,
     );
     let timeout = c.duration(&v.timeout, || path("timeout"), Duration::from_secs(30));
+    let max_request_body = v.max_request_body.as_ref().and_then(|m| {
+        parse_size(&m.value)
+            .map(|n| n as u64)
+            .map_err(|e| c.issue(&m.referenced, path("max-request-body"), e))
+            .ok()
+    });
     Some(Route {
         name,
         matcher: RouteMatch {
@@ -526,6 +532,7 @@ fn route(
         rewrite,
         request_headers,
         response_headers,
+        max_request_body,
         cache: None,
         compression: None,
     })

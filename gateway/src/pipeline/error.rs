@@ -11,6 +11,8 @@ pub enum ProxyError {
     NoRoute,
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    #[error("request body larger than the route's limit of {limit} bytes")]
+    TooLarge { limit: u64 },
     #[error("upstream {upstream}: cannot connect to {endpoint}: {source}")]
     Connect {
         upstream: String,
@@ -38,6 +40,7 @@ impl ProxyError {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Connect { .. } | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -48,6 +51,7 @@ impl ProxyError {
         let text: &'static str = match self {
             Self::NoRoute => "no route for this request\n",
             Self::BadRequest(why) => why,
+            Self::TooLarge { .. } => "request body too large\n",
             Self::Connect { .. } => "upstream unavailable\n",
             Self::Upstream { .. } => "upstream failed\n",
             Self::Timeout { .. } => "upstream timed out\n",

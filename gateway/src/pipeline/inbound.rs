@@ -2,8 +2,38 @@
 //! else looks at them (RFC 9112 §3.2, RFC 9113 §8.3.1).
 
 use http::{Request, Version, header};
+use http_body_util::BodyExt;
 
 use super::error::ProxyError;
+use crate::body::Body;
+
+/// Applies a route's `max-request-body`: a declared length over it is refused at
+/// once; an undeclared (chunked, h2, h3) body fails when it grows past it, which
+/// the proxy stage turns into 413 ([`is_over_limit`]).
+pub fn limit_body(req: Request<Body>, limit: Option<u64>) -> Result<Request<Body>, ProxyError> {
+    let Some(limit) = limit else { return Ok(req) };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ProxyError::TooLarge { limit });
+    }
+    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+    Ok(req.map(|b| http_body_util::Limited::new(b, cap).boxed_unsync()))
+}
+
+/// Whether an upstream exchange failed because the request body hit its limit.
+pub fn is_over_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
 
 pub fn check<B>(req: &Request<B>) -> Result<(), ProxyError> {
     let mut hosts = req.headers().get_all(header::HOST).iter();

@@ -64,7 +64,12 @@ impl Gateway {
         let route = checked.as_ref().ok().and_then(|()| self.route(&req));
         let (resp, endpoint) = match (checked, route) {
             (Err(e), _) => (Err(e), None),
-            (Ok(()), Some(r)) => self.edge(r, req, conn).await,
+            (Ok(()), Some(r)) => {
+                match inbound::limit_body(req, self.config.routes[r].max_request_body) {
+                    Ok(req) => self.edge(r, req, conn).await,
+                    Err(e) => (Err(e), None),
+                }
+            }
             (Ok(()), None) => (Err(ProxyError::NoRoute), None),
         };
         let resp = match resp {
@@ -75,7 +80,9 @@ impl Gateway {
                 // Client mistakes are counted, not logged loudly: a hostile client
                 // must not be able to flood the operator's logs.
                 match e {
-                    ProxyError::NoRoute | ProxyError::BadRequest(_) => {
+                    ProxyError::NoRoute
+                    | ProxyError::BadRequest(_)
+                    | ProxyError::TooLarge { .. } => {
                         tracing::debug!(route = route_name, error = %e, "request refused")
                     }
                     _ => tracing::warn!(route = route_name, error = %e, "request failed"),
@@ -116,7 +123,7 @@ impl Gateway {
         use std::sync::atomic::Ordering::Relaxed;
         let counter = match e {
             ProxyError::NoRoute => &self.metrics.no_route,
-            ProxyError::BadRequest(_) => &self.metrics.bad_requests,
+            ProxyError::BadRequest(_) | ProxyError::TooLarge { .. } => &self.metrics.bad_requests,
             ProxyError::Connect { .. } => &self.metrics.upstream_connect_errors,
             ProxyError::Timeout { .. } => &self.metrics.upstream_timeouts,
             ProxyError::Upstream { .. } => &self.metrics.upstream_errors,

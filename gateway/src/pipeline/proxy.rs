@@ -95,6 +95,9 @@ impl Gateway {
                     endpoint: endpoint_name.clone(),
                     timeout: route.timeout,
                 },
+                Ok(Err(e)) if super::inbound::is_over_limit(&e) => ProxyError::TooLarge {
+                    limit: route.max_request_body.unwrap_or_default(),
+                },
                 Ok(Err(e)) if e.is_connect() => ProxyError::Connect {
                     upstream: pool.name.clone(),
                     endpoint: endpoint_name.clone(),
