@@ -21,6 +21,8 @@ pub struct Metrics {
     pub upstream_timeouts: AtomicU64,
     pub upstream_errors: AtomicU64,
     pub bad_requests: AtomicU64,
+    pub plugin_failures: AtomicU64,
+    pub no_endpoint: AtomicU64,
 }
 
 impl Metrics {
@@ -37,6 +39,8 @@ impl Metrics {
             upstream_timeouts: AtomicU64::new(0),
             upstream_errors: AtomicU64::new(0),
             bad_requests: AtomicU64::new(0),
+            plugin_failures: AtomicU64::new(0),
+            no_endpoint: AtomicU64::new(0),
         }
     }
 
@@ -89,6 +93,16 @@ impl Metrics {
                 "edgeward_upstream_errors_total",
                 "Upstream exchanges that failed after connecting.",
                 &self.upstream_errors,
+            ),
+            (
+                "edgeward_plugin_failures_total",
+                "Requests answered 502/503 because a plugin failed under on-error: fail.",
+                &self.plugin_failures,
+            ),
+            (
+                "edgeward_no_endpoint_total",
+                "Requests answered 503 because no endpoint could take them.",
+                &self.no_endpoint,
             ),
         ] {
             let _ = writeln!(

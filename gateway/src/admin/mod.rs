@@ -59,7 +59,7 @@ fn route<B>(req: &Request<B>, gw: &Gateway, ready: &Readiness) -> Response<Body>
         (&Method::GET | &Method::HEAD, "/metrics") => text(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            gw.metrics.render(),
+            gw.metrics.render() + &gw.plugins.render_metrics(),
         ),
         (_, "/healthz" | "/readyz" | "/metrics") => {
             text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "use GET\n")

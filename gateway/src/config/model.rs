@@ -32,6 +32,10 @@ pub struct ConfigFile {
     /// One `tracing` line per request at target `edgeward::access`. Default: false.
     #[serde(default)]
     pub access_log: bool,
+    /// Named Wasm plugins (routers, filters). Built-ins may also be named
+    /// directly by `balancer:` / `filters:` without an entry here.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, Spanned<super::plugins::PluginConfig>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,6 +45,8 @@ pub struct NodeConfig {
     pub region: Option<String>,
     /// Name of this node, used in `Via` and logs. Default: `edgeward`.
     pub name: Option<Spanned<String>>,
+    /// Zone of this node, which routers may prefer endpoints in. Default: none.
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +112,11 @@ pub struct UpstreamConfig {
     pub max_idle_per_endpoint: Option<usize>,
     /// How long an idle pooled connection is kept. Default: 90s.
     pub idle_timeout: Option<Spanned<String>>,
+    /// The router plugin that picks an endpoint per request. Default: `round-robin`.
+    pub balancer: Option<Spanned<String>>,
+    /// How long an endpoint that refused a connection is offered as unhealthy
+    /// before it is tried again. Default: 10s.
+    pub unhealthy_cool_down: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -125,6 +136,11 @@ pub enum EndpointConfig {
         address: String,
         /// Relative share of traffic. Default: 1.
         weight: Option<u32>,
+        /// Labels router plugins can select on (e.g. `canary`). Default: none.
+        #[serde(default)]
+        tags: Vec<String>,
+        /// The endpoint's zone. Default: unknown.
+        zone: Option<String>,
     },
 }
 
@@ -132,6 +148,20 @@ impl EndpointConfig {
     pub fn address(&self) -> &str {
         match self {
             Self::Address(a) | Self::Detailed { address: a, .. } => a,
+        }
+    }
+
+    pub fn tags(&self) -> &[String] {
+        match self {
+            Self::Address(_) => &[],
+            Self::Detailed { tags, .. } => tags,
+        }
+    }
+
+    pub fn zone(&self) -> Option<&str> {
+        match self {
+            Self::Address(_) => None,
+            Self::Detailed { zone, .. } => zone.as_deref(),
         }
     }
 
@@ -163,6 +193,9 @@ pub struct RouteConfig {
     /// Headers added to / removed from the response sent to the client.
     #[serde(default)]
     pub response_headers: HeaderEditConfig,
+    /// Filter plugins run on this route's requests and responses, in order. Default: none.
+    #[serde(default)]
+    pub filters: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -21,12 +21,15 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub drain_timeout: Duration,
     pub access_log: bool,
+    /// Every plugin some upstream or route uses (plus those defined but unused).
+    pub plugins: Vec<super::plugins::PluginSpec>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Node {
     pub region: String,
     pub name: String,
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,12 +58,17 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     pub max_idle_per_endpoint: usize,
     pub idle_timeout: Duration,
+    /// Name of the router plugin; `None` means the native round robin.
+    pub balancer: Option<String>,
+    pub unhealthy_cool_down: Duration,
 }
 
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub authority: Authority,
     pub weight: u32,
+    pub tags: Vec<String>,
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +82,8 @@ pub struct Route {
     pub rewrite: Option<(String, String)>,
     pub request_headers: HeaderEdit,
     pub response_headers: HeaderEdit,
+    /// Names of filter plugins, in order.
+    pub filters: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -17,6 +17,7 @@ use serde_saphyr::{Location, Spanned};
 use super::error::{ConfigIssue, did_you_mean};
 use super::load::at;
 use super::model::{self, ConfigFile};
+use super::plugins::{DEFAULT_BALANCER, PluginChecks};
 use super::resolved::*;
 use super::units::{parse_duration, parse_size};
 use crate::pipeline::route::{HostMatch, PathMatch, RouteMatch};
@@ -97,6 +98,7 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
             .name
             .as_ref()
             .map_or_else(|| "edgeward".into(), |n| n.value.clone()),
+        zone: raw.node.zone.clone(),
     };
     if let Some(n) = &raw.node.name
         && (n.value.is_empty()
@@ -142,11 +144,34 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
         .as_ref()
         .and_then(|a| c.socket_addr(&a.address, "admin.address"));
 
+    let builtins: Vec<&str> = crate::plugin::builtin::names().collect();
+    let file_name = file.display().to_string();
+    let mut checks = PluginChecks {
+        file: &file_name,
+        base,
+        builtins: &builtins,
+        issues: Vec::new(),
+    };
+    let mut plugins = checks.specs(&raw.plugins);
+
     let upstream_names: Vec<&str> = raw.upstreams.keys().map(String::as_str).collect();
     let upstreams: Vec<Upstream> = raw
         .upstreams
         .iter()
-        .map(|(name, u)| upstream(&mut c, name, u))
+        .map(|(name, u)| {
+            let mut up = upstream(&mut c, name, u);
+            up.balancer = match &u.value.balancer {
+                Some(b) => checks.reference(&mut plugins, b, format!("upstreams.{name}.balancer")),
+                // Without the embedded built-in (a build that skipped plugins/)
+                // the native round robin serves.
+                None if builtins.contains(&DEFAULT_BALANCER) => {
+                    let implicit = Spanned::new(DEFAULT_BALANCER.to_owned(), u.referenced, u.referenced);
+                    checks.reference(&mut plugins, &implicit, format!("upstreams.{name}.balancer"))
+                }
+                None => None,
+            };
+            up
+        })
         .collect();
 
     let mut route_names = HashSet::new();
@@ -165,9 +190,20 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
                     ),
                 );
             }
-            route(&mut c, i, name, r, &upstream_names)
+            let mut route = route(&mut c, i, name, r, &upstream_names)?;
+            route.filters = r
+                .value
+                .filters
+                .iter()
+                .enumerate()
+                .filter_map(|(j, f)| {
+                    checks.reference(&mut plugins, f, format!("routes[{i}].filters[{j}]"))
+                })
+                .collect();
+            Some(route)
         })
         .collect();
+    c.issues.append(&mut checks.issues);
 
     let drain_timeout = c.duration(
         &raw.shutdown.drain_timeout,
@@ -184,6 +220,7 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
             routes,
             drain_timeout,
             access_log: raw.access_log,
+            plugins,
         })
     } else {
         c.issues.sort_by_key(|i| (i.line, i.column));
@@ -367,6 +404,8 @@ fn upstream(c: &mut Checker, name: &str, u: &Spanned<model::UpstreamConfig>) -> 
             Some(Endpoint {
                 authority: authority?,
                 weight: e.value.weight(),
+                tags: e.value.tags().to_vec(),
+                zone: e.value.zone().map(str::to_owned),
             })
         })
         .collect();
@@ -384,6 +423,12 @@ fn upstream(c: &mut Checker, name: &str, u: &Spanned<model::UpstreamConfig>) -> 
             &u.value.idle_timeout,
             || path("idle-timeout"),
             Duration::from_secs(90),
+        ),
+        balancer: None,
+        unhealthy_cool_down: c.duration(
+            &u.value.unhealthy_cool_down,
+            || path("unhealthy-cool-down"),
+            crate::upstream::stats::COOL_DOWN,
         ),
     }
 }
@@ -506,6 +551,7 @@ fn route(
         rewrite,
         request_headers,
         response_headers,
+        filters: Vec::new(),
     })
 }
 

@@ -16,6 +16,7 @@ use http::{Request, Response};
 use crate::body::Body;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::plugin::Plugins;
 use crate::upstream::UpstreamPool;
 use error::ProxyError;
 
@@ -33,11 +34,29 @@ pub struct Gateway {
     pub config: Arc<Config>,
     upstreams: Vec<UpstreamPool>,
     pub metrics: Metrics,
+    /// Loaded Wasm plugins (routers, filters).
+    pub plugins: Arc<Plugins>,
+    /// Route names as handed to plugins, allocated once.
+    route_names: Vec<Arc<str>>,
 }
 
 impl Gateway {
+    /// A gateway whose upstreams all use the native round robin.
     pub fn new(config: Arc<Config>) -> Self {
-        let upstreams = config.upstreams.iter().map(UpstreamPool::new).collect();
+        Self::with_plugins(config, Plugins::default())
+    }
+
+    /// A gateway whose upstreams choose endpoints through their `balancer:` plugin.
+    pub fn with_plugins(config: Arc<Config>, plugins: Plugins) -> Self {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                let router = u.balancer.as_deref().and_then(|b| plugins.router(b)).cloned();
+                UpstreamPool::with_router(u, router, config.node.zone.as_deref())
+            })
+            .collect();
+        let route_names = config.routes.iter().map(|r| Arc::from(r.name.as_str())).collect();
         let metrics = Metrics::new(
             &config.node.name,
             &config.node.region,
@@ -47,6 +66,8 @@ impl Gateway {
             config,
             upstreams,
             metrics,
+            plugins: Arc::new(plugins),
+            route_names,
         }
     }
 
@@ -107,6 +128,8 @@ impl Gateway {
             ProxyError::Connect { .. } => &self.metrics.upstream_connect_errors,
             ProxyError::Timeout { .. } => &self.metrics.upstream_timeouts,
             ProxyError::Upstream { .. } => &self.metrics.upstream_errors,
+            ProxyError::Plugin { .. } => &self.metrics.plugin_failures,
+            ProxyError::Unavailable { .. } => &self.metrics.no_endpoint,
         };
         counter.fetch_add(1, Relaxed);
     }
