@@ -12,7 +12,10 @@ const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
-    let root = manifest.parent().expect("gateway/ lives in the workspace").to_path_buf();
+    let root = manifest
+        .parent()
+        .expect("gateway/ lives in the workspace")
+        .to_path_buf();
     let plugins = root.join("plugins");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets it"));
 

@@ -26,8 +26,8 @@ pub struct Running {
 
 /// Binds all sockets first, so a port in use fails the start instead of one listener.
 pub async fn start(config: Config) -> std::io::Result<Running> {
-    let plugins = crate::plugin::Plugins::load(&config)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let plugins =
+        crate::plugin::Plugins::load(&config).map_err(|e| std::io::Error::other(e.to_string()))?;
     let config = Arc::new(config);
     let gateway = Arc::new(Gateway::with_plugins(config.clone(), plugins));
     let mut servers = Vec::new();

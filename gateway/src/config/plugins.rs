@@ -6,8 +6,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
 
 use super::error::{ConfigIssue, did_you_mean};
@@ -90,14 +90,16 @@ impl<'de> Deserialize<'de> for Scalar {
             F(f64),
             S(String),
         }
-        Ok(Scalar(match Any::deserialize(d).map_err(|_| {
-            serde::de::Error::custom("plugin settings are scalars (text, numbers, true/false)")
-        })? {
-            Any::B(b) => b.to_string(),
-            Any::I(i) => i.to_string(),
-            Any::F(f) => f.to_string(),
-            Any::S(s) => s,
-        }))
+        Ok(Scalar(
+            match Any::deserialize(d).map_err(|_| {
+                serde::de::Error::custom("plugin settings are scalars (text, numbers, true/false)")
+            })? {
+                Any::B(b) => b.to_string(),
+                Any::I(i) => i.to_string(),
+                Any::F(f) => f.to_string(),
+                Any::S(s) => s,
+            },
+        ))
     }
 }
 
@@ -193,7 +195,11 @@ impl PluginChecks<'_> {
                 Some(d) => match parse_duration(&d.value) {
                     Ok(t) if !t.is_zero() && t <= Duration::from_secs(10) => t,
                     Ok(_) => {
-                        self.issue(&d.referenced, path("deadline"), "must be between 1µs and 10s".into());
+                        self.issue(
+                            &d.referenced,
+                            path("deadline"),
+                            "must be between 1µs and 10s".into(),
+                        );
                         DEFAULT_DEADLINE
                     }
                     Err(e) => {
@@ -207,7 +213,11 @@ impl PluginChecks<'_> {
                 Some(m) => match parse_size(&m.value) {
                     Ok(n) if (1 << 20..=4 << 30).contains(&n) => n,
                     Ok(_) => {
-                        self.issue(&m.referenced, path("memory"), "must be between 1MiB and 4GiB".into());
+                        self.issue(
+                            &m.referenced,
+                            path("memory"),
+                            "must be between 1MiB and 4GiB".into(),
+                        );
                         DEFAULT_MEMORY
                     }
                     Err(e) => {
@@ -220,7 +230,11 @@ impl PluginChecks<'_> {
                 None => default_instances(),
                 Some(n) if (1..=1024).contains(&n.value) => n.value,
                 Some(n) => {
-                    self.issue(&n.referenced, path("instances"), "must be between 1 and 1024".into());
+                    self.issue(
+                        &n.referenced,
+                        path("instances"),
+                        "must be between 1 and 1024".into(),
+                    );
                     default_instances()
                 }
             };

@@ -165,8 +165,13 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
                 // Without the embedded built-in (a build that skipped plugins/)
                 // the native round robin serves.
                 None if builtins.contains(&DEFAULT_BALANCER) => {
-                    let implicit = Spanned::new(DEFAULT_BALANCER.to_owned(), u.referenced, u.referenced);
-                    checks.reference(&mut plugins, &implicit, format!("upstreams.{name}.balancer"))
+                    let implicit =
+                        Spanned::new(DEFAULT_BALANCER.to_owned(), u.referenced, u.referenced);
+                    checks.reference(
+                        &mut plugins,
+                        &implicit,
+                        format!("upstreams.{name}.balancer"),
+                    )
                 }
                 None => None,
             };

@@ -52,11 +52,19 @@ impl Gateway {
             .upstreams
             .iter()
             .map(|u| {
-                let router = u.balancer.as_deref().and_then(|b| plugins.router(b)).cloned();
+                let router = u
+                    .balancer
+                    .as_deref()
+                    .and_then(|b| plugins.router(b))
+                    .cloned();
                 UpstreamPool::with_router(u, router, config.node.zone.as_deref())
             })
             .collect();
-        let route_names = config.routes.iter().map(|r| Arc::from(r.name.as_str())).collect();
+        let route_names = config
+            .routes
+            .iter()
+            .map(|r| Arc::from(r.name.as_str()))
+            .collect();
         let metrics = Metrics::new(
             &config.node.name,
             &config.node.region,

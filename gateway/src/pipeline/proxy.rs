@@ -138,7 +138,9 @@ impl Gateway {
                     source: Box::new(e),
                 },
             };
-            if matches!(err, ProxyError::Connect { .. }) && stats.connect_failed(pool.now_ms(), cfg_upstream.unhealthy_cool_down) {
+            if matches!(err, ProxyError::Connect { .. })
+                && stats.connect_failed(pool.now_ms(), cfg_upstream.unhealthy_cool_down)
+            {
                 tracing::warn!(upstream = %pool.name, endpoint = %endpoint_name, "endpoint marked unhealthy after a connect failure");
             }
             let retry = spare_headers.is_some() && matches!(err, ProxyError::Connect { .. });

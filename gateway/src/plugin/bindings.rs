@@ -10,9 +10,9 @@ pub mod router {
         world: "router",
         imports: { default: trappable },
         with: {
-            "edgeward:plugin/types/request": super::RequestView,
-            "edgeward:plugin/types/response": super::ResponseView,
-            "edgeward:plugin/types/upstream": super::UpstreamView,
+            "edgeward:plugin/types.request": super::RequestView,
+            "edgeward:plugin/types.response": super::ResponseView,
+            "edgeward:plugin/types.upstream": super::UpstreamView,
         },
     });
 }

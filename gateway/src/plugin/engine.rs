@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use wasmtime::component::{Component, ResourcesRequired};
+use wasmtime::ResourcesRequired;
+use wasmtime::component::Component;
 use wasmtime::{Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy};
 use wasmtime::{OptLevel, PoolingAllocationConfig};
 
@@ -91,7 +92,6 @@ pub fn probe_engine() -> Result<Engine, String> {
 }
 
 /// What one plugin asks of the pool.
-#[derive(Debug, Clone, Copy)]
 pub struct Demand {
     pub resources: ResourcesRequired,
     /// Live instances the plugin may have at once.

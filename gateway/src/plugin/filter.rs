@@ -10,7 +10,7 @@ use super::bindings::filter::{Filter, FilterPre};
 use super::bindings::types;
 use super::host::{HostState, RequestView, ResponseView};
 use super::metrics::PluginMetrics;
-use super::pool::{Fault, Pool, World};
+use super::pool::{Fault, Pool, World, guarded};
 use super::router::{CallContext, HeaderEdit, direct_response, edits};
 use crate::body::Body;
 use crate::config::OnError;
@@ -68,7 +68,8 @@ impl FilterPlugin {
         ctx: &CallContext,
     ) -> Result<FilterAction, Fault> {
         let r = self.call(parts, ctx, None);
-        self.metrics.record(&r.as_ref().map(|_| ()).map_err(Clone::clone));
+        self.metrics
+            .record(&r.as_ref().map(|_| ()).map_err(Clone::clone));
         r
     }
 
@@ -81,7 +82,8 @@ impl FilterPlugin {
         headers: &mut http::HeaderMap,
     ) -> Result<FilterAction, Fault> {
         let r = self.call(parts, ctx, Some((status, headers)));
-        self.metrics.record(&r.as_ref().map(|_| ()).map_err(Clone::clone));
+        self.metrics
+            .record(&r.as_ref().map(|_| ()).map_err(Clone::clone));
         r
     }
 
@@ -104,7 +106,10 @@ impl FilterPlugin {
             .map_err(|e| Fault::Trap(e.to_string()))?;
         let req_borrow = Resource::<RequestView>::new_borrow(req.rep());
         let (answer, resp_back) = match response {
-            None => (inst.guest.call_on_request(&mut inst.store, req_borrow), None),
+            None => (
+                guarded(|| inst.guest.call_on_request(&mut inst.store, req_borrow)),
+                None,
+            ),
             Some((status, headers)) => {
                 let view = ResponseView {
                     status,
@@ -120,9 +125,10 @@ impl FilterPlugin {
                     }
                 };
                 let resp_borrow = Resource::<ResponseView>::new_borrow(resp.rep());
-                let a = inst
-                    .guest
-                    .call_on_response(&mut inst.store, req_borrow, resp_borrow);
+                let a = guarded(|| {
+                    inst.guest
+                        .call_on_response(&mut inst.store, req_borrow, resp_borrow)
+                });
                 (a, Some((resp, headers)))
             }
         };
@@ -138,7 +144,7 @@ impl FilterPlugin {
         let action = match answer {
             Ok(types::Action::Continue(list)) => FilterAction::Continue(edits(list)?),
             Ok(types::Action::Respond(r)) => FilterAction::Respond(direct_response(r)?),
-            Err(e) => return Err(Fault::from_wasm(&e)),
+            Err(f) => return Err(f),
         };
         lease.release();
         Ok(action)

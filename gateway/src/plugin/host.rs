@@ -24,6 +24,7 @@ pub struct PluginShared {
     pub name: String,
     pub state: SharedState,
     pub log: LogLimiter,
+    pub metrics: Arc<super::PluginMetrics>,
 }
 
 /// The store data of one plugin instance.
@@ -112,7 +113,10 @@ impl RequestView {
     }
 }
 
-fn req(table: &ResourceTable, r: &Resource<RequestView>) -> wasmtime::Result<&RequestView> {
+fn req<'a>(
+    table: &'a ResourceTable,
+    r: &Resource<RequestView>,
+) -> wasmtime::Result<&'a RequestView> {
     Ok(table.get(r)?)
 }
 
@@ -137,13 +141,29 @@ impl types::HostRequest for HostState {
     fn query(&mut self, r: Resource<RequestView>) -> wasmtime::Result<Option<String>> {
         Ok(req(&self.table, &r)?.parts.uri.query().map(str::to_owned))
     }
-    fn header(&mut self, r: Resource<RequestView>, name: String) -> wasmtime::Result<Option<String>> {
-        Ok(req(&self.table, &r)?.parts.headers.get(name.as_str()).map(lossy))
+    fn header(
+        &mut self,
+        r: Resource<RequestView>,
+        name: String,
+    ) -> wasmtime::Result<Option<String>> {
+        Ok(req(&self.table, &r)?
+            .parts
+            .headers
+            .get(name.as_str())
+            .map(lossy))
     }
-    fn header_all(&mut self, r: Resource<RequestView>, name: String) -> wasmtime::Result<Vec<String>> {
+    fn header_all(
+        &mut self,
+        r: Resource<RequestView>,
+        name: String,
+    ) -> wasmtime::Result<Vec<String>> {
         Ok(req(&self.table, &r)?.header_all(&name))
     }
-    fn cookie(&mut self, r: Resource<RequestView>, name: String) -> wasmtime::Result<Option<String>> {
+    fn cookie(
+        &mut self,
+        r: Resource<RequestView>,
+        name: String,
+    ) -> wasmtime::Result<Option<String>> {
         Ok(find_cookie(&req(&self.table, &r)?.parts.headers, &name))
     }
     fn client_addr(&mut self, r: Resource<RequestView>) -> wasmtime::Result<types::IpAddress> {
@@ -184,10 +204,18 @@ impl types::HostResponse for HostState {
     fn status(&mut self, r: Resource<ResponseView>) -> wasmtime::Result<u16> {
         Ok(self.table.get(&r)?.status)
     }
-    fn header(&mut self, r: Resource<ResponseView>, name: String) -> wasmtime::Result<Option<String>> {
+    fn header(
+        &mut self,
+        r: Resource<ResponseView>,
+        name: String,
+    ) -> wasmtime::Result<Option<String>> {
         Ok(self.table.get(&r)?.headers.get(name.as_str()).map(lossy))
     }
-    fn header_all(&mut self, r: Resource<ResponseView>, name: String) -> wasmtime::Result<Vec<String>> {
+    fn header_all(
+        &mut self,
+        r: Resource<ResponseView>,
+        name: String,
+    ) -> wasmtime::Result<Vec<String>> {
         Ok(self
             .table
             .get(&r)?
@@ -212,7 +240,11 @@ impl types::HostUpstream for HostState {
     fn address(&mut self, r: Resource<UpstreamView>, id: u32) -> wasmtime::Result<Option<String>> {
         Ok(self.table.get(&r)?.0.addresses.get(id as usize).cloned())
     }
-    fn zone_name(&mut self, r: Resource<UpstreamView>, zone: u32) -> wasmtime::Result<Option<String>> {
+    fn zone_name(
+        &mut self,
+        r: Resource<UpstreamView>,
+        zone: u32,
+    ) -> wasmtime::Result<Option<String>> {
         let info = &self.table.get(&r)?.0;
         Ok(zone
             .checked_sub(1)
@@ -263,6 +295,7 @@ impl log::Host for HostState {
         }
         let plugin = &self.plugin;
         let Some(dropped) = plugin.log.admit() else {
+            plugin.metrics.log_dropped();
             return Ok(());
         };
         if dropped > 0 {
@@ -278,11 +311,17 @@ impl log::Host for HostState {
         }
         let name = plugin.name.as_str();
         match level {
-            log::Level::Trace => tracing::trace!(target: "edgeward::plugin", plugin = name, "{msg}"),
-            log::Level::Debug => tracing::debug!(target: "edgeward::plugin", plugin = name, "{msg}"),
+            log::Level::Trace => {
+                tracing::trace!(target: "edgeward::plugin", plugin = name, "{msg}")
+            }
+            log::Level::Debug => {
+                tracing::debug!(target: "edgeward::plugin", plugin = name, "{msg}")
+            }
             log::Level::Info => tracing::info!(target: "edgeward::plugin", plugin = name, "{msg}"),
             log::Level::Warn => tracing::warn!(target: "edgeward::plugin", plugin = name, "{msg}"),
-            log::Level::Error => tracing::error!(target: "edgeward::plugin", plugin = name, "{msg}"),
+            log::Level::Error => {
+                tracing::error!(target: "edgeward::plugin", plugin = name, "{msg}")
+            }
         }
         Ok(())
     }
@@ -326,7 +365,12 @@ impl state::Host for HostState {
         self.plugin.state.counter_set(&key, value);
         Ok(())
     }
-    fn counter_compare_and_swap(&mut self, key: String, expected: i64, new: i64) -> wasmtime::Result<bool> {
+    fn counter_compare_and_swap(
+        &mut self,
+        key: String,
+        expected: i64,
+        new: i64,
+    ) -> wasmtime::Result<bool> {
         Ok(self.plugin.state.counter_cas(&key, expected, new))
     }
     fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
@@ -339,10 +383,14 @@ impl state::Host for HostState {
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<(), state::StateError>> {
         let ttl = ttl_ms.map(Duration::from_millis);
-        Ok(self.plugin.state.kv_set(&key, value, ttl).map_err(|e| match e {
-            StateError::TooLarge => state::StateError::TooLarge,
-            StateError::Full => state::StateError::Full,
-        }))
+        Ok(self
+            .plugin
+            .state
+            .kv_set(&key, value, ttl)
+            .map_err(|e| match e {
+                StateError::TooLarge => state::StateError::TooLarge,
+                StateError::Full => state::StateError::Full,
+            }))
     }
     fn kv_delete(&mut self, key: String) -> wasmtime::Result<bool> {
         Ok(self.plugin.state.kv_delete(&key))

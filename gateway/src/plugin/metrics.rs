@@ -17,6 +17,7 @@ pub struct PluginMetrics {
     faults: [AtomicU64; 6],
     fallbacks: AtomicU64,
     failed: AtomicU64,
+    log_dropped: AtomicU64,
     burst: BurstLog,
 }
 
@@ -28,6 +29,7 @@ impl PluginMetrics {
             faults: Default::default(),
             fallbacks: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            log_dropped: AtomicU64::new(0),
             burst: BurstLog::new(FAULT_LOG_WINDOW),
         }
     }
@@ -57,8 +59,8 @@ impl PluginMetrics {
         .fetch_add(1, Relaxed);
     }
 
-    pub fn faults(&self) -> u64 {
-        self.faults.iter().map(|f| f.load(Relaxed)).sum()
+    pub fn log_dropped(&self) {
+        self.log_dropped.fetch_add(1, Relaxed);
     }
 }
 
@@ -69,7 +71,12 @@ pub fn render(all: &[std::sync::Arc<PluginMetrics>]) -> String {
     }
     out.push_str("# HELP edgeward_plugin_calls_total Calls into a plugin.\n# TYPE edgeward_plugin_calls_total counter\n");
     for m in all {
-        let _ = writeln!(out, "edgeward_plugin_calls_total{{plugin=\"{}\"}} {}", m.name, m.calls.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "edgeward_plugin_calls_total{{plugin=\"{}\"}} {}",
+            m.name,
+            m.calls.load(Relaxed)
+        );
     }
     out.push_str("# HELP edgeward_plugin_faults_total Plugin calls that faulted (instance discarded), by kind.\n# TYPE edgeward_plugin_faults_total counter\n");
     for m in all {
@@ -92,6 +99,15 @@ pub fn render(all: &[std::sync::Arc<PluginMetrics>]) -> String {
                 n.load(Relaxed)
             );
         }
+    }
+    out.push_str("# HELP edgeward_plugin_log_dropped_total Guest log lines dropped by the rate limit.\n# TYPE edgeward_plugin_log_dropped_total counter\n");
+    for m in all {
+        let _ = writeln!(
+            out,
+            "edgeward_plugin_log_dropped_total{{plugin=\"{}\"}} {}",
+            m.name,
+            m.log_dropped.load(Relaxed)
+        );
     }
     out
 }

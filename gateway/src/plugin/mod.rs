@@ -25,8 +25,8 @@ pub use filter::{FilterAction, FilterPlugin};
 pub use host::UpstreamInfo;
 use host::{HostState, PluginShared};
 pub use metrics::PluginMetrics;
-use pool::{Pool, PoolLimits, World};
 pub use pool::Fault;
+use pool::{Pool, PoolLimits, World};
 pub use router::{CallContext, Candidate, Decision, HeaderEdit};
 
 /// Guest log lines per second per plugin, and the burst allowed.
@@ -63,7 +63,8 @@ impl RouterPlugin {
         candidates: &[Candidate],
     ) -> Result<Decision, Fault> {
         let r = router::choose(&self.pool, parts, ctx, upstream, candidates);
-        self.metrics.record(&r.as_ref().map(|_| ()).map_err(Clone::clone));
+        self.metrics
+            .record(&r.as_ref().map(|_| ()).map_err(Clone::clone));
         r
     }
 
@@ -126,7 +127,10 @@ impl Plugins {
             let component = engine::compile(&probe, &b)
                 .map_err(|r| fail(spec, format!("not a valid Wasm component: {r}")))?;
             let resources = component.resources_required().ok_or_else(|| {
-                fail(spec, "the component imports core modules; its size cannot be known".into())
+                fail(
+                    spec,
+                    "the component imports core modules; its size cannot be known".into(),
+                )
             })?;
             demands.push(engine::Demand {
                 resources,
@@ -156,6 +160,7 @@ impl Plugins {
                 name: spec.name.clone(),
                 state: state::SharedState::default(),
                 log: limit::LogLimiter::new(LOG_RATE.0, LOG_RATE.1),
+                metrics: metrics.clone(),
             });
             let limits = PoolLimits {
                 deadline: spec.deadline,
@@ -165,7 +170,13 @@ impl Plugins {
             let role = roles[spec.name.as_str()];
             if role.router {
                 let pool = new_pool::<bindings::router::Router>(
-                    &engine, &linker, &component, spec, shared.clone(), limits.clone(), "router",
+                    &engine,
+                    &linker,
+                    &component,
+                    spec,
+                    shared.clone(),
+                    limits.clone(),
+                    "router",
                 )
                 .map_err(|r| fail(spec, r))?;
                 out.routers.insert(

@@ -2,8 +2,10 @@
 //! time; it goes back to the pool after a clean call and is discarded after a
 //! fault, so a trapped or half-run guest never serves again.
 
+use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use wasmtime::component::{Component, Linker};
@@ -56,6 +58,53 @@ impl Fault {
         }
         let first = msg.lines().next().unwrap_or("").to_owned();
         Self::Trap(first)
+    }
+}
+
+thread_local! {
+    /// Set while this thread runs guest code, so the panic hook stays quiet
+    /// for panics that [`guarded`] turns into faults.
+    static IN_PLUGIN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs guest code. A host function that panics inside it (wasmtime-wasi's
+/// blocking calls panic on a Tokio worker thread, and a hostile guest can make
+/// them) unwinds to here and becomes a trap: the instance is discarded like
+/// any other faulting one.
+pub fn guarded<R>(f: impl FnOnce() -> wasmtime::Result<R>) -> Result<R, Fault> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_PLUGIN.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    IN_PLUGIN.with(|c| c.set(true));
+    let r = std::panic::catch_unwind(AssertUnwindSafe(f));
+    IN_PLUGIN.with(|c| c.set(false));
+    match r {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Fault::from_wasm(&e)),
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            // wasmtime-wasi's blocking calls (stdio flush, poll) cannot run on a
+            // Tokio worker; plugins have no stdio or I/O to wait on anyway.
+            if msg.contains("runtime") {
+                return Err(Fault::Trap(
+                    "the guest made a blocking WASI call (stdio, poll); plugins may not".into(),
+                ));
+            }
+            let first = msg.lines().next().unwrap_or("").to_owned();
+            Err(Fault::Trap(format!(
+                "a host call the guest made panicked: {first}"
+            )))
+        }
     }
 }
 
@@ -116,10 +165,6 @@ impl<W: World> Pool<W> {
         }
     }
 
-    pub fn shared(&self) -> &Arc<PluginShared> {
-        &self.shared
-    }
-
     /// Creates and initialises one instance and keeps it warm; at load this is
     /// where a failing `init` becomes a startup error.
     pub fn warm_up(&self) -> Result<(), Fault> {
@@ -135,14 +180,14 @@ impl<W: World> Pool<W> {
         );
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(deadline_ticks(INIT_DEADLINE));
-        let guest = W::instantiate(&self.pre, &mut store).map_err(|e| match Fault::from_wasm(&e) {
+        let guest = guarded(|| W::instantiate(&self.pre, &mut store)).map_err(|f| match f {
             Fault::Trap(msg) => Fault::Init(format!("cannot instantiate: {msg}")),
             other => other,
         })?;
-        match guest.init(&mut store, &self.config) {
+        match guarded(|| guest.init(&mut store, &self.config)) {
             Ok(Ok(())) => Ok(Instance { store, guest }),
             Ok(Err(reason)) => Err(Fault::Init(reason)),
-            Err(e) => Err(match Fault::from_wasm(&e) {
+            Err(f) => Err(match f {
                 Fault::Trap(msg) => Fault::Init(format!("trapped in init: {msg}")),
                 other => other,
             }),
@@ -176,11 +221,6 @@ impl<W: World> Pool<W> {
             inst: Some(inst),
         })
     }
-
-    /// Instances alive now (idle or serving).
-    pub fn live(&self) -> u32 {
-        self.live.load(Ordering::Relaxed)
-    }
 }
 
 pub struct Lease<'a, W: World> {
@@ -190,7 +230,9 @@ pub struct Lease<'a, W: World> {
 
 impl<W: World> Lease<'_, W> {
     pub fn get(&mut self) -> &mut Instance<W> {
-        self.inst.as_mut().expect("a lease holds its instance until consumed")
+        self.inst
+            .as_mut()
+            .expect("a lease holds its instance until consumed")
     }
 
     /// The call went well: keep the instance warm.

@@ -12,7 +12,7 @@ use wasmtime::component::{Component, Linker};
 use super::bindings::router::{Router, RouterPre};
 use super::bindings::types;
 use super::host::{HostState, RequestView, UpstreamInfo, UpstreamView};
-use super::pool::{Fault, Pool, World};
+use super::pool::{Fault, Pool, World, guarded};
 use crate::body::{self, Body};
 
 pub use types::Candidate;
@@ -112,9 +112,10 @@ pub(super) fn choose(
         wasmtime::component::Resource::<RequestView>::new_borrow(req.rep()),
         wasmtime::component::Resource::<UpstreamView>::new_borrow(up.rep()),
     );
-    let answer = inst
-        .guest
-        .call_choose(&mut inst.store, req_borrow, up_borrow, candidates);
+    let answer = guarded(|| {
+        inst.guest
+            .call_choose(&mut inst.store, req_borrow, up_borrow, candidates)
+    });
     let table = &mut inst.store.data_mut().table;
     if let Ok(view) = table.delete(req) {
         *parts = view.parts;
@@ -128,7 +129,7 @@ pub(super) fn choose(
             }
             d
         }
-        Err(e) => Err(Fault::from_wasm(&e)),
+        Err(f) => Err(f),
     }
 }
 
@@ -206,7 +207,10 @@ pub(super) fn edits(list: Vec<types::HeaderEdit>) -> Result<Vec<HeaderEdit>, Fau
 
 pub(super) fn direct_response(r: types::DirectResponse) -> Result<Response<Body>, Fault> {
     if !(200..=599).contains(&r.status) {
-        return Err(Fault::Invalid(format!("status {} is outside 200..=599", r.status)));
+        return Err(Fault::Invalid(format!(
+            "status {} is outside 200..=599",
+            r.status
+        )));
     }
     if r.body.len() > MAX_DIRECT_BODY {
         return Err(Fault::Invalid(format!(

@@ -88,7 +88,12 @@ impl SharedState {
             .map(|e| e.value.clone())
     }
 
-    pub fn kv_set(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), StateError> {
+    pub fn kv_set(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<(), StateError> {
         if key.len() > MAX_KEY || value.len() > MAX_VALUE {
             return Err(StateError::TooLarge);
         }

@@ -41,7 +41,12 @@ impl Pick {
 impl UpstreamPool {
     /// Chooses an endpoint for `parts`; endpoints in `tried` (earlier attempts
     /// of this request) are offered as unhealthy so a retry goes elsewhere.
-    pub fn choose(&self, parts: &mut http::request::Parts, ctx: &CallContext, tried: &[usize]) -> Pick {
+    pub fn choose(
+        &self,
+        parts: &mut http::request::Parts,
+        ctx: &CallContext,
+        tried: &[usize],
+    ) -> Pick {
         let now = self.clock.now_ms();
         let Some(router) = &self.router else {
             return self.native(now, tried);
@@ -121,7 +126,10 @@ impl UpstreamPool {
 }
 
 /// The facts a router may ask about, and each endpoint's zone number.
-pub(super) fn upstream_info(cfg: &config::Upstream, local_zone: Option<&str>) -> (UpstreamInfo, Vec<u32>) {
+pub(super) fn upstream_info(
+    cfg: &config::Upstream,
+    local_zone: Option<&str>,
+) -> (UpstreamInfo, Vec<u32>) {
     let mut zone_names: Vec<String> = Vec::new();
     let mut number = |z: Option<&str>| -> u32 {
         let Some(z) = z else { return 0 };
@@ -134,10 +142,18 @@ pub(super) fn upstream_info(cfg: &config::Upstream, local_zone: Option<&str>) ->
         }
     };
     let local = number(local_zone);
-    let zones: Vec<u32> = cfg.endpoints.iter().map(|e| number(e.zone.as_deref())).collect();
+    let zones: Vec<u32> = cfg
+        .endpoints
+        .iter()
+        .map(|e| number(e.zone.as_deref()))
+        .collect();
     let info = UpstreamInfo {
         name: cfg.name.clone(),
-        addresses: cfg.endpoints.iter().map(|e| e.authority.to_string()).collect(),
+        addresses: cfg
+            .endpoints
+            .iter()
+            .map(|e| e.authority.to_string())
+            .collect(),
         tags: cfg.endpoints.iter().map(|e| e.tags.clone()).collect(),
         zones: zones.clone(),
         zone_names,

@@ -72,7 +72,11 @@ impl UpstreamPool {
             schedule: SmoothSchedule::new(&weights),
             cursor: AtomicUsize::new(0),
             client: builder.build(connector),
-            stats: cfg.endpoints.iter().map(|_| EndpointStats::default()).collect(),
+            stats: cfg
+                .endpoints
+                .iter()
+                .map(|_| EndpointStats::default())
+                .collect(),
             clock: Clock::default(),
             router,
             keys: info.addresses.iter().map(|a| stats::fnv1a(a)).collect(),

@@ -42,11 +42,12 @@ impl Guest for Hostile {
                 }
             }
             "grow" => {
-                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                // 1 MiB steps, as an allocator would, until the host stops it
+                // (the memory cap makes a failed grow a trap).
                 loop {
-                    let mut chunk = vec![0u8; 1 << 20];
-                    chunk[0] = 1;
-                    hoard.push(std::hint::black_box(chunk));
+                    if core::arch::wasm32::memory_grow::<0>(16) == usize::MAX {
+                        panic!("memory.grow failed without a trap");
+                    }
                 }
             }
             "log-flood" => {
