@@ -84,6 +84,8 @@ impl Running {
         if let Some(addr) = self.admin {
             println!("listening admin http://{addr}");
         }
+        // Tests and supervisors wait for this line: every socket is bound and serving.
+        println!("ready");
     }
 
     /// Stops accepting, waits up to the drain timeout for in-flight requests.

@@ -30,9 +30,16 @@ pub fn parse(file: &str, text: &str) -> Result<ConfigFile, ConfigError> {
 
 /// `Spanned` wrappers add a `.value` segment the operator never wrote; `.` alone
 /// means the document root.
+/// serde reports `?` for positions it cannot name (inside a syntax error): the
+/// path stops there.
 fn clean_path(path: &str) -> String {
     let p = path.replace(".value", "");
-    if p == "." { String::new() } else { p }
+    let p = p.split(".?").next().unwrap_or("");
+    if p == "." || p == "?" {
+        String::new()
+    } else {
+        p.to_owned()
+    }
 }
 
 /// The location is printed in front already; the raw message repeats it at the end.
@@ -44,6 +51,20 @@ fn clean_message(msg: &str) -> String {
     };
     if msg.contains("untagged enum EndpointConfig") {
         return "expected an endpoint as `host:port` or `{address: host:port, weight: N}`".into();
+    }
+    if let Some(field) = msg
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
+    {
+        return format!("required key \"{field}\" is missing; add it");
+    }
+    if let Some(ty) = msg.strip_prefix("invalid ") {
+        let expected = match ty {
+            "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number, e.g. 256",
+            "bool" => "true or false",
+            _ => return msg.to_owned(),
+        };
+        return format!("expected {expected}");
     }
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         let (field, expected) = rest.split_once("`, expected ").unwrap_or((rest, ""));
@@ -63,8 +84,9 @@ fn clean_message(msg: &str) -> String {
 }
 
 /// A location as (line, column), for issues raised after parsing.
+/// Problems with no node of their own (a missing top-level key) point at 1:1.
 pub fn at(loc: &Location) -> (u32, u32) {
-    (loc.line() as u32, loc.column() as u32)
+    ((loc.line() as u32).max(1), (loc.column() as u32).max(1))
 }
 
 #[cfg(test)]

@@ -358,7 +358,12 @@ pub fn self_signed(names: &[String]) -> Result<CertifiedKey, String> {
 
 fn read_chain(file: &PathBuf) -> Result<Vec<CertificateDer<'static>>, String> {
     let chain: Vec<_> = CertificateDer::pem_file_iter(file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?
+        .map_err(|e| {
+            format!(
+                "cannot read {}: {e} (relative paths start at the config file's directory)",
+                file.display()
+            )
+        })?
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{} is not a PEM certificate file: {e}", file.display()))?;
     if chain.is_empty() {
@@ -369,7 +374,7 @@ fn read_chain(file: &PathBuf) -> Result<Vec<CertificateDer<'static>>, String> {
 
 fn read_key(file: &PathBuf) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_file(file)
-        .map_err(|e| format!("cannot read a private key from {}: {e}", file.display()))
+        .map_err(|e| format!("cannot read a private key from {}: {e} (relative paths start at the config file's directory)", file.display()))
 }
 
 fn upstream(c: &mut Checker, name: &str, u: &Spanned<model::UpstreamConfig>) -> Upstream {

@@ -1,0 +1,133 @@
+//! Bodies stream through the gateway both ways without being buffered, and a
+//! shutdown lets in-flight requests finish.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use edgeward_e2e::client::Client;
+use edgeward_e2e::{Gateway, Upstream, full};
+use futures_util::stream;
+use http::{Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+
+const TOTAL: usize = 50 << 20;
+const CHUNK: usize = 64 << 10;
+
+fn config(up: &Upstream, extra: &str) -> String {
+    format!(
+        "listeners:\n  - name: http\n    address: 127.0.0.1:0\nupstreams:\n  a:\n    endpoints: [\"{}\"]\nroutes:\n  - upstream: a\n    timeout: 60s\n{extra}",
+        up.addr
+    )
+}
+
+/// 50 MiB generated lazily: the test client never holds it either.
+fn generated_body() -> edgeward_e2e::Body {
+    let chunks = stream::unfold(0usize, |sent| async move {
+        if sent >= TOTAL {
+            return None;
+        }
+        let n = CHUNK.min(TOTAL - sent);
+        let chunk = Bytes::from(vec![(sent / CHUNK) as u8; n]);
+        Some((
+            Ok::<_, edgeward_e2e::BoxError>(Frame::data(chunk)),
+            sent + n,
+        ))
+    });
+    StreamBody::new(chunks).boxed_unsync()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_mib_each_way_with_bounded_gateway_memory() {
+    // The upstream echoes the request body as it arrives: upload and download at once.
+    let up = Upstream::start(|req: Request<hyper::body::Incoming>| async move {
+        Response::new(req.into_body().map_err(Into::into).boxed_unsync())
+    })
+    .await;
+    let gw = Gateway::start(&config(&up, "")).await.unwrap();
+    let client = Client::h1();
+    // Warm up so the baseline includes pools and buffers that exist anyway.
+    client.get(&gw.url("http", "/warm")).await.unwrap();
+    let baseline = gw.rss_kib();
+
+    let peak = Arc::new(AtomicU64::new(baseline));
+    let sampler = {
+        let (peak, pid) = (peak.clone(), gw.pid());
+        tokio::spawn(async move {
+            loop {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                if let Some(kib) = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+
+    let req = Request::post(gw.url("http", "/echo"))
+        .body(generated_body())
+        .unwrap();
+    let resp = client.send(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let (mut received, mut position) = (0usize, 0usize);
+    while let Some(frame) = body.frame().await {
+        let data = frame.unwrap().into_data().unwrap_or_default();
+        for (i, b) in data.iter().enumerate() {
+            assert_eq!(
+                *b,
+                ((position + i) / CHUNK) as u8,
+                "corrupted at byte {}",
+                position + i
+            );
+        }
+        position += data.len();
+        received += data.len();
+    }
+    sampler.abort();
+    assert_eq!(received, TOTAL);
+    let grown_mib = (peak.load(Ordering::Relaxed).saturating_sub(baseline)) as f64 / 1024.0;
+    assert!(
+        grown_mib < 16.0,
+        "gateway RSS grew by {grown_mib:.1} MiB while streaming 2×50 MiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_then_exits_zero() {
+    let arrived = Arc::new(tokio::sync::Notify::new());
+    let signal = arrived.clone();
+    let up = Upstream::start(move |_req| {
+        let signal = signal.clone();
+        async move {
+            signal.notify_one();
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            Response::new(full("finished"))
+        }
+    })
+    .await;
+    let mut gw = Gateway::start(&config(&up, "shutdown: {drain-timeout: 20s}\n"))
+        .await
+        .unwrap();
+    let url = gw.url("http", "/slow");
+    let in_flight = tokio::spawn(async move { Client::h1().get(&url).await });
+    arrived.notified().await;
+    gw.signal("TERM");
+
+    let r = in_flight.await.unwrap().unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text(), "finished");
+    assert_eq!(gw.wait(Duration::from_secs(20)).await.unwrap(), Some(0));
+    assert!(
+        tokio::net::TcpStream::connect(gw.addr("http"))
+            .await
+            .is_err()
+    );
+}
