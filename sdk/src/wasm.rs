@@ -5,6 +5,8 @@
 //! generated for `router`, so there is one Rust type per WIT type.
 
 #![allow(missing_docs)]
+// The scale snapshot record flattens into many core-wasm parameters.
+#![allow(clippy::too_many_arguments)]
 
 pub mod router {
     wit_bindgen::generate!({
