@@ -19,8 +19,27 @@ fn main() {
     let plugins = root.join("plugins");
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets it"));
 
-    for dir in ["wit", "sdk", "plugins"] {
-        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    // Sources only: a directory is scanned recursively, and `plugins/target`
+    // (a guest author's own build) would otherwise rebuild the gateway.
+    let mut watched = vec![
+        root.join("wit"),
+        root.join("sdk").join("src"),
+        root.join("sdk").join("wit"),
+        root.join("sdk").join("Cargo.toml"),
+        plugins.join("Cargo.toml"),
+        plugins.join("Cargo.lock"),
+    ];
+    if let Ok(entries) = std::fs::read_dir(&plugins) {
+        for e in entries.filter_map(Result::ok) {
+            let p = e.path();
+            if p.join("Cargo.toml").exists() {
+                watched.push(p.join("Cargo.toml"));
+                watched.push(p.join("src"));
+            }
+        }
+    }
+    for path in watched {
+        println!("cargo:rerun-if-changed={}", path.display());
     }
     println!("cargo:rerun-if-env-changed=EDGEWARD_SKIP_BUILTIN_PLUGINS");
 

@@ -28,8 +28,11 @@ fn hostile_config(wasm: &str, up: &Upstream) -> String {
     let mut upstreams = String::new();
     let mut routes = String::new();
     for (name, mode, on_error, _) in CASES {
+        // Only the endless loop should meet the deadline; the others get a
+        // generous one so a loaded machine cannot turn their fault into a timeout.
+        let deadline = if mode == "spin" { "5ms" } else { "2s" };
         plugins.push_str(&format!(
-            "  {name}:\n    path: {wasm}\n    on-error: {on_error}\n    deadline: 5ms\n    instances: 2\n    config: {{mode: {mode}}}\n"
+            "  {name}:\n    path: {wasm}\n    on-error: {on_error}\n    deadline: {deadline}\n    instances: 2\n    config: {{mode: {mode}}}\n"
         ));
         upstreams.push_str(&format!(
             "  {name}:\n    balancer: {name}\n    endpoints: [\"{}\"]\n",
@@ -101,9 +104,13 @@ async fn every_hostile_guest_is_contained_and_its_policy_applied() {
         ),
         3
     );
-    // 30 000 flood lines were offered; the rate limit let few through.
+    // 3 000 flood lines were offered; the rate limit let few through.
     let logged = gw.stderr().matches("flood line").count();
-    assert!(logged < 1000, "{logged} flood lines reached the log");
+    assert!(logged < 500, "{logged} flood lines reached the log");
+    assert!(
+        admin_metrics_line(&m, "edgeward_plugin_log_dropped_total{plugin=\"flood\"}") >= 2500,
+        "{m}"
+    );
     // The gateway is still alive and serving.
     assert_eq!(
         c.get(&gw.url("http", "/healthy")).await.unwrap().status,

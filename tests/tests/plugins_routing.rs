@@ -12,9 +12,18 @@ use http::StatusCode;
 use plugin_common::*;
 use tokio::sync::Notify;
 
+/// A gateway with one upstream `svc` and a catch-all route. The balancer is
+/// declared under `plugins:` with a generous deadline: on a loaded machine a
+/// descheduled thread could otherwise overrun the default 2 ms, and the
+/// fallback round robin would blur what the plugin decided.
 fn config(upstream: &str, extra: &str) -> String {
+    let balancer = upstream
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("balancer: "))
+        .unwrap_or("round-robin");
     format!(
         "listeners:\n  - name: http\n    address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\n\
+         plugins:\n  {balancer}:\n    builtin: {balancer}\n    deadline: 1s\n\
          upstreams:\n  svc:\n{upstream}\nroutes:\n  - upstream: svc\n{extra}"
     )
 }
@@ -125,10 +134,10 @@ async fn least_connections_steers_away_from_a_slow_endpoint() {
     let answered = Arc::new(AtomicUsize::new(0));
     let mut pending = Vec::new();
     for i in 0..20 {
-        let (c, url, answered) = (Client::h1(), url.clone(), answered.clone());
+        let (c, url, done) = (Client::h1(), url.clone(), answered.clone());
         pending.push(tokio::spawn(async move {
             let r = c.get(&url).await.unwrap();
-            answered.fetch_add(1, Ordering::SeqCst);
+            done.fetch_add(1, Ordering::SeqCst);
             r.status
         }));
         // Wait until this request has either been answered or is held by the
@@ -221,7 +230,7 @@ fn cookie_of(r: &edgeward_e2e::client::Fetched) -> Option<String> {
 
 #[tokio::test]
 async fn cookie_affinity_sticks_and_repins_when_the_endpoint_fails() {
-    let mut ups = numbered(3).await;
+    let mut ups = numbered_with(3, true).await;
     let gw = Gateway::start(&config(
         &format!(
             "    balancer: cookie-affinity\n    unhealthy-cool-down: 1h\n    endpoints: {}",
@@ -243,7 +252,7 @@ async fn cookie_affinity_sticks_and_repins_when_the_endpoint_fails() {
 
     // The pinned endpoint goes away: the request is retried elsewhere and
     // the client re-pinned with a new cookie.
-    ups.remove(pinned);
+    stop(ups.remove(pinned)).await;
     let r = c.get(&url, Some(&cookie)).await;
     assert_eq!(r.status, StatusCode::OK);
     let moved = served_by(&r);

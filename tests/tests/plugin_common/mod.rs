@@ -56,18 +56,42 @@ pub fn guest(krate: &str) -> PathBuf {
 
 /// `n` upstreams answering `x-upstream: <index>`.
 pub async fn numbered(n: usize) -> Vec<Upstream> {
+    numbered_with(n, false).await
+}
+
+/// As [`numbered`]; with `close`, every answer closes its connection, so an
+/// upstream that is dropped is gone for the gateway too (no pooled connection
+/// keeps it answering).
+pub async fn numbered_with(n: usize, close: bool) -> Vec<Upstream> {
     let mut out = Vec::new();
     for i in 0..n {
         out.push(
             Upstream::start(move |_req| async move {
                 let mut r = http::Response::new(edgeward_e2e::full(format!("{i}")));
                 r.headers_mut().insert("x-upstream", i.into());
+                if close {
+                    r.headers_mut()
+                        .insert("connection", "close".parse().unwrap());
+                }
                 r
             })
             .await,
         );
     }
     out
+}
+
+/// Drops `u` and waits until its port refuses connections.
+pub async fn stop(u: Upstream) {
+    let addr = u.addr;
+    drop(u);
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("upstream {addr} still accepts connections after being dropped");
 }
 
 pub fn hits(ups: &[Upstream]) -> Vec<usize> {

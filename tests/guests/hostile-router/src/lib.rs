@@ -1,6 +1,6 @@
 //! A router that misbehaves as its `mode` setting says:
 //! `trap` (panics in choose), `spin` (never returns), `grow` (allocates until
-//! the memory cap), `log-flood` (10 000 log lines per call, then a valid
+//! the memory cap), `log-flood` (1 000 log lines per call, then a valid
 //! choice), `init-fail` (init returns an error), `bad-id` (forwards to an id
 //! that is not a candidate), `ok` (first healthy candidate).
 
@@ -51,7 +51,7 @@ impl Guest for Hostile {
                 }
             }
             "log-flood" => {
-                for i in 0..10_000 {
+                for i in 0..1_000 {
                     log::log(log::Level::Error, &format!("flood line {i}"));
                 }
                 first_healthy(&candidates)
