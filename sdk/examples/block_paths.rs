@@ -73,6 +73,3 @@ mod tests {
         assert!(host.filter::<BlockPaths>(&[("prefixes", "admin")]).is_err());
     }
 }
-
-#[cfg(not(target_arch = "wasm32"))]
-fn main() {}

@@ -109,6 +109,3 @@ mod tests {
         );
     }
 }
-
-#[cfg(not(target_arch = "wasm32"))]
-fn main() {}
