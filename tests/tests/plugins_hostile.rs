@@ -168,7 +168,7 @@ async fn init_failure_is_a_startup_error() {
 
 #[tokio::test]
 async fn a_component_of_the_wrong_world_is_a_startup_error() {
-    let wasm = guest("wrong-world").display().to_string();
+    let wasm = guest("filter-guest").display().to_string();
     refused(
         &one_plugin(&format!("    path: {wasm}")),
         &[],

@@ -67,7 +67,7 @@ impl ProxyError {
             Self::Upstream { .. } => "upstream failed\n",
             Self::Timeout { .. } => "upstream timed out\n",
             Self::Unavailable { .. } => "no upstream endpoint available\n",
-            Self::Plugin { .. } => "routing plugin failed\n",
+            Self::Plugin { .. } => "plugin failed\n",
         };
         let mut resp = Response::new(body::full(text));
         *resp.status_mut() = self.status();

@@ -3,6 +3,7 @@
 //! route → (filters) → (cache) → choose endpoint → upstream → (compress) → log.
 
 pub mod error;
+mod filters;
 pub mod headers;
 mod proxy;
 pub mod route;
@@ -16,7 +17,7 @@ use http::{Request, Response};
 use crate::body::Body;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::plugin::Plugins;
+use crate::plugin::{FilterPlugin, Plugins};
 use crate::upstream::UpstreamPool;
 use error::ProxyError;
 
@@ -38,6 +39,8 @@ pub struct Gateway {
     pub plugins: Arc<Plugins>,
     /// Route names as handed to plugins, allocated once.
     route_names: Vec<Arc<str>>,
+    /// Each route's filter plugins, in order.
+    route_filters: Vec<Vec<Arc<FilterPlugin>>>,
 }
 
 impl Gateway {
@@ -65,6 +68,16 @@ impl Gateway {
             .iter()
             .map(|r| Arc::from(r.name.as_str()))
             .collect();
+        let route_filters = config
+            .routes
+            .iter()
+            .map(|r| {
+                r.filters
+                    .iter()
+                    .filter_map(|f| plugins.filter(f).cloned())
+                    .collect()
+            })
+            .collect();
         let metrics = Metrics::new(
             &config.node.name,
             &config.node.region,
@@ -76,6 +89,7 @@ impl Gateway {
             metrics,
             plugins: Arc::new(plugins),
             route_names,
+            route_filters,
         }
     }
 
@@ -87,7 +101,7 @@ impl Gateway {
         let version = req.version();
         let route = self.route(&req);
         let (resp, endpoint) = match route {
-            Some(r) => self.forward(r, req, conn).await,
+            Some(r) => self.filtered(r, req, conn).await,
             None => (Err(ProxyError::NoRoute), None),
         };
         let resp = match resp {

@@ -45,7 +45,7 @@ pub enum FilterAction {
 pub struct FilterPlugin {
     pool: Pool<Filter>,
     pub on_error: OnError,
-    pub metrics: Arc<PluginMetrics>,
+    pub(crate) metrics: Arc<PluginMetrics>,
 }
 
 impl FilterPlugin {

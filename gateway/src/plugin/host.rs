@@ -270,7 +270,7 @@ impl types::HostUpstream for HostState {
             .tags
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.iter().any(|t| *t == tag))
+            .filter(|(_, t)| t.contains(&tag))
             .map(|(i, _)| i as u32)
             .collect())
     }
