@@ -127,9 +127,16 @@ impl SourceClient {
     }
 
     pub async fn get(&self, url: &str, cookie: Option<&str>) -> Fetched {
+        match cookie {
+            Some(c) => self.get_with(url, &[("cookie", c)]).await,
+            None => self.get_with(url, &[]).await,
+        }
+    }
+
+    pub async fn get_with(&self, url: &str, headers: &[(&str, &str)]) -> Fetched {
         let mut req = Request::get(url);
-        if let Some(c) = cookie {
-            req = req.header("cookie", c);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         let resp = self
             .inner
