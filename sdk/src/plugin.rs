@@ -57,7 +57,7 @@ pub trait Scaler: Sized + 'static {
 /// Export a type implementing [`Router`], [`Filter`] or [`Scaler`] as the
 /// component's world. Write it once at the crate root:
 ///
-/// ```ignore
+/// ```text
 /// edgeward_sdk::export!(router: MyRouter);
 /// edgeward_sdk::export!(filter: MyFilter);
 /// edgeward_sdk::export!(scaler: MyScaler);
