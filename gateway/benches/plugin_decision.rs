@@ -17,9 +17,13 @@ fn main() {
 }
 
 fn setup(balancer: &str) -> (UpstreamPool, Arc<Plugins>) {
+    let plugins = if balancer == "native" {
+        String::new()
+    } else {
+        format!("plugins:\n  {balancer}:\n    builtin: {balancer}\n    deadline: 1s\n")
+    };
     let yaml = format!(
-        "listeners: [{{address: \"127.0.0.1:0\"}}]\n\
-         plugins:\n  {balancer}:\n    builtin: {balancer}\n    deadline: 1s\n\
+        "listeners: [{{address: \"127.0.0.1:0\"}}]\n{plugins}\
          upstreams:\n  svc:\n    balancer: {balancer}\n    endpoints: [\"10.0.0.1:80\", \"10.0.0.2:80\", \"10.0.0.3:80\", \"10.0.0.4:80\"]\n\
          routes:\n  - upstream: svc\n"
     );
@@ -51,8 +55,7 @@ fn ctx() -> CallContext {
 
 #[divan::bench]
 fn native_round_robin(b: divan::Bencher) {
-    let (pool, _p) = setup("round-robin");
-    let pool = UpstreamPool::new(&config_of(&pool));
+    let (pool, _p) = setup("native");
     let (mut p, c) = (parts(), ctx());
     b.bench_local(|| divan::black_box(pool.choose(&mut p, &c, &[])));
 }
@@ -62,20 +65,4 @@ fn wasm(b: divan::Bencher, balancer: &str) {
     let (pool, _p) = setup(balancer);
     let (mut p, c) = (parts(), ctx());
     b.bench_local(|| divan::black_box(pool.choose(&mut p, &c, &[])));
-}
-
-/// The same upstream, without a router.
-fn config_of(pool: &UpstreamPool) -> config::Upstream {
-    let yaml = format!(
-        "listeners: [{{address: \"127.0.0.1:0\"}}]\nupstreams:\n  svc:\n    endpoints: [{}]\nroutes:\n  - upstream: svc\n",
-        pool.endpoints
-            .iter()
-            .map(|e| format!("\"{}\"", e.authority))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let mut cfg = config::load_str(&yaml, Path::new("bench.yaml")).expect("valid config");
-    let mut u = cfg.upstreams.remove(0);
-    u.balancer = None;
-    u
 }

@@ -112,7 +112,8 @@ pub struct UpstreamConfig {
     pub max_idle_per_endpoint: Option<usize>,
     /// How long an idle pooled connection is kept. Default: 90s.
     pub idle_timeout: Option<Spanned<String>>,
-    /// The router plugin that picks an endpoint per request. Default: `round-robin`.
+    /// The router plugin that picks an endpoint per request, or `native` for the
+    /// host's round robin without Wasm. Default: `round-robin` (the built-in plugin).
     pub balancer: Option<Spanned<String>>,
     /// How long an endpoint that refused a connection is offered as unhealthy
     /// before it is tried again. Default: 10s.

@@ -16,6 +16,9 @@ use super::units::{parse_duration, parse_size};
 
 /// The built-in router an upstream uses when it names no `balancer`.
 pub const DEFAULT_BALANCER: &str = "round-robin";
+/// `balancer: native` is the host's own smooth round robin, no Wasm involved:
+/// the baseline plugins are measured against, and what `on-error: fallback` uses.
+pub const NATIVE_BALANCER: &str = "native";
 /// Default per-call deadline of a plugin.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(2);
 /// Default memory cap of one plugin instance.
@@ -290,7 +293,7 @@ impl PluginChecks<'_> {
             &name.referenced,
             path,
             format!(
-                "no plugin named \"{wanted}\"{hint}; define it under `plugins:` or use a built-in: {}",
+                "no plugin named \"{wanted}\"{hint}; define it under `plugins:` or use a built-in: {} (or `{NATIVE_BALANCER}` for the host's round robin)",
                 self.builtins.join(", ")
             ),
         );

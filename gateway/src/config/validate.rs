@@ -17,7 +17,7 @@ use serde_saphyr::{Location, Spanned};
 use super::error::{ConfigIssue, did_you_mean};
 use super::load::at;
 use super::model::{self, ConfigFile};
-use super::plugins::{DEFAULT_BALANCER, PluginChecks};
+use super::plugins::{DEFAULT_BALANCER, NATIVE_BALANCER, PluginChecks};
 use super::resolved::*;
 use super::units::{parse_duration, parse_size};
 use crate::pipeline::route::{HostMatch, PathMatch, RouteMatch};
@@ -161,6 +161,11 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
         .map(|(name, u)| {
             let mut up = upstream(&mut c, name, u);
             up.balancer = match &u.value.balancer {
+                Some(b)
+                    if b.value == NATIVE_BALANCER && !raw.plugins.contains_key(NATIVE_BALANCER) =>
+                {
+                    None
+                }
                 Some(b) => checks.reference(&mut plugins, b, format!("upstreams.{name}.balancer")),
                 // Without the embedded built-in (a build that skipped plugins/)
                 // the native round robin serves.

@@ -110,16 +110,31 @@ impl Plugins {
             .iter()
             .filter(|s| roles.contains_key(s.name.as_str()))
             .collect();
-        if specs.is_empty() {
+        let Some(first) = config.plugins.first() else {
             return Ok(Self::default());
-        }
+        };
         let fail = |spec: &PluginSpec, reason: String| LoadError {
             plugin: spec.name.clone(),
             source_desc: spec.source.to_string(),
             defined_at: spec.defined_at.clone(),
             reason,
         };
-        let probe = engine::probe_engine().map_err(|r| fail(specs[0], r))?;
+        let probe = engine::probe_engine().map_err(|r| fail(first, r))?;
+        // A plugin nothing uses is not instantiated, but a broken file is
+        // still reported now rather than when someone starts using it.
+        for spec in config
+            .plugins
+            .iter()
+            .filter(|s| !roles.contains_key(s.name.as_str()))
+        {
+            let b = read(spec).map_err(|r| fail(spec, r))?;
+            engine::compile(&probe, &b)
+                .map_err(|r| fail(spec, format!("not a valid Wasm component: {r}")))?;
+            tracing::info!(plugin = %spec.name, "plugin is defined but no upstream or route uses it");
+        }
+        if specs.is_empty() {
+            return Ok(Self::default());
+        }
         let mut demands = Vec::with_capacity(specs.len());
         let mut bytes = Vec::with_capacity(specs.len());
         for spec in &specs {
@@ -255,4 +270,93 @@ fn roles(config: &Config) -> HashMap<&str, Role> {
         }
     }
     roles
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::path::Path;
+
+    use super::*;
+    use crate::upstream::{Pick, UpstreamPool};
+
+    fn config(plugin: &str) -> Config {
+        let yaml = format!(
+            "listeners: [{{address: \"127.0.0.1:0\"}}]\n\
+             plugins:\n  p:\n{plugin}\n    deadline: 1s\n\
+             upstreams:\n  svc:\n    balancer: p\n    endpoints: [\"10.0.0.1:80\", \"10.0.0.2:80\", \"10.0.0.3:80\"]\n\
+             routes:\n  - upstream: svc\n"
+        );
+        crate::config::load_str(&yaml, Path::new("t.yaml")).expect("valid config")
+    }
+
+    fn picks(pool: &UpstreamPool, n: usize, tried: &[usize]) -> Vec<usize> {
+        let ctx = CallContext {
+            client: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            scheme: "http",
+            route: Arc::from("r"),
+        };
+        let mut parts = http::Request::new(()).into_parts().0;
+        (0..n)
+            .map(|_| match pool.choose(&mut parts, &ctx, tried) {
+                Pick::Endpoint { idx, .. } => idx,
+                other => panic!("expected an endpoint, got {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn builtin_round_robin_rotates_and_skips_tried_endpoints() {
+        let cfg = config("    builtin: round-robin");
+        let plugins = Plugins::load(&cfg).expect("the built-in loads");
+        let router = plugins.router("p").cloned();
+        assert!(router.is_some());
+        let pool = UpstreamPool::with_router(&cfg.upstreams[0], router, None);
+        let got = picks(&pool, 6, &[]);
+        assert_eq!(got[0..3], got[3..6], "{got:?}");
+        let mut first: Vec<usize> = got[0..3].to_vec();
+        first.sort_unstable();
+        assert_eq!(first, [0, 1, 2]);
+        assert!(picks(&pool, 6, &[1]).iter().all(|&i| i != 1));
+        assert_eq!(
+            plugins
+                .render_metrics()
+                .lines()
+                .find(|l| l.starts_with("edgeward_plugin_calls_total")),
+            Some("edgeward_plugin_calls_total{plugin=\"p\"} 12")
+        );
+    }
+
+    #[test]
+    fn unknown_builtin_is_refused_by_validation() {
+        let yaml =
+            "listeners: [{address: \"127.0.0.1:0\"}]\nplugins:\n  p:\n    builtin: round-robbin\n";
+        let err = crate::config::load_str(yaml, Path::new("t.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("t.yaml:4:14"), "{err}");
+        assert!(err.contains("did you mean \"round-robin\""), "{err}");
+    }
+
+    #[test]
+    fn native_balancer_needs_no_plugin() {
+        let yaml = "listeners: [{address: \"127.0.0.1:0\"}]\nupstreams:\n  svc:\n    balancer: native\n    endpoints: [\"10.0.0.1:80\"]\nroutes:\n  - upstream: svc\n";
+        let cfg = crate::config::load_str(yaml, Path::new("t.yaml")).expect("valid");
+        assert_eq!(cfg.upstreams[0].balancer, None);
+        assert!(cfg.plugins.is_empty());
+    }
+
+    #[test]
+    fn demo_uses_the_builtin_routers() {
+        let cfg = crate::demo::config().expect("demo config");
+        let b: Vec<_> = cfg
+            .upstreams
+            .iter()
+            .map(|u| (u.name.as_str(), u.balancer.as_deref()))
+            .collect();
+        assert!(b.contains(&("product", Some("least-connections"))), "{b:?}");
+        assert!(b.contains(&("order", Some("round-robin"))), "{b:?}");
+        assert!(b.contains(&("auth", Some("ip-hash"))), "{b:?}");
+        Plugins::load(&cfg).expect("the demo's plugins load");
+    }
 }
