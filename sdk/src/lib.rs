@@ -37,7 +37,7 @@
 //!         if healthy.is_empty() {
 //!             return Decision::Unavailable;
 //!         }
-//!         let i = state::next_index(&format!("rr/{}", upstream.name()), healthy.len());
+//!         let i = state::next_index(&upstream.state_key("rr", candidates), healthy.len());
 //!         Decision::forward(healthy[i])
 //!     }
 //! }

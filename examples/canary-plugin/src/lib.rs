@@ -107,7 +107,11 @@ impl Router for Canary {
         for side in [wanted, other] {
             let n = on_side(side).count();
             if n > 0 {
-                let key = format!("canary/{}/{side:?}", upstream.name());
+                let prefix = match side {
+                    Side::Canary => "canary/canary",
+                    Side::Stable => "canary/stable",
+                };
+                let key = upstream.state_key(prefix, candidates);
                 return Decision::forward_or_unavailable(
                     on_side(side).nth(state::next_index(&key, n)),
                 );

@@ -112,7 +112,7 @@ impl Router for CookieAffinity {
         let n = healthy.clone().count();
         let Some(target) = healthy
             .clone()
-            .nth(state::next_index(&format!("ca/{}", upstream.name()), n))
+            .nth(state::next_index(&upstream.state_key("ca", candidates), n))
         else {
             return Decision::Unavailable;
         };

@@ -25,7 +25,7 @@ impl Router for LeastConnections {
         if !candidates.iter().any(|c| c.healthy) {
             return Decision::Unavailable;
         }
-        let start = state::next_index(&format!("lc/{}", upstream.name()), candidates.len());
+        let start = state::next_index(&upstream.state_key("lc", candidates), candidates.len());
         let rotated = select::rotated(candidates, start).filter(|c| c.healthy);
         Decision::forward_or_unavailable(select::least_loaded(rotated))
     }

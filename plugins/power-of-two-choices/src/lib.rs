@@ -32,7 +32,8 @@ impl Router for PowerOfTwoChoices {
         if n <= 1 {
             return Decision::forward_or_unavailable(healthy.clone().next());
         }
-        let draw = hash::mix64(state::counter_add(&format!("p2c/{}", upstream.name()), 1) as u64);
+        let draw =
+            hash::mix64(state::counter_add(&upstream.state_key("p2c", candidates), 1) as u64);
         let i = hash::bucket(draw, n);
         // A second, distinct index: draw from the other n-1 and skip over i.
         let mut j = hash::bucket(hash::mix64(draw), n - 1);

@@ -26,7 +26,7 @@ impl Router for RoundRobin {
         if n == 0 {
             return Decision::Unavailable;
         }
-        let i = state::next_index(&format!("rr/{}", upstream.name()), n);
+        let i = state::next_index(&upstream.state_key("rr", candidates), n);
         Decision::forward_or_unavailable(healthy.clone().nth(i))
     }
 }

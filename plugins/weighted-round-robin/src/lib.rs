@@ -97,7 +97,7 @@ impl Router for WeightedRoundRobin {
         let Some(schedule) = cache.as_ref() else {
             return Decision::Unavailable;
         };
-        let i = state::next_index(&format!("wrr/{}", upstream.name()), schedule.order.len());
+        let i = state::next_index(&upstream.state_key("wrr", candidates), schedule.order.len());
         edgeward_sdk::Forward::to(schedule.order[i]).into()
     }
 }

@@ -345,3 +345,89 @@ fn check_action(action: &Action) {
         panic!("plugin answered with an invalid direct response: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Candidate, state};
+
+    struct Cursor;
+    impl Router for Cursor {
+        fn init(_: &Config) -> Result<Self, String> {
+            Ok(Cursor)
+        }
+        fn choose(&self, _: &Request<'_>, u: &Upstream<'_>, c: &[Candidate]) -> Decision {
+            let i = state::next_index(&u.state_key("cur", c), c.len());
+            Decision::forward_or_unavailable(c.get(i))
+        }
+    }
+
+    #[test]
+    fn state_key_fetches_the_name_once_per_endpoint_set() {
+        let host = FakeHost::new();
+        let r: Cursor = host.router(&[]).unwrap();
+        let a = FakeUpstream::new("a")
+            .with_endpoint("10.0.0.1:80")
+            .with_endpoint("10.0.0.2:80");
+        let b = FakeUpstream::new("b").with_endpoint("10.0.0.3:80");
+        for _ in 0..3 {
+            host.choose(&r, &FakeRequest::get("/"), &a);
+            host.choose(&r, &FakeRequest::get("/"), &b);
+        }
+        assert_eq!((a.name_lookups(), b.name_lookups()), (1, 1));
+        assert_eq!((host.counter("cur/a"), host.counter("cur/b")), (3, 3));
+        // Health does not change the set; membership does.
+        let mut a2 = a.clone();
+        a2.set_healthy(0, false);
+        host.choose(&r, &FakeRequest::get("/"), &a2);
+        assert_eq!(a2.name_lookups(), 1);
+        a2.remove("10.0.0.2:80");
+        host.choose(&r, &FakeRequest::get("/"), &a2);
+        assert_eq!(a2.name_lookups(), 2);
+    }
+
+    #[test]
+    fn contract_breaches_panic_with_the_reason() {
+        struct Bad;
+        impl Router for Bad {
+            fn init(_: &Config) -> Result<Self, String> {
+                Ok(Bad)
+            }
+            fn choose(&self, _: &Request<'_>, _: &Upstream<'_>, _: &[Candidate]) -> Decision {
+                Decision::Forward(crate::Forward::to(9))
+            }
+        }
+        let host = FakeHost::new();
+        let r: Bad = host.router(&[]).unwrap();
+        let up = FakeUpstream::new("a").with_endpoint("10.0.0.1:80");
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            host.choose(&r, &FakeRequest::get("/"), &up)
+        }))
+        .unwrap_err();
+        let msg = err.downcast_ref::<String>().unwrap();
+        assert!(msg.contains("endpoint id 9"), "{msg}");
+    }
+
+    #[test]
+    fn state_has_the_hosts_ttl_and_limits() {
+        let host = FakeHost::new().with_max_entries(2);
+        host.run(|| {
+            state::kv_set("k", b"v", Some(Duration::from_secs(1))).unwrap();
+            assert_eq!(state::kv_get_str("k").as_deref(), Some("v"));
+            assert!(state::counter_compare_and_swap("c", 0, 5));
+            assert!(!state::counter_compare_and_swap("c", 0, 6));
+            assert_eq!(state::kv_set("x", b"", None), Err(StateError::Full));
+            assert_eq!(
+                state::kv_set(&"k".repeat(300), b"", None),
+                Err(StateError::TooLarge)
+            );
+            crate::info!("hello {}", 1);
+            assert!(crate::clock::monotonic_now() > 0);
+        });
+        host.advance(Duration::from_millis(1001));
+        assert_eq!(host.kv("k"), None);
+        assert_eq!(host.state_entries(), 1);
+        assert_eq!(host.logs(), vec![(Level::Info, "hello 1".to_owned())]);
+        assert_eq!(host.counter("c"), 5);
+    }
+}

@@ -1,5 +1,7 @@
 //! A fake upstream: endpoints with the attributes the gateway tracks.
 
+use std::cell::Cell;
+
 use crate::Candidate;
 use crate::hash::fnv1a64;
 
@@ -75,6 +77,7 @@ pub struct FakeUpstream {
     name: String,
     endpoints: Vec<FakeEndpoint>,
     local_zone: Option<String>,
+    name_lookups: Cell<u32>,
 }
 
 impl FakeUpstream {
@@ -84,6 +87,7 @@ impl FakeUpstream {
             name: name.to_owned(),
             endpoints: Vec::new(),
             local_zone: None,
+            name_lookups: Cell::new(0),
         }
     }
 
@@ -192,7 +196,14 @@ impl FakeUpstream {
     }
 
     pub(crate) fn name(&self) -> String {
+        self.name_lookups.set(self.name_lookups.get() + 1);
         self.name.clone()
+    }
+
+    /// How many times a plugin asked for this upstream's name (each is a
+    /// host call in the gateway).
+    pub fn name_lookups(&self) -> u32 {
+        self.name_lookups.get()
     }
 
     /// The address of endpoint `id`.
