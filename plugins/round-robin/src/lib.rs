@@ -2,7 +2,10 @@
 //!
 //! The cursor is a host counter per upstream, so every instance of the
 //! plugin shares one sequence and N requests over N healthy endpoints hit
-//! each exactly once. No configuration.
+//! each exactly once. The key comes from `Upstream::state_key`, so the
+//! upstream's name costs a host call only once per instance and endpoint set;
+//! upstreams listing exactly the same endpoints share a cursor. No
+//! configuration.
 
 use edgeward_sdk::{Candidate, Config, Decision, Request, Router, Upstream, select, state};
 
