@@ -35,12 +35,18 @@ pub struct HostState {
     pub plugin: Arc<PluginShared>,
 }
 
+/// Host-side handles (WASI pollables, our resources) one instance may hold:
+/// they live outside the guest's memory cap, so they get their own.
+const MAX_HANDLES: usize = 1024;
+
 impl HostState {
     pub fn new(plugin: Arc<PluginShared>, memory: usize) -> Self {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HANDLES);
         Self {
             // The builder's defaults grant nothing; stdio is closed/discarded.
             wasi: WasiCtxBuilder::new().build(),
-            table: ResourceTable::new(),
+            table,
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory)
                 .trap_on_grow_failure(true)
