@@ -387,6 +387,45 @@ mod tests {
     }
 
     #[test]
+    fn fake_upstream_numbers_zones_and_finds_tags() {
+        let up = FakeUpstream::new("a")
+            .with_local_zone("eu-1a")
+            .with(FakeEndpoint::new("10.0.0.1:80").zone("eu-1b").tag("canary"))
+            .with(FakeEndpoint::new("10.0.0.2:80").zone("eu-1a"))
+            .with_endpoint("10.0.0.3:80");
+        let c = up.candidates();
+        assert_eq!(c.iter().map(|c| c.zone).collect::<Vec<_>>(), [2, 1, 0]);
+        assert_eq!(c[0].key, crate::hash::fnv1a64(b"10.0.0.1:80"));
+        let view = Upstream::from_handle(&up);
+        assert_eq!(view.local_zone(), 1);
+        assert_eq!(view.zone_name(2).as_deref(), Some("eu-1b"));
+        assert_eq!(view.zone_name(0), None);
+        assert_eq!(view.tagged("canary"), [0]);
+        assert_eq!(view.tags(0), ["canary"]);
+        assert_eq!(view.address(2).as_deref(), Some("10.0.0.3:80"));
+        assert_eq!(view.address(3), None);
+    }
+
+    #[test]
+    fn fake_request_reads_like_the_host() {
+        let req = FakeRequest::get("/p?q=1")
+            .with_header("X-Test", "a")
+            .with_header("x-test", "b")
+            .with_cookie("a", "1")
+            .with_cookie("pin", "x");
+        let view = Request::from_handle(&req);
+        assert_eq!(
+            (view.path(), view.query().as_deref()),
+            ("/p".to_owned(), Some("q=1"))
+        );
+        assert_eq!(view.header("x-TEST").as_deref(), Some("a"));
+        assert_eq!(view.header_all("x-test"), ["a", "b"]);
+        assert_eq!(view.cookie("pin").as_deref(), Some("x"));
+        assert_eq!(view.method(), "GET");
+        assert_eq!(view.http_version(), crate::HttpVersion::Http11);
+    }
+
+    #[test]
     fn contract_breaches_panic_with_the_reason() {
         struct Bad;
         impl Router for Bad {
