@@ -14,7 +14,8 @@
 //!   counters and a key-value store with TTL), never in a `static`.
 //! - Use the helpers: [`hash`] (stable hashing), [`rendezvous`] (affinity
 //!   that survives endpoint changes), [`cookie`], [`select`], [`Config`].
-//! - Test natively with [`testing::FakeHost`]: `cargo test`, no wasm.
+//! - Test natively with `testing::FakeHost`: `cargo test`, no wasm (the
+//!   `testing` module exists on non-wasm targets only).
 //!
 //! ## A complete router
 //!

@@ -65,7 +65,7 @@ pub trait Scaler: Sized + 'static {
 ///
 /// On wasm32 this generates the component's exports; natively it expands to
 /// nothing, so the same crate unit-tests with `cargo test` through
-/// [`testing`](crate::testing).
+/// `edgeward_sdk::testing` (native targets only).
 #[macro_export]
 macro_rules! export {
     (router: $plugin:ty) => {
