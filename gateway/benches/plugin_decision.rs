@@ -19,6 +19,14 @@ fn main() {
 fn setup(balancer: &str) -> (UpstreamPool, Arc<Plugins>) {
     let plugins = if balancer == "native" {
         String::new()
+    } else if balancer == "minimal" {
+        // The e2e tests' `ok` guest: first healthy candidate, no host calls.
+        // Built by `cargo test -p edgeward-e2e --test plugins_hostile`.
+        let wasm = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/test-guests/wasm32-wasip2/release/hostile_router.wasm"
+        );
+        format!("plugins:\n  {balancer}:\n    path: {wasm}\n    deadline: 1s\n")
     } else {
         format!("plugins:\n  {balancer}:\n    builtin: {balancer}\n    deadline: 1s\n")
     };
@@ -56,6 +64,14 @@ fn ctx() -> CallContext {
 #[divan::bench]
 fn native_round_robin(b: divan::Bencher) {
     let (pool, _p) = setup("native");
+    let (mut p, c) = (parts(), ctx());
+    b.bench_local(|| divan::black_box(pool.choose(&mut p, &c, &[])));
+}
+
+/// Host overhead alone: a guest that reads nothing and calls nothing.
+#[divan::bench]
+fn wasm_minimal_guest(b: divan::Bencher) {
+    let (pool, _p) = setup("minimal");
     let (mut p, c) = (parts(), ctx());
     b.bench_local(|| divan::black_box(pool.choose(&mut p, &c, &[])));
 }

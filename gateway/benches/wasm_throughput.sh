@@ -71,7 +71,7 @@ rps() { # $1 = balancer → requests/s
 rss_kib() { # $1 = plugin count → RSS (KiB) of a gateway with that many loaded routers
   {
     echo "listeners: [{address: \"127.0.0.1:19400\"}]"
-    echo "plugins:"
+    [ "$1" -gt 0 ] && echo "plugins:"
     for i in $(seq 1 "$1"); do echo "  p$i: {builtin: round-robin}"; done
     echo "upstreams:"
     echo "  base: {balancer: native, endpoints: [\"127.0.0.1:19501\"]}"
@@ -87,6 +87,7 @@ rss_kib() { # $1 = plugin count → RSS (KiB) of a gateway with that many loaded
   kill "$gw"; wait "$gw" 2>/dev/null || true
 }
 
+if [ "${ONLY_RSS:-}" = "" ]; then
 echo "# throughput (wrk -t2 -c32 -d${SECS}s, 4 nginx endpoints), requests/s"
 for b in round-robin least-connections; do
   for r in $(seq "$ROUNDS"); do
@@ -95,10 +96,14 @@ for b in round-robin least-connections; do
   done
 done
 
+fi
+
 echo "# RSS with N loaded router plugins (one warm instance each)"
 rss_kib 0 > /dev/null   # fills the compile cache
+# The first plugin brings the engine, the epoch ticker, the cache worker and
+# allocator arenas; the slope between larger counts is the cost of a plugin.
 base=$(rss_kib 0); echo "0 plugins: $base KiB"
-for n in 10 40; do
-  r=$(rss_kib "$n")
-  echo "$n plugins: $r KiB  → $(( (r - base) / n )) KiB per plugin"
+for round in 1 2; do
+  a=$(rss_kib 20); b=$(rss_kib 80)
+  echo "round $round: 20 plugins $a KiB, 80 plugins $b KiB → $(( (b - a) / 60 )) KiB per plugin"
 done
