@@ -9,5 +9,6 @@ pub mod demo;
 pub mod listener;
 pub mod metrics;
 pub mod pipeline;
+pub mod plugin;
 pub mod server;
 pub mod upstream;

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub bad_requests: AtomicU64,
     /// Requests by client protocol, indexed as [`PROTOCOLS`].
     by_protocol: [AtomicU64; 3],
+    pub plugin_failures: AtomicU64,
+    pub no_endpoint: AtomicU64,
 }
 
 /// Protocol label values of `edgeward_requests_by_protocol_total`.
@@ -43,6 +45,8 @@ impl Metrics {
             upstream_errors: AtomicU64::new(0),
             bad_requests: AtomicU64::new(0),
             by_protocol: Default::default(),
+            plugin_failures: AtomicU64::new(0),
+            no_endpoint: AtomicU64::new(0),
         }
     }
 
@@ -113,6 +117,16 @@ impl Metrics {
                 "edgeward_upstream_errors_total",
                 "Upstream exchanges that failed after connecting.",
                 &self.upstream_errors,
+            ),
+            (
+                "edgeward_plugin_failures_total",
+                "Requests answered 502/503 because a plugin failed under on-error: fail.",
+                &self.plugin_failures,
+            ),
+            (
+                "edgeward_no_endpoint_total",
+                "Requests answered 503 because no endpoint could take them.",
+                &self.no_endpoint,
             ),
         ] {
             let _ = writeln!(

@@ -27,8 +27,10 @@ pub struct Running {
 
 /// Binds all sockets first, so a port in use fails the start instead of one listener.
 pub async fn start(config: Config) -> std::io::Result<Running> {
+    let plugins =
+        crate::plugin::Plugins::load(&config).map_err(|e| std::io::Error::other(e.to_string()))?;
     let config = Arc::new(config);
-    let gateway = Arc::new(Gateway::new(config.clone()));
+    let gateway = Arc::new(Gateway::with_plugins(config.clone(), plugins));
     let _ = gateway.cache.owner.set(Arc::downgrade(&gateway));
     let mut servers = Vec::new();
     let mut quic_servers = Vec::new();

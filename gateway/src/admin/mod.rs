@@ -65,7 +65,8 @@ fn route<B>(req: &Request<B>, gw: &Gateway, ready: &Readiness) -> Response<Body>
             gw.metrics.render()
                 + &gw
                     .cache
-                    .render(&gw.config.node.name, &gw.config.node.region),
+                    .render(&gw.config.node.name, &gw.config.node.region)
+                + &gw.plugins.render_metrics(),
         ),
         (_, "/healthz" | "/readyz" | "/metrics") => {
             text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "use GET\n")

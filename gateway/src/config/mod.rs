@@ -3,6 +3,7 @@
 mod error;
 mod load;
 pub mod model;
+pub mod plugins;
 mod resolved;
 mod units;
 mod validate;
@@ -10,6 +11,7 @@ mod validate;
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigIssue};
+pub use plugins::{OnError, PluginSource, PluginSpec};
 pub use resolved::*;
 pub use units::{parse_duration, parse_size};
 pub use validate::self_signed;

@@ -37,6 +37,10 @@ pub struct ConfigFile {
     pub cache: crate::cache::CacheYaml,
     /// Compression for every route (a route's own block overrides it). Default: off.
     pub compression: Option<crate::compress::CompressionYaml>,
+    /// Named Wasm plugins (routers, filters). Built-ins may also be named
+    /// directly by `balancer:` / `filters:` without an entry here.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, Spanned<super::plugins::PluginConfig>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -46,6 +50,8 @@ pub struct NodeConfig {
     pub region: Option<String>,
     /// Name of this node, used in `Via` and logs. Default: `edgeward`.
     pub name: Option<Spanned<String>>,
+    /// Zone of this node, which routers may prefer endpoints in. Default: none.
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +152,12 @@ pub struct UpstreamConfig {
     pub max_idle_per_endpoint: Option<usize>,
     /// How long an idle pooled connection is kept. Default: 90s.
     pub idle_timeout: Option<Spanned<String>>,
+    /// The router plugin that picks an endpoint per request, or `native` for the
+    /// host's round robin without Wasm. Default: `round-robin` (the built-in plugin).
+    pub balancer: Option<Spanned<String>>,
+    /// How long an endpoint that refused a connection is offered as unhealthy
+    /// before it is tried again. Default: 10s.
+    pub unhealthy_cool_down: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -165,6 +177,11 @@ pub enum EndpointConfig {
         address: String,
         /// Relative share of traffic. Default: 1.
         weight: Option<u32>,
+        /// Labels router plugins can select on (e.g. `canary`). Default: none.
+        #[serde(default)]
+        tags: Vec<String>,
+        /// The endpoint's zone. Default: unknown.
+        zone: Option<String>,
     },
 }
 
@@ -172,6 +189,20 @@ impl EndpointConfig {
     pub fn address(&self) -> &str {
         match self {
             Self::Address(a) | Self::Detailed { address: a, .. } => a,
+        }
+    }
+
+    pub fn tags(&self) -> &[String] {
+        match self {
+            Self::Address(_) => &[],
+            Self::Detailed { tags, .. } => tags,
+        }
+    }
+
+    pub fn zone(&self) -> Option<&str> {
+        match self {
+            Self::Address(_) => None,
+            Self::Detailed { zone, .. } => zone.as_deref(),
         }
     }
 
@@ -210,6 +241,9 @@ pub struct RouteConfig {
     pub cache: Option<crate::cache::RouteCacheYaml>,
     /// Compression for this route, over the global block. Default: the global block.
     pub compression: Option<crate::compress::CompressionYaml>,
+    /// Filter plugins run on this route's requests and responses, in order. Default: none.
+    #[serde(default)]
+    pub filters: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

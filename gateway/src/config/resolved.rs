@@ -22,12 +22,15 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub access_log: bool,
     pub cache: crate::cache::CacheSettings,
+    /// Every plugin some upstream or route uses (plus those defined but unused).
+    pub plugins: Vec<super::plugins::PluginSpec>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Node {
     pub region: String,
     pub name: String,
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -96,12 +99,17 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     pub max_idle_per_endpoint: usize,
     pub idle_timeout: Duration,
+    /// Name of the router plugin; `None` means the native round robin.
+    pub balancer: Option<String>,
+    pub unhealthy_cool_down: Duration,
 }
 
 #[derive(Debug, Clone)]
 pub struct Endpoint {
     pub authority: Authority,
     pub weight: u32,
+    pub tags: Vec<String>,
+    pub zone: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +127,8 @@ pub struct Route {
     pub max_request_body: Option<u64>,
     pub cache: Option<crate::cache::RouteCache>,
     pub compression: Option<Arc<crate::compress::Compression>>,
+    /// Names of filter plugins, in order.
+    pub filters: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -17,6 +17,7 @@ use serde_saphyr::{Location, Spanned};
 use super::error::{ConfigIssue, did_you_mean};
 use super::load::at;
 use super::model::{self, ConfigFile};
+use super::plugins::{DEFAULT_BALANCER, NATIVE_BALANCER, PluginChecks};
 use super::resolved::*;
 use super::units::{parse_duration, parse_size};
 use crate::pipeline::route::{HostMatch, PathMatch, RouteMatch};
@@ -99,6 +100,7 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
             .name
             .as_ref()
             .map_or_else(|| "edgeward".into(), |n| n.value.clone()),
+        zone: raw.node.zone.clone(),
     };
     if let Some(n) = &raw.node.name
         && (n.value.is_empty()
@@ -144,11 +146,44 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
         .as_ref()
         .and_then(|a| c.socket_addr(&a.address, "admin.address"));
 
+    let builtins: Vec<&str> = crate::plugin::builtin::names().collect();
+    let file_name = file.display().to_string();
+    let mut checks = PluginChecks {
+        file: &file_name,
+        base,
+        builtins: &builtins,
+        issues: Vec::new(),
+    };
+    let mut plugins = checks.specs(&raw.plugins);
+
     let upstream_names: Vec<&str> = raw.upstreams.keys().map(String::as_str).collect();
     let upstreams: Vec<Upstream> = raw
         .upstreams
         .iter()
-        .map(|(name, u)| upstream(&mut c, name, u))
+        .map(|(name, u)| {
+            let mut up = upstream(&mut c, name, u);
+            up.balancer = match &u.value.balancer {
+                Some(b)
+                    if b.value == NATIVE_BALANCER && !raw.plugins.contains_key(NATIVE_BALANCER) =>
+                {
+                    None
+                }
+                Some(b) => checks.reference(&mut plugins, b, format!("upstreams.{name}.balancer")),
+                // Without the embedded built-in (a build that skipped plugins/)
+                // the native round robin serves.
+                None if builtins.contains(&DEFAULT_BALANCER) => {
+                    let implicit =
+                        Spanned::new(DEFAULT_BALANCER.to_owned(), u.referenced, u.referenced);
+                    checks.reference(
+                        &mut plugins,
+                        &implicit,
+                        format!("upstreams.{name}.balancer"),
+                    )
+                }
+                None => None,
+            };
+            up
+        })
         .collect();
 
     let mut extra = Vec::new();
@@ -174,12 +209,22 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
             }
             let mut route = route(&mut c, i, name, r, &upstream_names)?;
             edge_stages(&mut route, i, &r.value, compression.as_ref(), &mut extra);
+            route.filters = r
+                .value
+                .filters
+                .iter()
+                .enumerate()
+                .filter_map(|(j, f)| {
+                    checks.reference(&mut plugins, f, format!("routes[{i}].filters[{j}]"))
+                })
+                .collect();
             Some(route)
         })
         .collect();
     for e in extra {
         c.issue(&e.at, e.path, e.message);
     }
+    c.issues.append(&mut checks.issues);
 
     let drain_timeout = c.duration(
         &raw.shutdown.drain_timeout,
@@ -197,6 +242,7 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
             drain_timeout,
             access_log: raw.access_log,
             cache,
+            plugins,
         })
     } else {
         c.issues.sort_by_key(|i| (i.line, i.column));
@@ -387,6 +433,8 @@ fn upstream(c: &mut Checker, name: &str, u: &Spanned<model::UpstreamConfig>) -> 
             Some(Endpoint {
                 authority: authority?,
                 weight: e.value.weight(),
+                tags: e.value.tags().to_vec(),
+                zone: e.value.zone().map(str::to_owned),
             })
         })
         .collect();
@@ -404,6 +452,12 @@ fn upstream(c: &mut Checker, name: &str, u: &Spanned<model::UpstreamConfig>) -> 
             &u.value.idle_timeout,
             || path("idle-timeout"),
             Duration::from_secs(90),
+        ),
+        balancer: None,
+        unhealthy_cool_down: c.duration(
+            &u.value.unhealthy_cool_down,
+            || path("unhealthy-cool-down"),
+            crate::upstream::stats::COOL_DOWN,
         ),
     }
 }
@@ -535,6 +589,7 @@ fn route(
         max_request_body,
         cache: None,
         compression: None,
+        filters: Vec::new(),
     })
 }
 

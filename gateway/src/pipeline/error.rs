@@ -26,6 +26,13 @@ pub enum ProxyError {
         endpoint: String,
         timeout: std::time::Duration,
     },
+    #[error("plugin {plugin} {fault}")]
+    Plugin {
+        plugin: String,
+        fault: crate::plugin::Fault,
+    },
+    #[error("upstream {upstream}: no endpoint can take the request")]
+    Unavailable { upstream: String },
     #[error("upstream {upstream}: {endpoint} failed: {source}")]
     Upstream {
         upstream: String,
@@ -43,6 +50,14 @@ impl ProxyError {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Connect { .. } | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            // Too slow or too busy is a capacity problem; a trap is a broken plugin.
+            Self::Plugin { fault, .. } => match fault {
+                crate::plugin::Fault::Deadline | crate::plugin::Fault::Busy => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                _ => StatusCode::BAD_GATEWAY,
+            },
         }
     }
 
@@ -55,6 +70,8 @@ impl ProxyError {
             Self::Connect { .. } => "upstream unavailable\n",
             Self::Upstream { .. } => "upstream failed\n",
             Self::Timeout { .. } => "upstream timed out\n",
+            Self::Unavailable { .. } => "no upstream endpoint available\n",
+            Self::Plugin { .. } => "plugin failed\n",
         };
         let mut resp = Response::new(body::full(text));
         *resp.status_mut() = self.status();

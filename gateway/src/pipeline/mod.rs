@@ -4,6 +4,7 @@
 
 mod cached;
 pub mod error;
+mod filters;
 pub mod headers;
 mod inbound;
 mod proxy;
@@ -18,6 +19,7 @@ use http::{Request, Response};
 use crate::body::Body;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::plugin::{FilterPlugin, Plugins};
 use crate::upstream::UpstreamPool;
 use error::ProxyError;
 
@@ -36,11 +38,49 @@ pub struct Gateway {
     upstreams: Vec<UpstreamPool>,
     pub metrics: Metrics,
     pub cache: crate::cache::Cache,
+    /// Loaded Wasm plugins (routers, filters).
+    pub plugins: Arc<Plugins>,
+    /// Route names as handed to plugins, allocated once.
+    route_names: Vec<Arc<str>>,
+    /// Each route's filter plugins, in order.
+    route_filters: Vec<Vec<Arc<FilterPlugin>>>,
 }
 
 impl Gateway {
+    /// A gateway whose upstreams all use the native round robin.
     pub fn new(config: Arc<Config>) -> Self {
-        let upstreams = config.upstreams.iter().map(UpstreamPool::new).collect();
+        Self::with_plugins(config, Plugins::default())
+    }
+
+    /// A gateway whose upstreams choose endpoints through their `balancer:` plugin.
+    pub fn with_plugins(config: Arc<Config>, plugins: Plugins) -> Self {
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                let router = u
+                    .balancer
+                    .as_deref()
+                    .and_then(|b| plugins.router(b))
+                    .cloned();
+                UpstreamPool::with_router(u, router, config.node.zone.as_deref())
+            })
+            .collect();
+        let route_names = config
+            .routes
+            .iter()
+            .map(|r| Arc::from(r.name.as_str()))
+            .collect();
+        let route_filters = config
+            .routes
+            .iter()
+            .map(|r| {
+                r.filters
+                    .iter()
+                    .filter_map(|f| plugins.filter(f).cloned())
+                    .collect()
+            })
+            .collect();
         let metrics = Metrics::new(
             &config.node.name,
             &config.node.region,
@@ -51,6 +91,9 @@ impl Gateway {
             config,
             upstreams,
             metrics,
+            plugins: Arc::new(plugins),
+            route_names,
+            route_filters,
         }
     }
 
@@ -66,7 +109,7 @@ impl Gateway {
             (Err(e), _) => (Err(e), None),
             (Ok(()), Some(r)) => {
                 match inbound::limit_body(req, self.config.routes[r].max_request_body) {
-                    Ok(req) => self.edge(r, req, conn).await,
+                    Ok(req) => self.filtered(r, req, conn).await,
                     Err(e) => (Err(e), None),
                 }
             }
@@ -127,6 +170,8 @@ impl Gateway {
             ProxyError::Connect { .. } => &self.metrics.upstream_connect_errors,
             ProxyError::Timeout { .. } => &self.metrics.upstream_timeouts,
             ProxyError::Upstream { .. } => &self.metrics.upstream_errors,
+            ProxyError::Plugin { .. } => &self.metrics.plugin_failures,
+            ProxyError::Unavailable { .. } => &self.metrics.no_endpoint,
         };
         counter.fetch_add(1, Relaxed);
     }

@@ -10,6 +10,8 @@ use super::error::ProxyError;
 use super::{ConnInfo, Gateway, headers, route};
 use crate::body::{self, Body};
 use crate::config::{Route, UpstreamProtocol};
+use crate::plugin::{CallContext, HeaderEdit};
+use crate::upstream::Pick;
 
 /// Endpoints tried for one request whose body is empty (a connect failure
 /// moves it to the next endpoint; a request with a body is never replayed).
@@ -56,8 +58,33 @@ impl Gateway {
         let spare_headers = replayable.then(|| parts.headers.clone());
         let mut body = Some(body);
         let mut last_err = None;
-        for attempt in 0..MAX_ATTEMPTS.min(pool.endpoints.len()) {
-            let idx = pool.pick(attempt);
+        let ctx = CallContext {
+            client: conn.client.ip(),
+            scheme: conn.scheme,
+            route: self.route_names[r].clone(),
+        };
+        let mut tried = Vec::new();
+        for _attempt in 0..MAX_ATTEMPTS.min(pool.endpoints.len()) {
+            let (idx, request_edits, response_edits) = match pool.choose(&mut parts, &ctx, &tried) {
+                Pick::Endpoint {
+                    idx,
+                    request_headers,
+                    response_headers,
+                } => (idx, request_headers, response_headers),
+                Pick::Respond(resp) => return (Ok(resp), None),
+                Pick::Unavailable => {
+                    return (
+                        Err(ProxyError::Unavailable {
+                            upstream: pool.name.clone(),
+                        }),
+                        None,
+                    );
+                }
+                Pick::Failed { plugin, fault } => {
+                    return (Err(ProxyError::Plugin { plugin, fault }), None);
+                }
+            };
+            tried.push(idx);
             let endpoint = &pool.endpoints[idx];
             let endpoint_name = endpoint.authority.to_string();
             let uri = Uri::builder()
@@ -81,14 +108,19 @@ impl Gateway {
                 Some(h) => h.clone(),
                 None => std::mem::take(&mut parts.headers),
             };
+            HeaderEdit::apply_all(&request_edits, out.headers_mut());
 
+            let stats = &pool.stats[idx];
+            let in_flight = stats.start();
+            let started = std::time::Instant::now();
             let sent = tokio::time::timeout(route.timeout, pool.client().request(out)).await;
+            drop(in_flight);
             let err = match sent {
                 Ok(Ok(resp)) => {
-                    return (
-                        Ok(self.response(route, resp, client_version)),
-                        Some(endpoint_name),
-                    );
+                    stats.succeeded(started.elapsed());
+                    let mut resp = self.response(route, resp, client_version);
+                    HeaderEdit::apply_all(&response_edits, resp.headers_mut());
+                    return (Ok(resp), Some(endpoint_name));
                 }
                 Err(_) => ProxyError::Timeout {
                     upstream: pool.name.clone(),
@@ -109,6 +141,11 @@ impl Gateway {
                     source: Box::new(e),
                 },
             };
+            if matches!(err, ProxyError::Connect { .. })
+                && stats.connect_failed(pool.now_ms(), cfg_upstream.unhealthy_cool_down)
+            {
+                tracing::warn!(upstream = %pool.name, endpoint = %endpoint_name, "endpoint marked unhealthy after a connect failure");
+            }
             let retry = spare_headers.is_some() && matches!(err, ProxyError::Connect { .. });
             if retry {
                 tracing::warn!(error = %err, "trying the next endpoint");

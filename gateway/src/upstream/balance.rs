@@ -33,6 +33,15 @@ impl SmoothSchedule {
         Self { order }
     }
 
+    /// Picks in one full cycle of the schedule.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
     pub fn at(&self, n: usize) -> usize {
         if self.order.is_empty() {
             return 0;

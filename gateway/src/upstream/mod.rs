@@ -2,7 +2,10 @@
 //! keep-alive client per service.
 
 mod balance;
+mod choose;
+pub mod stats;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hyper_util::client::legacy::Client;
@@ -10,9 +13,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 pub use balance::SmoothSchedule;
+pub use choose::Pick;
 
 use crate::body::Body;
 use crate::config::{self, Endpoint, UpstreamProtocol};
+use crate::plugin::{RouterPlugin, UpstreamInfo};
+use stats::{Clock, EndpointStats};
 
 /// One upstream service as the request path sees it.
 pub struct UpstreamPool {
@@ -21,10 +27,28 @@ pub struct UpstreamPool {
     schedule: SmoothSchedule,
     cursor: AtomicUsize,
     client: Client<HttpConnector, Body>,
+    /// Per endpoint, in `endpoints` order.
+    pub stats: Vec<EndpointStats>,
+    clock: Clock,
+    /// The `balancer:` plugin; `None` means the native round robin.
+    router: Option<Arc<RouterPlugin>>,
+    /// What a router may ask about this upstream, built once.
+    info: Arc<UpstreamInfo>,
+    keys: Vec<u64>,
+    zones: Vec<u32>,
 }
 
 impl UpstreamPool {
     pub fn new(cfg: &config::Upstream) -> Self {
+        Self::with_router(cfg, None, None)
+    }
+
+    /// A pool whose endpoint choice goes through `router`.
+    pub fn with_router(
+        cfg: &config::Upstream,
+        router: Option<Arc<RouterPlugin>>,
+        local_zone: Option<&str>,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(cfg.connect_timeout));
         connector.set_nodelay(true);
@@ -41,12 +65,23 @@ impl UpstreamPool {
             builder.http2_only(true);
         }
         let weights: Vec<u32> = cfg.endpoints.iter().map(|e| e.weight).collect();
+        let (info, zones) = choose::upstream_info(cfg, local_zone);
         Self {
             name: cfg.name.clone(),
             endpoints: cfg.endpoints.clone(),
             schedule: SmoothSchedule::new(&weights),
             cursor: AtomicUsize::new(0),
             client: builder.build(connector),
+            stats: cfg
+                .endpoints
+                .iter()
+                .map(|_| EndpointStats::default())
+                .collect(),
+            clock: Clock::default(),
+            router,
+            keys: info.addresses.iter().map(|a| stats::fnv1a(a)).collect(),
+            info: Arc::new(info),
+            zones,
         }
     }
 

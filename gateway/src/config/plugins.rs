@@ -1,0 +1,302 @@
+//! The `plugins:` section, `balancer:` on upstreams and `filters:` on routes:
+//! the YAML model and its validation into [`PluginSpec`]s.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_saphyr::{Location, Spanned};
+
+use super::error::{ConfigIssue, did_you_mean};
+use super::load::at;
+use super::units::{parse_duration, parse_size};
+
+/// The built-in router an upstream uses when it names no `balancer`.
+pub const DEFAULT_BALANCER: &str = "round-robin";
+/// `balancer: native` is the host's own smooth round robin, no Wasm involved:
+/// the baseline plugins are measured against, and what `on-error: fallback` uses.
+pub const NATIVE_BALANCER: &str = "native";
+/// Default per-call deadline of a plugin.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(2);
+/// Default memory cap of one plugin instance.
+pub const DEFAULT_MEMORY: usize = 16 << 20;
+
+/// One entry under `plugins:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginConfig {
+    /// A plugin embedded in the binary, e.g. `round-robin`. Exclusive with `path`.
+    pub builtin: Option<Spanned<String>>,
+    /// A `.wasm` component file, relative to the config file. Exclusive with `builtin`.
+    pub path: Option<Spanned<String>>,
+    /// Passed to the plugin's `init` as string pairs, in file order. Default: empty.
+    #[serde(default)]
+    pub config: PluginSettings,
+    /// Time one call may take, e.g. `2ms`. Default: 2ms.
+    pub deadline: Option<Spanned<String>>,
+    /// Memory cap of one instance, e.g. `16MiB`. Default: 16MiB.
+    pub memory: Option<Spanned<String>>,
+    /// What a fault (trap, deadline, memory) does to the request. Default: `fallback`.
+    pub on_error: Option<OnError>,
+    /// Instances kept at most (each serves one call at a time).
+    /// Default: twice the CPU count, at least 4.
+    pub instances: Option<Spanned<u32>>,
+}
+
+/// A plugin's fault policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// Routers: the native round robin picks; filters: the request goes on unfiltered.
+    #[default]
+    Fallback,
+    /// Answer 502 (plugin failed) or 503 (plugin busy or too slow).
+    Fail,
+}
+
+/// `config:` as ordered string pairs; scalars of any type are accepted as text.
+#[derive(Debug, Default)]
+pub struct PluginSettings(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for PluginSettings {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PluginSettings;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of plugin settings (key: value)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Scalar>()? {
+                    out.push((k, v.0));
+                }
+                Ok(PluginSettings(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Any {
+            B(bool),
+            I(i64),
+            F(f64),
+            S(String),
+        }
+        Ok(Scalar(
+            match Any::deserialize(d).map_err(|_| {
+                serde::de::Error::custom("plugin settings are scalars (text, numbers, true/false)")
+            })? {
+                Any::B(b) => b.to_string(),
+                Any::I(i) => i.to_string(),
+                Any::F(f) => f.to_string(),
+                Any::S(s) => s,
+            },
+        ))
+    }
+}
+
+/// Where a plugin's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    Builtin(String),
+    Path(PathBuf),
+}
+
+impl fmt::Display for PluginSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Builtin(n) => write!(f, "builtin {n}"),
+            Self::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A validated plugin, ready to load.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    pub name: String,
+    pub source: PluginSource,
+    pub config: Vec<(String, String)>,
+    pub deadline: Duration,
+    pub memory: usize,
+    pub on_error: OnError,
+    pub instances: u32,
+    /// `file:line:col` of its definition, for load errors.
+    pub defined_at: String,
+}
+
+fn default_instances() -> u32 {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    (2 * cpus).max(4)
+}
+
+/// Everything the plugin checks need from the rest of validation.
+pub struct PluginChecks<'a> {
+    pub file: &'a str,
+    pub base: &'a Path,
+    pub builtins: &'a [&'a str],
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl PluginChecks<'_> {
+    fn issue(&mut self, loc: &Location, path: String, message: String) {
+        let (line, column) = at(loc);
+        self.issues.push(ConfigIssue {
+            line,
+            column,
+            path,
+            message,
+        });
+    }
+
+    /// Validates the `plugins:` section.
+    pub fn specs(&mut self, raw: &BTreeMap<String, Spanned<PluginConfig>>) -> Vec<PluginSpec> {
+        let mut out = Vec::new();
+        for (name, p) in raw {
+            let path = |f: &str| format!("plugins.{name}.{f}");
+            let v = &p.value;
+            let source = match (&v.builtin, &v.path) {
+                (Some(b), None) => {
+                    if !self.builtins.contains(&b.value.as_str()) {
+                        let hint = did_you_mean(&b.value, self.builtins.iter().copied());
+                        self.issue(
+                            &b.referenced,
+                            path("builtin"),
+                            format!(
+                                "no built-in plugin \"{}\"{hint}; built-ins: {}",
+                                b.value,
+                                self.builtins.join(", ")
+                            ),
+                        );
+                        continue;
+                    }
+                    PluginSource::Builtin(b.value.clone())
+                }
+                (None, Some(f)) => PluginSource::Path(self.base.join(&f.value)),
+                _ => {
+                    self.issue(
+                        &p.referenced,
+                        format!("plugins.{name}"),
+                        "give either `builtin: <name>` or `path: <file.wasm>`".into(),
+                    );
+                    continue;
+                }
+            };
+            let deadline = match &v.deadline {
+                None => DEFAULT_DEADLINE,
+                Some(d) => match parse_duration(&d.value) {
+                    Ok(t) if !t.is_zero() && t <= Duration::from_secs(10) => t,
+                    Ok(_) => {
+                        self.issue(
+                            &d.referenced,
+                            path("deadline"),
+                            "must be between 1µs and 10s".into(),
+                        );
+                        DEFAULT_DEADLINE
+                    }
+                    Err(e) => {
+                        self.issue(&d.referenced, path("deadline"), e);
+                        DEFAULT_DEADLINE
+                    }
+                },
+            };
+            let memory = match &v.memory {
+                None => DEFAULT_MEMORY,
+                Some(m) => match parse_size(&m.value) {
+                    Ok(n) if (1 << 20..=4 << 30).contains(&n) => n,
+                    Ok(_) => {
+                        self.issue(
+                            &m.referenced,
+                            path("memory"),
+                            "must be between 1MiB and 4GiB".into(),
+                        );
+                        DEFAULT_MEMORY
+                    }
+                    Err(e) => {
+                        self.issue(&m.referenced, path("memory"), e);
+                        DEFAULT_MEMORY
+                    }
+                },
+            };
+            let instances = match &v.instances {
+                None => default_instances(),
+                Some(n) if (1..=1024).contains(&n.value) => n.value,
+                Some(n) => {
+                    self.issue(
+                        &n.referenced,
+                        path("instances"),
+                        "must be between 1 and 1024".into(),
+                    );
+                    default_instances()
+                }
+            };
+            let (line, col) = at(&p.referenced);
+            out.push(PluginSpec {
+                name: name.clone(),
+                source,
+                config: v.config.0.clone(),
+                deadline,
+                memory,
+                on_error: v.on_error.unwrap_or_default(),
+                instances,
+                defined_at: format!("{}:{line}:{col}", self.file),
+            });
+        }
+        out
+    }
+
+    /// Resolves a plugin reference (`balancer:` or a `filters:` entry): a
+    /// name under `plugins:`, or a built-in used with default settings
+    /// (added to `specs`). `None` after reporting an unknown name.
+    pub fn reference(
+        &mut self,
+        specs: &mut Vec<PluginSpec>,
+        name: &Spanned<String>,
+        path: String,
+    ) -> Option<String> {
+        let wanted = name.value.as_str();
+        if specs.iter().any(|s| s.name == wanted) {
+            return Some(wanted.to_owned());
+        }
+        if self.builtins.contains(&wanted) {
+            let (line, col) = at(&name.referenced);
+            specs.push(PluginSpec {
+                name: wanted.to_owned(),
+                source: PluginSource::Builtin(wanted.to_owned()),
+                config: Vec::new(),
+                deadline: DEFAULT_DEADLINE,
+                memory: DEFAULT_MEMORY,
+                on_error: OnError::Fallback,
+                instances: default_instances(),
+                defined_at: format!("{}:{line}:{col}", self.file),
+            });
+            return Some(wanted.to_owned());
+        }
+        let known: Vec<&str> = specs
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain(self.builtins.iter().copied())
+            .collect();
+        let hint = did_you_mean(wanted, known.iter().copied());
+        self.issue(
+            &name.referenced,
+            path,
+            format!(
+                "no plugin named \"{wanted}\"{hint}; define it under `plugins:` or use a built-in: {} (or `{NATIVE_BALANCER}` for the host's round robin)",
+                self.builtins.join(", ")
+            ),
+        );
+        None
+    }
+}

@@ -1,0 +1,152 @@
+//! Calling a filter plugin on a route's request and response heads.
+
+use std::sync::Arc;
+
+use http::Response;
+use wasmtime::Store;
+use wasmtime::component::{Component, Linker, Resource};
+
+use super::bindings::filter::{Filter, FilterPre};
+use super::bindings::types;
+use super::host::{HostState, RequestView, ResponseView};
+use super::metrics::PluginMetrics;
+use super::pool::{Fault, Pool, World, guarded};
+use super::router::{CallContext, HeaderEdit, direct_response, edits};
+use crate::body::Body;
+use crate::config::OnError;
+
+impl World for Filter {
+    type Pre = FilterPre<HostState>;
+
+    fn pre(linker: &Linker<HostState>, component: &Component) -> wasmtime::Result<Self::Pre> {
+        FilterPre::new(linker.instantiate_pre(component)?)
+    }
+
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
+        pre.instantiate(store)
+    }
+
+    fn init(
+        &self,
+        store: &mut Store<HostState>,
+        config: &[(String, String)],
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.call_init(store, config)
+    }
+}
+
+/// What a filter decided.
+#[derive(Debug)]
+pub enum FilterAction {
+    Continue(Vec<HeaderEdit>),
+    Respond(Response<Body>),
+}
+
+pub struct FilterPlugin {
+    pool: Pool<Filter>,
+    pub on_error: OnError,
+    pub(crate) metrics: Arc<PluginMetrics>,
+}
+
+impl FilterPlugin {
+    pub(super) fn new(pool: Pool<Filter>, on_error: OnError, metrics: Arc<PluginMetrics>) -> Self {
+        Self {
+            pool,
+            on_error,
+            metrics,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.metrics.name
+    }
+
+    /// `on-request`; the head is lent to the guest and handed back.
+    pub fn on_request(
+        &self,
+        parts: &mut http::request::Parts,
+        ctx: &CallContext,
+    ) -> Result<FilterAction, Fault> {
+        let r = self.call(parts, ctx, None);
+        self.metrics
+            .record(&r.as_ref().map(|_| ()).map_err(Clone::clone));
+        r
+    }
+
+    /// `on-response`, with the request head kept from before forwarding.
+    pub fn on_response(
+        &self,
+        parts: &mut http::request::Parts,
+        ctx: &CallContext,
+        status: u16,
+        headers: &mut http::HeaderMap,
+    ) -> Result<FilterAction, Fault> {
+        let r = self.call(parts, ctx, Some((status, headers)));
+        self.metrics
+            .record(&r.as_ref().map(|_| ()).map_err(Clone::clone));
+        r
+    }
+
+    fn call(
+        &self,
+        parts: &mut http::request::Parts,
+        ctx: &CallContext,
+        response: Option<(u16, &mut http::HeaderMap)>,
+    ) -> Result<FilterAction, Fault> {
+        let mut lease = self.pool.checkout()?;
+        let inst = lease.get();
+        let table = &mut inst.store.data_mut().table;
+        let req = table
+            .push(RequestView {
+                parts: std::mem::replace(parts, http::Request::new(()).into_parts().0),
+                client: ctx.client,
+                scheme: ctx.scheme,
+                route: ctx.route.clone(),
+            })
+            .map_err(|e| Fault::Trap(e.to_string()))?;
+        let req_borrow = Resource::<RequestView>::new_borrow(req.rep());
+        let (answer, resp_back) = match response {
+            None => (
+                guarded(|| inst.guest.call_on_request(&mut inst.store, req_borrow)),
+                None,
+            ),
+            Some((status, headers)) => {
+                let view = ResponseView {
+                    status,
+                    headers: std::mem::take(headers),
+                };
+                let resp = match inst.store.data_mut().table.push(view) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        if let Ok(v) = inst.store.data_mut().table.delete(req) {
+                            *parts = v.parts;
+                        }
+                        return Err(Fault::Trap(e.to_string()));
+                    }
+                };
+                let resp_borrow = Resource::<ResponseView>::new_borrow(resp.rep());
+                let a = guarded(|| {
+                    inst.guest
+                        .call_on_response(&mut inst.store, req_borrow, resp_borrow)
+                });
+                (a, Some((resp, headers)))
+            }
+        };
+        let table = &mut inst.store.data_mut().table;
+        if let Ok(v) = table.delete(req) {
+            *parts = v.parts;
+        }
+        if let Some((resp, headers)) = resp_back
+            && let Ok(v) = table.delete(resp)
+        {
+            *headers = v.headers;
+        }
+        let action = match answer {
+            Ok(types::Action::Continue(list)) => FilterAction::Continue(edits(list)?),
+            Ok(types::Action::Respond(r)) => FilterAction::Respond(direct_response(r)?),
+            Err(f) => return Err(f),
+        };
+        lease.release();
+        Ok(action)
+    }
+}

@@ -1,0 +1,137 @@
+//! What the gateway knows about each endpoint from its own traffic: requests
+//! in flight, an EWMA of response latency, and passive health (an endpoint
+//! that refuses connections is taken out for a cool-down, then tried again).
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// Consecutive connect failures that take an endpoint out.
+pub const FAILURES_TO_DOWN: u32 = 1;
+/// How long an endpoint stays out before it is tried again, by default.
+pub const COOL_DOWN: Duration = Duration::from_secs(10);
+/// Weight of a new latency sample in the moving average, in 1/16ths.
+const EWMA_NEW_SIXTEENTHS: u64 = 4;
+
+#[derive(Debug, Default)]
+pub struct EndpointStats {
+    in_flight: AtomicU32,
+    ewma_us: AtomicU32,
+    failures: AtomicU32,
+    /// Milliseconds since the pool's clock zero until which it is out; 0 = healthy.
+    down_until_ms: AtomicU64,
+}
+
+/// Decrements the endpoint's in-flight count when dropped.
+pub struct InFlight<'a>(&'a EndpointStats);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+impl EndpointStats {
+    pub fn healthy(&self, now_ms: u64) -> bool {
+        self.down_until_ms.load(Relaxed) <= now_ms
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Relaxed)
+    }
+
+    pub fn latency_ewma_us(&self) -> u32 {
+        self.ewma_us.load(Relaxed)
+    }
+
+    pub fn start(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Relaxed);
+        InFlight(self)
+    }
+
+    /// An answer arrived after `latency`: the endpoint is healthy.
+    pub fn succeeded(&self, latency: Duration) {
+        let sample = latency.as_micros().min(u128::from(u32::MAX)) as u64;
+        let _ = self.ewma_us.fetch_update(Relaxed, Relaxed, |old| {
+            let old = u64::from(old);
+            let new = if old == 0 {
+                sample
+            } else {
+                (old * (16 - EWMA_NEW_SIXTEENTHS) + sample * EWMA_NEW_SIXTEENTHS) / 16
+            };
+            Some(new.max(1) as u32)
+        });
+        self.failures.store(0, Relaxed);
+        self.down_until_ms.store(0, Relaxed);
+    }
+
+    /// A connection could not be made. Returns true when this takes it out.
+    pub fn connect_failed(&self, now_ms: u64, cool_down: Duration) -> bool {
+        let n = self.failures.fetch_add(1, Relaxed) + 1;
+        if n >= FAILURES_TO_DOWN {
+            let until = now_ms.saturating_add(cool_down.as_millis() as u64);
+            self.down_until_ms.fetch_max(until, Relaxed) <= now_ms
+        } else {
+            false
+        }
+    }
+}
+
+/// The clock health deadlines are measured on.
+#[derive(Debug)]
+pub struct Clock(Instant);
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self(Instant::now())
+    }
+}
+
+impl Clock {
+    /// Never 0, so "down until 0" always means healthy.
+    pub fn now_ms(&self) -> u64 {
+        self.0.elapsed().as_millis() as u64 + 1
+    }
+}
+
+/// FNV-1a, 64-bit: the stable endpoint key the WIT promises (same address,
+/// same key, on every node).
+pub fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_takes_out_and_success_restores() {
+        let s = EndpointStats::default();
+        assert!(s.healthy(5));
+        assert!(s.connect_failed(5, COOL_DOWN));
+        assert!(!s.healthy(6));
+        assert!(s.healthy(5 + COOL_DOWN.as_millis() as u64));
+        s.succeeded(Duration::from_millis(3));
+        assert!(s.healthy(6));
+        assert_eq!(s.latency_ewma_us(), 3000);
+        s.succeeded(Duration::from_millis(7));
+        assert_eq!(s.latency_ewma_us(), 4000);
+    }
+
+    #[test]
+    fn in_flight_is_released_on_drop() {
+        let s = EndpointStats::default();
+        let a = s.start();
+        let _b = s.start();
+        assert_eq!(s.in_flight(), 2);
+        drop(a);
+        assert_eq!(s.in_flight(), 1);
+    }
+
+    #[test]
+    fn fnv1a_matches_the_reference() {
+        assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a("a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}

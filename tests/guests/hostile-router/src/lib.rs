@@ -1,0 +1,80 @@
+//! A router that misbehaves as its `mode` setting says:
+//! `trap` (panics in choose), `spin` (never returns), `grow` (allocates until
+//! the memory cap), `log-flood` (1 000 log lines per call, then a valid
+//! choice), `init-fail` (init returns an error), `bad-id` (forwards to an id
+//! that is not a candidate), `ok` (first healthy candidate).
+
+wit_bindgen::generate!({ path: "../../../wit", world: "router" });
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use edgeward::plugin::log;
+use edgeward::plugin::types::Forward;
+
+static MODE: AtomicU8 = AtomicU8::new(0);
+const MODES: [&str; 7] = ["ok", "trap", "spin", "grow", "log-flood", "init-fail", "bad-id"];
+
+struct Hostile;
+
+impl Guest for Hostile {
+    fn init(config: Vec<(String, String)>) -> Result<(), String> {
+        let mode = config
+            .iter()
+            .find(|(k, _)| k == "mode")
+            .map_or("ok", |(_, v)| v.as_str());
+        let Some(i) = MODES.iter().position(|m| *m == mode) else {
+            return Err(format!("unknown mode {mode:?}"));
+        };
+        if mode == "init-fail" {
+            return Err("init-fail: this plugin refuses every configuration".into());
+        }
+        MODE.store(i as u8, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn choose(_req: &Request, _target: &Upstream, candidates: Vec<Candidate>) -> Decision {
+        match MODES[usize::from(MODE.load(Ordering::Relaxed))] {
+            "trap" => panic!("hostile router: trap"),
+            "spin" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "grow" => {
+                // 1 MiB steps, as an allocator would, until the host stops it
+                // (the memory cap makes a failed grow a trap).
+                loop {
+                    if core::arch::wasm32::memory_grow::<0>(16) == usize::MAX {
+                        panic!("memory.grow failed without a trap");
+                    }
+                }
+            }
+            "log-flood" => {
+                for i in 0..1_000 {
+                    log::log(log::Level::Error, &format!("flood line {i}"));
+                }
+                first_healthy(&candidates)
+            }
+            "bad-id" => forward(u32::MAX),
+            _ => first_healthy(&candidates),
+        }
+    }
+}
+
+fn forward(endpoint: u32) -> Decision {
+    Decision::Forward(Forward {
+        endpoint,
+        request_headers: Vec::new(),
+        response_headers: Vec::new(),
+    })
+}
+
+fn first_healthy(candidates: &[Candidate]) -> Decision {
+    match candidates.iter().find(|c| c.healthy) {
+        Some(c) => forward(c.id),
+        None => Decision::Unavailable,
+    }
+}
+
+export!(Hostile);
