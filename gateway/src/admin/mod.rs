@@ -7,14 +7,14 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::body::{self, Body};
+use crate::body::{Body, local_response};
 use crate::pipeline::Gateway;
 
 /// Shared readiness: false until every listener is bound, and again once draining.
@@ -31,35 +31,17 @@ impl Readiness {
     }
 }
 
-fn text(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<bytes::Bytes>,
-) -> Response<Body> {
-    let mut r = Response::new(body::full(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static(content_type),
-    );
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    r
-}
-
 fn route<B>(req: &Request<B>, gw: &Gateway, ready: &Readiness) -> Response<Body> {
     const PLAIN: &str = "text/plain; charset=utf-8";
     match (req.method(), req.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, PLAIN, "ok\n"),
+        (&Method::GET | &Method::HEAD, "/healthz") => local_response(StatusCode::OK, PLAIN, "ok\n"),
         (&Method::GET | &Method::HEAD, "/readyz") if ready.get() => {
-            text(StatusCode::OK, PLAIN, "ready\n")
+            local_response(StatusCode::OK, PLAIN, "ready\n")
         }
         (&Method::GET | &Method::HEAD, "/readyz") => {
-            text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "not ready\n")
+            local_response(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "not ready\n")
         }
-        (&Method::GET | &Method::HEAD, "/metrics") => text(
+        (&Method::GET | &Method::HEAD, "/metrics") => local_response(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
             gw.metrics.render()
@@ -69,9 +51,9 @@ fn route<B>(req: &Request<B>, gw: &Gateway, ready: &Readiness) -> Response<Body>
                 + &gw.plugins.render_metrics(),
         ),
         (_, "/healthz" | "/readyz" | "/metrics") => {
-            text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "use GET\n")
+            local_response(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "use GET\n")
         }
-        _ => text(
+        _ => local_response(
             StatusCode::NOT_FOUND,
             PLAIN,
             "admin endpoints: /healthz /readyz /metrics /admin/cache/purge\n",

@@ -9,7 +9,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, Uri, header};
+use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
@@ -30,18 +30,7 @@ struct PurgeRequest {
 }
 
 fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
-    let mut r = Response::new(body::full(format!("{v}\n")));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    r
+    body::local_response(status, "application/json", format!("{v}\n"))
 }
 
 fn bad(message: String) -> Response<Body> {

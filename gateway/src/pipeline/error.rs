@@ -1,7 +1,7 @@
 //! The one error taxonomy of the request path, mapped to a status code in one
 //! place ([`ProxyError::into_response`]). Who failed decides the status and the blame.
 
-use http::{Response, StatusCode, header};
+use http::{Response, StatusCode};
 
 use crate::body::{self, Body};
 
@@ -73,17 +73,6 @@ impl ProxyError {
             Self::Unavailable { .. } => "no upstream endpoint available\n",
             Self::Plugin { .. } => "plugin failed\n",
         };
-        let mut resp = Response::new(body::full(text));
-        *resp.status_mut() = self.status();
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        h.insert(
-            header::CACHE_CONTROL,
-            header::HeaderValue::from_static("no-store"),
-        );
-        resp
+        body::local_response(self.status(), "text/plain; charset=utf-8", text)
     }
 }

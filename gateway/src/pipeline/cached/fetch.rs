@@ -1,0 +1,173 @@
+//! One upstream exchange on the cache's behalf: the response stored when it may
+//! be, a stored entry freshened by a 304, and the outcome turned into the
+//! client's answer.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::header::{self, HeaderValue};
+use http::{Method, Response, StatusCode};
+
+use super::label;
+use crate::body::{self, Body};
+use crate::cache::fill::{
+    Head, X_CACHE, etag, freshened, read_limited, stored_since, take_tags, upstream_request,
+};
+use crate::cache::policy::{self, CacheControl, Times};
+use crate::cache::{CacheKey, Entry, RouteCache};
+use crate::compress::Encoding;
+use crate::pipeline::error::ProxyError;
+use crate::pipeline::{ConnInfo, Gateway};
+
+/// What fetching from upstream for the cache produced.
+pub(super) enum Outcome {
+    /// The response was stored (or an entry freshened by a 304).
+    Stored(Arc<str>, Arc<Entry>),
+    Revalidated(Arc<str>, Arc<Entry>),
+    /// Not storable: sent on as it came.
+    Passed(Response<Body>),
+    /// Upstream failed (an error, or a 5xx when revalidating).
+    Failed(Result<Response<Body>, ProxyError>),
+}
+
+impl Gateway {
+    /// One upstream exchange on the cache's behalf: a full GET, or a
+    /// conditional one when `stored` has validators.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn fetch(
+        &self,
+        r: usize,
+        policy: &RouteCache,
+        key: &CacheKey,
+        head: &Head,
+        req_cc: &CacheControl,
+        stored: Option<&Arc<Entry>>,
+        conn: &ConnInfo,
+    ) -> (Outcome, Option<String>) {
+        let request_time = SystemTime::now();
+        let (resp, ep) = self
+            .forward(r, upstream_request(head, stored.map(|e| &**e)), conn)
+            .await;
+        let times = Times {
+            request_time,
+            response_time: SystemTime::now(),
+        };
+        let resp = match resp {
+            Ok(resp) if stored.is_some() && resp.status().is_server_error() => {
+                return (Outcome::Failed(Ok(resp)), ep);
+            }
+            Ok(resp) => resp,
+            Err(e) => return (Outcome::Failed(Err(e)), ep),
+        };
+        if let Some(entry) = stored.filter(|_| resp.status() == StatusCode::NOT_MODIFIED) {
+            let fresh = Arc::new(freshened(entry, policy, resp.headers(), times));
+            let full = self.cache.store.full_key(&key.primary, &head.headers).await;
+            self.cache.store.put(full.clone(), fresh.clone()).await;
+            return (Outcome::Revalidated(full, fresh), ep);
+        }
+        let status = resp.status();
+        let resp_cc = CacheControl::parse(resp.headers());
+        let lifetime = policy::freshness_lifetime(
+            status,
+            resp.headers(),
+            &resp_cc,
+            policy.ttl,
+            times.response_time,
+        );
+        if let Err(why) = policy::storable(
+            &Method::GET,
+            &head.headers,
+            req_cc,
+            status,
+            resp.headers(),
+            &resp_cc,
+            lifetime,
+        ) {
+            tracing::debug!(?why, key = %key.primary, "response not stored");
+            return (Outcome::Passed(resp), ep);
+        }
+        let (mut parts, incoming) = resp.into_parts();
+        let limit = self.cache.settings.max_object_size as usize;
+        let body = match read_limited(incoming, limit).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(prefixed)) => {
+                return (Outcome::Passed(Response::from_parts(parts, prefixed)), ep);
+            }
+            Err(source) => {
+                let upstream = self.config.upstreams[self.config.routes[r].upstream]
+                    .name
+                    .clone();
+                let endpoint = ep.clone().unwrap_or_default();
+                return (
+                    Outcome::Failed(Err(ProxyError::Upstream {
+                        upstream,
+                        endpoint,
+                        source,
+                    })),
+                    ep,
+                );
+            }
+        };
+        let initial_age = policy::initial_age(&parts.headers, times);
+        let h = &mut parts.headers;
+        let tags = take_tags(h);
+        h.remove(header::CONTENT_LENGTH);
+        h.remove(header::AGE);
+        h.remove(X_CACHE);
+        if !h.contains_key(header::DATE)
+            && let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(times.response_time))
+        {
+            h.insert(header::DATE, v);
+        }
+        let entry = Entry {
+            status,
+            etag: etag(h),
+            last_modified: policy::last_modified(h),
+            vary: policy::vary_names(h).unwrap_or_default(),
+            headers: parts.headers,
+            body,
+            variants: Vec::new(),
+            stored_at: Instant::now() - stored_since(times.response_time),
+            initial_age,
+            lifetime,
+            cc: resp_cc,
+            tags,
+            host: key.host.clone(),
+            path: key.path.clone(),
+        };
+        let (full, entry) = self
+            .cache
+            .store
+            .insert(&key.primary, &head.headers, entry)
+            .await;
+        self.cache.count(|c| &c.stored);
+        (Outcome::Stored(full, entry), ep)
+    }
+
+    pub(super) async fn deliver(
+        &self,
+        r: usize,
+        outcome: Outcome,
+        head: &Head,
+        want: Encoding,
+        x: &'static str,
+    ) -> Result<Response<Body>, ProxyError> {
+        match outcome {
+            Outcome::Stored(full, e) => Ok(self.respond(r, full, e, head, want, x).await),
+            Outcome::Revalidated(full, e) => {
+                Ok(self.respond(r, full, e, head, want, "REVALIDATED").await)
+            }
+            Outcome::Passed(mut resp) | Outcome::Failed(Ok(mut resp)) => {
+                label(&mut resp, x);
+                if head.method == Method::HEAD {
+                    // The cache fetched a GET for this HEAD: keep the head, drop
+                    // the body (HTTP/2 treats DATA on a HEAD as a protocol error).
+                    *resp.body_mut() = body::empty();
+                    return Ok(resp);
+                }
+                Ok(self.compressed(r, resp, &head.method, want))
+            }
+            Outcome::Failed(Err(e)) => Err(e),
+        }
+    }
+}
