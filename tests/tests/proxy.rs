@@ -374,14 +374,9 @@ async fn h2c_upstreams_and_refused_endpoints() {
         "the client keeps its own protocol"
     );
 
-    // A request without a body is never lost to a refused endpoint: it moves on.
-    for _ in 0..4 {
-        assert_eq!(
-            c.get(&gw.url("http", "/m")).await.unwrap().status,
-            StatusCode::OK
-        );
-    }
-    // A request with a body is never replayed: when its endpoint refuses, it is a 502.
+    // A request with a body is never replayed: the one that meets the refusing
+    // endpoint gets a 502. The refusal takes that endpoint out for a cool-down, so
+    // the requests after it are served.
     let mut statuses = Vec::new();
     for _ in 0..4 {
         let req = Request::post(gw.url("http", "/m"))
@@ -389,8 +384,23 @@ async fn h2c_upstreams_and_refused_endpoints() {
             .unwrap();
         statuses.push(c.fetch(req).await.unwrap().status.as_u16());
     }
-    statuses.sort();
-    assert_eq!(statuses, [200, 200, 502, 502]);
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 502).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        3,
+        "{statuses:?}"
+    );
+    // A request without a body is never lost to a refused endpoint.
+    for _ in 0..4 {
+        assert_eq!(
+            c.get(&gw.url("http", "/m")).await.unwrap().status,
+            StatusCode::OK
+        );
+    }
 }
 
 #[tokio::test]

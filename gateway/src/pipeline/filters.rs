@@ -47,9 +47,7 @@ impl Gateway {
         }
         // on-response reads the request too; the forwarded head is consumed.
         let mut kept = head_copy(&parts);
-        let (resp, endpoint) = self
-            .edge(r, Request::from_parts(parts, body), conn)
-            .await;
+        let (resp, endpoint) = self.edge(r, Request::from_parts(parts, body), conn).await;
         let Ok(mut resp) = resp else {
             return (resp, endpoint);
         };
