@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cache-hit throughput: Edgeward against NGINX proxy_cache (bench/nginx-proxy.conf,
+# Cache-hit throughput: Edgeward against NGINX proxy_cache (../shared/peers/nginx-proxy.conf,
 # the shared reference peer), same origin, same machine, same run; then
 # compression MB/s per encoder and level. Prints ratios; absolute numbers
 # depend on the machine and its load.
@@ -78,7 +78,7 @@ nginx -p "$WORK/origin" -c "$WORK/origin/nginx.conf" & PIDS+=($!)
 
 # The NGINX peer, configured exactly as the shared reference file.
 sed -e "s#@WORKERS@#$WORKERS#g" -e "s#@DIR@#$WORK/peer#g" -e "s#@UPSTREAM@#127.0.0.1:$ORIGIN_PORT#g" \
-    -e "s#@PORT@#$NGINX_PORT#g" -e "s#@PORT_H2C@#$NGINX_H2C#g" "$ROOT/bench/nginx-proxy.conf" > "$WORK/peer/nginx.conf"
+    -e "s#@PORT@#$NGINX_PORT#g" -e "s#@PORT_H2C@#$NGINX_H2C#g" "$ROOT/../shared/peers/nginx-proxy.conf" > "$WORK/peer/nginx.conf"
 nginx -p "$WORK/peer" -c "$WORK/peer/nginx.conf" & PIDS+=($!)
 
 # Edgeward with the same cache bound and compression levels as the peer's uncached path.
