@@ -99,9 +99,11 @@ impl Gateway {
 
     /// Serves one request; never fails: errors become responses here.
     pub async fn handle(&self, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
-        let started = Instant::now();
-        let method = req.method().clone();
-        let uri = req.uri().clone();
+        // Only the access log needs these after the request moves on; skip the copies otherwise.
+        let logged = self
+            .config
+            .access_log
+            .then(|| (Instant::now(), req.method().clone(), req.uri().clone()));
         let version = req.version();
         let checked = inbound::check(&req);
         let route = checked.as_ref().ok().and_then(|()| self.route(&req));
@@ -135,7 +137,7 @@ impl Gateway {
         };
         self.metrics.record(route, resp.status());
         self.metrics.record_protocol(version);
-        if self.config.access_log {
+        if let Some((started, method, uri)) = logged {
             tracing::info!(
                 target: "edgeward::access",
                 client = %conn.client,

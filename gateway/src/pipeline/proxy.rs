@@ -55,7 +55,6 @@ impl Gateway {
             UpstreamProtocol::H2c => Version::HTTP_2,
         };
         let replayable = body.is_end_stream() && pool.endpoints.len() > 1;
-        let spare_headers = replayable.then(|| parts.headers.clone());
         let mut body = Some(body);
         let mut last_err = None;
         let ctx = CallContext {
@@ -104,9 +103,12 @@ impl Gateway {
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = uri;
             *out.version_mut() = parts.version;
-            *out.headers_mut() = match &spare_headers {
-                Some(h) => h.clone(),
-                None => std::mem::take(&mut parts.headers),
+            // A replayable request keeps its head for the router's next call and the
+            // next attempt; any other is sent once, so its headers move out.
+            *out.headers_mut() = if replayable {
+                parts.headers.clone()
+            } else {
+                std::mem::take(&mut parts.headers)
             };
             HeaderEdit::apply_all(&request_edits, out.headers_mut());
 
@@ -146,7 +148,7 @@ impl Gateway {
             {
                 tracing::warn!(upstream = %pool.name, endpoint = %endpoint_name, "endpoint marked unhealthy after a connect failure");
             }
-            let retry = spare_headers.is_some() && matches!(err, ProxyError::Connect { .. });
+            let retry = replayable && matches!(err, ProxyError::Connect { .. });
             if retry {
                 tracing::warn!(error = %err, "trying the next endpoint");
                 self.metrics
