@@ -17,11 +17,81 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::body;
-use crate::config::Listener;
+use crate::config::{Listener, Protocols};
 use crate::pipeline::{ConnInfo, Gateway};
 
 /// ALPN we offer on TLS, in preference order.
 pub const ALPN_H2_H1: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// The HTTP version one TCP connection is served with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Serve {
+    /// Either, told apart by the HTTP/2 preface: plaintext listeners with h1 and h2.
+    Sniff,
+    Http1,
+    Http2,
+}
+
+/// A plaintext connection may speak only what its listener lists; h2c by
+/// prior knowledge is the only HTTP/2 a plaintext listener sees.
+fn plaintext_serve(protocols: Protocols) -> Option<Serve> {
+    match (protocols.h1, protocols.h2) {
+        (true, true) => Some(Serve::Sniff),
+        (true, false) => Some(Serve::Http1),
+        (false, true) => Some(Serve::Http2),
+        (false, false) => None,
+    }
+}
+
+/// A TLS connection speaks what ALPN chose and nothing else (RFC 7301 §3.2):
+/// sniffing would let a client that agreed on http/1.1 start HTTP/2, or one
+/// that agreed on h2 fall back to HTTP/1.1. A client that negotiated nothing
+/// gets HTTP/1.1, since HTTP/2 over TLS requires ALPN (RFC 9113 §3.3); `None`
+/// means the connection has no protocol in common with the listener.
+fn tls_serve(alpn: Option<&[u8]>, protocols: Protocols) -> Option<Serve> {
+    match alpn {
+        Some(b"h2") if protocols.h2 => Some(Serve::Http2),
+        Some(b"http/1.1") | None if protocols.h1 => Some(Serve::Http1),
+        _ => None,
+    }
+}
+
+/// One connection builder per way of serving, all with the listener's limits.
+struct HttpBuilders {
+    sniff: auto::Builder<TokioExecutor>,
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+}
+
+impl HttpBuilders {
+    fn new(config: &Listener) -> Self {
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout)
+            .max_buf_size(config.max_header_size)
+            .keep_alive(config.keep_alive);
+        http.http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(config.max_concurrent_streams)
+            .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(20));
+        Self {
+            http1: http.clone().http1_only(),
+            http2: http.clone().http2_only(),
+            sniff: http,
+        }
+    }
+
+    fn get(&self, serve: Serve) -> &auto::Builder<TokioExecutor> {
+        match serve {
+            Serve::Sniff => &self.sniff,
+            Serve::Http1 => &self.http1,
+            Serve::Http2 => &self.http2,
+        }
+    }
+}
 
 /// A bound TCP listener ready to serve; built before any traffic so that a port
 /// in use is a startup error, not a log line.
@@ -29,7 +99,7 @@ pub struct TcpServer {
     pub config: Listener,
     pub socket: TcpListener,
     tls: Option<TlsAcceptor>,
-    http: Arc<auto::Builder<TokioExecutor>>,
+    http: Arc<HttpBuilders>,
     /// Set on TLS listeners that also serve h3, so HTTP/1.1 and HTTP/2 clients learn of it.
     alt_svc: Option<http::HeaderValue>,
 }
@@ -58,18 +128,7 @@ impl TcpServer {
             }
             None => None,
         };
-        let mut http = auto::Builder::new(TokioExecutor::new());
-        http.http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(config.header_read_timeout)
-            .max_buf_size(config.max_header_size)
-            .keep_alive(config.keep_alive);
-        http.http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(config.max_concurrent_streams)
-            .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_timeout(Duration::from_secs(20));
+        let http = HttpBuilders::new(&config);
         let alt_svc = match (&config.quic, &tls) {
             (Some(q), Some(_)) => Some(quic::alt_svc(
                 socket.local_addr()?.port(),
@@ -135,10 +194,16 @@ impl TcpServer {
             let watcher = graceful.watcher();
             let tls = self.tls.clone();
             let handshake_timeout = self.config.header_read_timeout;
+            let protocols = self.config.protocols;
             tokio::spawn(async move {
                 let result = match tls {
                     None => {
-                        let conn = http.serve_connection(TokioIo::new(stream), service);
+                        let Some(serve) = plaintext_serve(protocols) else {
+                            return;
+                        };
+                        let conn = http
+                            .get(serve)
+                            .serve_connection(TokioIo::new(stream), service);
                         watcher.watch(conn).await
                     }
                     Some(acceptor) => {
@@ -156,7 +221,14 @@ impl TcpServer {
                                     return;
                                 }
                             };
-                        let conn = http.serve_connection(TokioIo::new(stream), service);
+                        let alpn = stream.get_ref().1.alpn_protocol();
+                        let Some(serve) = tls_serve(alpn, protocols) else {
+                            tracing::debug!(%client, "no application protocol in common");
+                            return;
+                        };
+                        let conn = http
+                            .get(serve)
+                            .serve_connection(TokioIo::new(stream), service);
                         watcher.watch(conn).await
                     }
                 };
@@ -167,5 +239,43 @@ impl TcpServer {
         }
         drop(self.socket);
         graceful.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOTH: Protocols = Protocols {
+        h1: true,
+        h2: true,
+        h3: false,
+    };
+    const H1: Protocols = Protocols {
+        h1: true,
+        h2: false,
+        h3: false,
+    };
+    const H2: Protocols = Protocols {
+        h1: false,
+        h2: true,
+        h3: false,
+    };
+
+    #[test]
+    fn tls_serves_exactly_what_alpn_chose() {
+        assert_eq!(tls_serve(Some(b"h2"), BOTH), Some(Serve::Http2));
+        assert_eq!(tls_serve(Some(b"http/1.1"), BOTH), Some(Serve::Http1));
+        assert_eq!(tls_serve(None, BOTH), Some(Serve::Http1));
+        assert_eq!(tls_serve(None, H2), None);
+        assert_eq!(tls_serve(Some(b"h2"), H1), None);
+        assert_eq!(tls_serve(Some(b"h3"), BOTH), None);
+    }
+
+    #[test]
+    fn plaintext_serves_what_the_listener_lists() {
+        assert_eq!(plaintext_serve(BOTH), Some(Serve::Sniff));
+        assert_eq!(plaintext_serve(H1), Some(Serve::Http1));
+        assert_eq!(plaintext_serve(H2), Some(Serve::Http2));
     }
 }

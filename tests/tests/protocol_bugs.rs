@@ -1,0 +1,260 @@
+//! Protocol conformance at the connection level: a TLS connection speaks the
+//! protocol its ALPN chose and no other (RFC 7301, RFC 9113 §3.2–3.4), and a
+//! plaintext listener speaks only the protocols it lists.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use edgeward_e2e::client::{Client, curl, raw_exchange};
+use edgeward_e2e::{Gateway, TestCert, Upstream};
+use http::StatusCode;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Bounds every exchange so a hung gateway fails the test instead of stalling CI.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The client connection preface of HTTP/2 (RFC 9113 §3.4) followed by an empty SETTINGS frame.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+async fn within<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("bounded exchange")
+}
+
+/// A gateway whose listener `edge` serves `protocols` (with TLS when `cert` is
+/// given) in front of `upstreams` (name, endpoints) and `routes`.
+async fn start(
+    protocols: &str,
+    cert: Option<&TestCert>,
+    upstreams: &[(&str, &[SocketAddr])],
+    routes: &str,
+) -> Gateway {
+    let tls = if cert.is_some() {
+        "    tls:\n      certificates:\n        - {cert: cert.pem, key: key.pem}\n"
+    } else {
+        ""
+    };
+    let mut ups = String::new();
+    for (name, endpoints) in upstreams {
+        let list: Vec<String> = endpoints.iter().map(|a| format!("\"{a}\"")).collect();
+        ups.push_str(&format!(
+            "  {name}:\n    endpoints: [{}]\n",
+            list.join(", ")
+        ));
+    }
+    let yaml = format!(
+        "listeners:\n  - name: edge\n    address: 127.0.0.1:0\n    protocols: {protocols}\n\
+         {tls}admin:\n  address: 127.0.0.1:0\nupstreams:\n{ups}routes:\n{routes}"
+    );
+    let files: Vec<(&str, &[u8])> = match cert {
+        Some(c) => vec![
+            ("cert.pem", c.cert_pem.as_bytes()),
+            ("key.pem", c.key_pem.as_bytes()),
+        ],
+        None => Vec::new(),
+    };
+    Gateway::start_with(&yaml, &files).await.unwrap()
+}
+
+/// Completes a TLS handshake offering `alpn` (nothing when empty), writes `raw`,
+/// and returns the protocol the server chose and every byte it sent until it
+/// closed (or 5 s passed).
+async fn tls_exchange(
+    addr: SocketAddr,
+    cert: &TestCert,
+    alpn: &[&[u8]],
+    raw: &[u8],
+) -> (Option<Vec<u8>>, Vec<u8>) {
+    let config = Arc::new(cert.client_config(alpn));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    let chosen = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
+    tls.write_all(raw).await.unwrap();
+    tls.flush().await.unwrap();
+    let mut buf = Vec::new();
+    // A reset or a missing close_notify ends the read with an error; the bytes read so far count.
+    let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut buf)).await;
+    (chosen, buf)
+}
+
+/// Whether `bytes` open with an HTTP/2 SETTINGS frame on stream 0, the first
+/// thing an HTTP/2 server sends (RFC 9113 §3.4).
+fn starts_with_h2_settings(bytes: &[u8]) -> bool {
+    bytes.len() >= 9 && bytes[3] == 0x04 && bytes[5..9] == [0, 0, 0, 0]
+}
+
+fn h1_get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+#[tokio::test]
+async fn tls_http11_connection_refuses_the_h2_preface() {
+    let up = Upstream::echo("a").await;
+    let cert = TestCert::new(&["localhost"]);
+    let gw = start(
+        "[h1, h2]",
+        Some(&cert),
+        &[("a", &[up.addr])],
+        "  - upstream: a\n",
+    )
+    .await;
+    let (alpn, reply) = within(tls_exchange(
+        gw.addr("edge"),
+        &cert,
+        &[b"http/1.1"],
+        H2_PREFACE,
+    ))
+    .await;
+    assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]));
+    assert!(
+        !starts_with_h2_settings(&reply),
+        "HTTP/2 served after ALPN chose http/1.1: {reply:?}"
+    );
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.is_empty() || text.starts_with("HTTP/1.1 400"),
+        "expected a 400 or a close, got {text:?}"
+    );
+    // The same connection type still serves HTTP/1.1.
+    let (_, reply) = within(tls_exchange(
+        gw.addr("edge"),
+        &cert,
+        &[b"http/1.1"],
+        &h1_get("/x"),
+    ))
+    .await;
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
+    assert_eq!(up.hits(), 1);
+}
+
+#[tokio::test]
+async fn tls_h2_connection_refuses_an_http11_request() {
+    let up = Upstream::echo("a").await;
+    let cert = TestCert::new(&["localhost"]);
+    let gw = start(
+        "[h1, h2]",
+        Some(&cert),
+        &[("a", &[up.addr])],
+        "  - upstream: a\n",
+    )
+    .await;
+    let (alpn, reply) = within(tls_exchange(
+        gw.addr("edge"),
+        &cert,
+        &[b"h2"],
+        &h1_get("/x"),
+    ))
+    .await;
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        !text.contains("HTTP/1."),
+        "HTTP/1.1 served after ALPN chose h2: {text:?}"
+    );
+    assert_eq!(up.hits(), 0);
+}
+
+#[tokio::test]
+async fn tls_without_alpn_speaks_http11_only_where_h1_is_served() {
+    let up = Upstream::echo("a").await;
+    let cert = TestCert::new(&["localhost"]);
+    let both = start(
+        "[h1, h2]",
+        Some(&cert),
+        &[("a", &[up.addr])],
+        "  - upstream: a\n",
+    )
+    .await;
+    let (alpn, reply) = within(tls_exchange(both.addr("edge"), &cert, &[], &h1_get("/x"))).await;
+    assert_eq!(alpn, None);
+    let text = String::from_utf8_lossy(&reply);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
+    // RFC 9113 §3.3: h2 over TLS is only ever negotiated, never assumed.
+    let (_, reply) = within(tls_exchange(both.addr("edge"), &cert, &[], H2_PREFACE)).await;
+    assert!(!starts_with_h2_settings(&reply), "{reply:?}");
+
+    // With h1 off, a client that negotiated nothing has no protocol in common.
+    let h2_only = start(
+        "[h2]",
+        Some(&cert),
+        &[("a", &[up.addr])],
+        "  - upstream: a\n",
+    )
+    .await;
+    let (alpn, reply) = within(tls_exchange(
+        h2_only.addr("edge"),
+        &cert,
+        &[],
+        &h1_get("/x"),
+    ))
+    .await;
+    assert_eq!(alpn, None);
+    assert!(
+        reply.is_empty(),
+        "expected a close, got {:?}",
+        String::from_utf8_lossy(&reply)
+    );
+    let (alpn, _) = within(tls_exchange(
+        h2_only.addr("edge"),
+        &cert,
+        &[b"h2"],
+        H2_PREFACE,
+    ))
+    .await;
+    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
+    assert_eq!(up.hits(), 1);
+}
+
+#[tokio::test]
+async fn plaintext_h1_listener_refuses_h2c_prior_knowledge() {
+    let up = Upstream::echo("a").await;
+    let gw = start("[h1]", None, &[("a", &[up.addr])], "  - upstream: a\n").await;
+    let url = gw.url("edge", "/x");
+
+    let r = within(Client::h1().get(&url)).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+
+    let h2c = within(Client::h2c().get(&url)).await;
+    assert!(h2c.is_err(), "h2c served on an h1-only listener: {h2c:?}");
+
+    let reply = within(raw_exchange(gw.addr("edge"), H2_PREFACE)).await;
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 400"),
+        "expected a 400 or a close, got {reply:?}"
+    );
+
+    if let Some(out) = curl(&["-sS", "--max-time", "10", "--http2-prior-knowledge", &url]).await {
+        assert!(
+            !out.status.success(),
+            "curl got an h2c answer: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    assert_eq!(
+        up.hits(),
+        1,
+        "only the HTTP/1.1 request reaches the upstream"
+    );
+}
+
+#[tokio::test]
+async fn plaintext_listener_with_both_serves_both() {
+    let up = Upstream::echo("a").await;
+    let gw = start("[h1, h2]", None, &[("a", &[up.addr])], "  - upstream: a\n").await;
+    let url = gw.url("edge", "/x");
+    let r = within(Client::h1().get(&url)).await.unwrap();
+    assert_eq!(r.version, http::Version::HTTP_11);
+    let r = within(Client::h2c().get(&url)).await.unwrap();
+    assert_eq!(
+        (r.status, r.version),
+        (StatusCode::OK, http::Version::HTTP_2)
+    );
+}
