@@ -1,6 +1,7 @@
 //! Protocol conformance at the connection level: a TLS connection speaks the
-//! protocol its ALPN chose and no other (RFC 7301, RFC 9113 §3.2–3.4), and a
-//! plaintext listener speaks only the protocols it lists.
+//! protocol its ALPN chose and no other (RFC 7301, RFC 9113 §3.2–3.4), a
+//! plaintext listener speaks only the protocols it lists, and HTTP/3 request
+//! streams are stopped only with HTTP/3 codes (RFC 9114 §4.1.1, §8.1).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,9 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 /// The client connection preface of HTTP/2 (RFC 9113 §3.4) followed by an empty SETTINGS frame.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// HTTP/3's "no error" (RFC 9114 §8.1); QUIC's own 0 is not an HTTP/3 code.
+const H3_NO_ERROR: u64 = 0x100;
 
 async fn within<T>(f: impl Future<Output = T>) -> T {
     tokio::time::timeout(LIMIT, f)
@@ -256,5 +260,91 @@ async fn plaintext_listener_with_both_serves_both() {
     assert_eq!(
         (r.status, r.version),
         (StatusCode::OK, http::Version::HTTP_2)
+    );
+}
+
+/// Runs tests/h3/aioquic_streams.py; `None` when aioquic is missing outside CI.
+async fn aioquic_streams(addr: SocketAddr, steps: &[&str]) -> Option<serde_json::Value> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/h3/aioquic_streams.py");
+    let out = within(
+        tokio::process::Command::new("python3")
+            .arg(script)
+            .arg(addr.ip().to_string())
+            .arg(addr.port().to_string())
+            .args(steps)
+            .output(),
+    )
+    .await
+    .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(2) && stderr.contains("SKIP") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "aioquic is required when CI is set: {stderr}"
+        );
+        println!("SKIP: {}", stderr.trim());
+        return None;
+    }
+    assert!(
+        out.status.success(),
+        "aioquic client failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    Some(serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}")))
+}
+
+const H3_LISTENER: &str = "[h1, h2, h3]";
+
+#[tokio::test]
+async fn h3_request_streams_are_stopped_only_with_h3_codes() {
+    let up = Upstream::echo("a").await;
+    let cert = TestCert::new(&["localhost"]);
+    let gw = start(
+        H3_LISTENER,
+        Some(&cert),
+        &[("a", &[up.addr])],
+        "  - match: {path-prefix: /api}\n    upstream: a\n",
+    )
+    .await;
+    // The last GET orders the report: the server sent every frame about the
+    // earlier streams before it answered it.
+    let Some(report) = aioquic_streams(
+        gw.addr("edge/h3"),
+        &["get:/api/1", "open-post:/nowhere", "get:/api/2"],
+    )
+    .await
+    else {
+        return;
+    };
+    let responses = report["responses"].as_array().unwrap();
+    let status = |i: usize| responses[i]["status"].as_u64().unwrap();
+    let stream = |i: usize| responses[i]["stream"].as_u64().unwrap();
+    assert_eq!(
+        (status(0), status(1), status(2)),
+        (200, 404, 200),
+        "{report}"
+    );
+    let stops: Vec<(u64, u64)> = report["stop_sending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["stream"].as_u64().unwrap(), s["code"].as_u64().unwrap()))
+        .collect();
+    assert!(
+        stops.iter().all(|(_, code)| *code >= H3_NO_ERROR),
+        "STOP_SENDING with a code HTTP/3 does not define: {report}"
+    );
+    // The body the 404 did not need: RFC 9114 §4.1.1 asks for H3_NO_ERROR.
+    assert_eq!(
+        stops
+            .iter()
+            .filter(|(s, _)| *s == stream(1))
+            .collect::<Vec<_>>(),
+        [&(stream(1), H3_NO_ERROR)],
+        "{report}"
+    );
+    assert!(
+        report["reset_stream"].as_array().unwrap().is_empty(),
+        "{report}"
     );
 }

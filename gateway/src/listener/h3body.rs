@@ -14,8 +14,10 @@ use http_body_util::BodyExt;
 
 use crate::body::{Body, BoxError};
 
-type RecvStream = RequestStream<h3_quinn::RecvStream, Bytes>;
-type SendStream = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
+use super::h3quic;
+
+type RecvStream = RequestStream<h3quic::RecvStream, Bytes>;
+type SendStream = RequestStream<h3quic::SendStream<Bytes>, Bytes>;
 
 /// Why a request body stopped early.
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 //! `http::Request<Body>` and hands them to the one [`Gateway::handle`].
 
 mod h3body;
+mod h3quic;
 pub mod quic;
 pub mod tls;
 

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::h3body::{self, RecvBody};
+use super::h3quic;
 use super::tls;
 use crate::body;
 use crate::config::{Listener, Quic};
@@ -26,7 +27,7 @@ pub const ALPN_H3: &[u8] = b"h3";
 /// server does; the client needs about one round trip to acknowledge the last data.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
-type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
+type H3Conn = h3::server::Connection<h3quic::Connection, Bytes>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuicError {
@@ -213,7 +214,7 @@ impl ConnTask {
             .max_field_section_size(self.settings.max_field_section_size)
             // Grease would follow trailers on the stream; some clients choke on that.
             .send_grease(false)
-            .build(h3_quinn::Connection::new(quic.clone()))
+            .build(h3quic::Connection::new(quic.clone()))
             .await;
         let mut h3: H3Conn = match built {
             Ok(c) => c,
@@ -286,7 +287,7 @@ struct Request {
 }
 
 impl Request {
-    async fn serve(self, resolver: RequestResolver<h3_quinn::Connection, Bytes>) {
+    async fn serve(self, resolver: RequestResolver<h3quic::Connection, Bytes>) {
         let client = self.info.client;
         let (req, stream) = match resolver.resolve_request().await {
             Ok(r) => r,
@@ -306,7 +307,7 @@ impl Request {
     async fn respond(
         &self,
         req: http::Request<()>,
-        recv: h3::server::RequestStream<h3_quinn::RecvStream, Bytes>,
+        recv: h3::server::RequestStream<h3quic::RecvStream, Bytes>,
     ) -> Response<body::Body> {
         let early = !self.confirmed.load(Ordering::Acquire);
         if early && !is_safe(req.method()) {
