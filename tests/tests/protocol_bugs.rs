@@ -1,13 +1,16 @@
 //! Protocol conformance at the connection level: a TLS connection speaks the
 //! protocol its ALPN chose and no other (RFC 7301, RFC 9113 §3.2–3.4), a
 //! plaintext listener speaks only the protocols it lists, and HTTP/3 request
-//! streams are stopped only with HTTP/3 codes (RFC 9114 §4.1.1, §8.1).
+//! streams are stopped only with HTTP/3 codes (RFC 9114 §4.1.1, §8.1) and are
+//! as cacheable and replayable as HTTP/1.1 and HTTP/2 requests.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgeward_e2e::client::{Client, curl, raw_exchange};
+use edgeward_e2e::client::{Client, TlsClient, curl, raw_exchange};
+use edgeward_e2e::counting::{Origin, Spec};
+use edgeward_e2e::h3client::H3Client;
 use edgeward_e2e::{Gateway, TestCert, Upstream};
 use http::StatusCode;
 use rustls_pki_types::ServerName;
@@ -206,15 +209,28 @@ async fn tls_without_alpn_speaks_http11_only_where_h1_is_served() {
         "expected a close, got {:?}",
         String::from_utf8_lossy(&reply)
     );
-    let (alpn, _) = within(tls_exchange(
-        h2_only.addr("edge"),
-        &cert,
-        &[b"h2"],
-        H2_PREFACE,
-    ))
-    .await;
-    assert_eq!(alpn.as_deref(), Some(&b"h2"[..]));
-    assert_eq!(up.hits(), 1);
+    // A client that negotiated h2 is served.
+    let mut c = TlsClient::connect(h2_only.addr("edge"), "localhost", &cert, &[b"h2"])
+        .await
+        .unwrap();
+    assert_eq!(c.alpn.as_deref(), Some(&b"h2"[..]));
+    let r = within(
+        c.fetch(
+            http::Request::get(format!(
+                "https://localhost:{}/x",
+                h2_only.addr("edge").port()
+            ))
+            .body(edgeward_e2e::empty())
+            .unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (r.status, r.version),
+        (StatusCode::OK, http::Version::HTTP_2)
+    );
+    assert_eq!(up.hits(), 2);
 }
 
 #[tokio::test]
@@ -334,6 +350,11 @@ async fn h3_request_streams_are_stopped_only_with_h3_codes() {
         stops.iter().all(|(_, code)| *code >= H3_NO_ERROR),
         "STOP_SENDING with a code HTTP/3 does not define: {report}"
     );
+    // A GET whose stream ended with its HEADERS leaves nothing to stop.
+    assert!(
+        !stops.iter().any(|(s, _)| *s == stream(0)),
+        "a complete GET was stopped: {report}"
+    );
     // The body the 404 did not need: RFC 9114 §4.1.1 asks for H3_NO_ERROR.
     assert_eq!(
         stops
@@ -347,4 +368,103 @@ async fn h3_request_streams_are_stopped_only_with_h3_codes() {
         report["reset_stream"].as_array().unwrap().is_empty(),
         "{report}"
     );
+}
+
+/// Runs tests/h3/aioquic_get.py for `path` expecting `x-cache: <want>`;
+/// false when aioquic is missing outside CI.
+async fn aioquic_get_x_cache(addr: SocketAddr, path: &str, want: &str) -> bool {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/h3/aioquic_get.py");
+    let out = within(
+        tokio::process::Command::new("python3")
+            .arg(script)
+            .arg(addr.ip().to_string())
+            .arg(addr.port().to_string())
+            .arg(path)
+            .args(["--status", "200"])
+            .arg("--header")
+            .arg(format!("x-cache={want}"))
+            .output(),
+    )
+    .await
+    .expect("run python3");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(2) && stderr.contains("SKIP") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "aioquic is required when CI is set: {stderr}"
+        );
+        println!("SKIP: {}", stderr.trim());
+        return false;
+    }
+    assert!(
+        out.status.success(),
+        "aioquic GET {path} (want x-cache {want})\nstdout:\n{}\nstderr:\n{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    true
+}
+
+#[tokio::test]
+async fn h3_gets_use_the_cache() {
+    let (origin, script) = Origin::start(Spec::default()).await;
+    script.header("cache-control", "max-age=60");
+    let cert = TestCert::new(&["localhost"]);
+    let gw = start(
+        H3_LISTENER,
+        Some(&cert),
+        &[("o", &[origin.addr])],
+        "  - upstream: o\n    cache: {}\n",
+    )
+    .await;
+    let h3 = H3Client::connect_tls(
+        gw.addr("edge/h3"),
+        "localhost",
+        cert.client_config(&[b"h3"]),
+    )
+    .await
+    .unwrap();
+    let a = within(h3.get("/c")).await.unwrap();
+    assert_eq!(
+        (a.status, a.header("x-cache")),
+        (StatusCode::OK, Some("MISS"))
+    );
+    let b = within(h3.get("/c")).await.unwrap();
+    assert_eq!(b.header("x-cache"), Some("HIT"));
+    assert_eq!(b.body, a.body);
+    assert_eq!(origin.hits(), 1);
+
+    // A third-party client, one connection per request.
+    if aioquic_get_x_cache(gw.addr("edge/h3"), "/d", "MISS").await {
+        assert!(aioquic_get_x_cache(gw.addr("edge/h3"), "/d", "HIT").await);
+        assert_eq!(origin.hits(), 2);
+    }
+}
+
+#[tokio::test]
+async fn h3_gets_are_replayed_past_a_refusing_endpoint() {
+    let up = Upstream::echo("a").await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cert = TestCert::new(&["localhost"]);
+    let gw = start(
+        H3_LISTENER,
+        Some(&cert),
+        &[("mixed", &[closed, up.addr])],
+        "  - upstream: mixed\n",
+    )
+    .await;
+    let h3 = H3Client::connect_tls(
+        gw.addr("edge/h3"),
+        "localhost",
+        cert.client_config(&[b"h3"]),
+    )
+    .await
+    .unwrap();
+    for i in 0..4 {
+        let r = within(h3.get(&format!("/m/{i}"))).await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "GET /m/{i}: {}", r.text());
+    }
+    assert_eq!(up.hits(), 4);
 }

@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, Bytes};
 use h3::server::RequestStream;
@@ -36,10 +36,14 @@ enum State {
     Done,
 }
 
+type Polled = Option<Result<Frame<Bytes>, RecvError>>;
+
 /// The request body as it arrives: DATA frames, then optional trailers.
 pub struct RecvBody {
     stream: RecvStream,
     state: State,
+    /// What the look-ahead in [`RecvBody::new`] read, handed out first.
+    early: Option<Result<Frame<Bytes>, RecvError>>,
     received: u64,
     limit: Option<u64>,
     declared: Option<u64>,
@@ -57,17 +61,71 @@ impl RecvBody {
         limit: Option<u64>,
         exceeded: Arc<AtomicBool>,
     ) -> Self {
-        Self {
+        let mut body = Self {
             stream,
             state: State::Data,
+            early: None,
             received: 0,
             limit,
             declared,
             exceeded,
+        };
+        body.look_ahead();
+        body
+    }
+
+    /// Reads what has already arrived, without waiting. The FIN of a GET
+    /// usually comes with its HEADERS, but h3 only notices it on the next read;
+    /// without this the body would not report `is_end_stream` until polled,
+    /// and the cache and the proxy's replay, which decide on it before
+    /// polling, would treat every HTTP/3 request as one with a body.
+    fn look_ahead(&mut self) {
+        let mut cx = Context::from_waker(Waker::noop());
+        if let Poll::Ready(Some(polled)) = self.poll_body(&mut cx) {
+            self.early = Some(polled);
         }
     }
 
-    fn refuse(&mut self, err: RecvError) -> Poll<Option<Result<Frame<Bytes>, RecvError>>> {
+    fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Polled> {
+        loop {
+            match self.state {
+                State::Data => match ready!(self.stream.poll_recv_data(cx)) {
+                    Ok(Some(mut chunk)) => {
+                        let bytes = chunk.copy_to_bytes(chunk.remaining());
+                        self.received += bytes.len() as u64;
+                        if let Some(limit) = self.limit.filter(|l| self.received > *l) {
+                            self.exceeded.store(true, Ordering::Release);
+                            return self.refuse(RecvError::TooLarge { limit });
+                        }
+                        if let Some(expected) = self.declared.filter(|d| self.received > *d) {
+                            return self.refuse(RecvError::LongerThanDeclared { expected });
+                        }
+                        if bytes.is_empty() {
+                            continue;
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                    }
+                    Ok(None) => self.state = State::Trailers,
+                    Err(e) => {
+                        self.state = State::Done;
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                },
+                State::Trailers => {
+                    let trailers = ready!(self.stream.poll_recv_trailers(cx));
+                    self.state = State::Done;
+                    return match trailers {
+                        Ok(Some(t)) => Poll::Ready(Some(Ok(Frame::trailers(t)))),
+                        Ok(None) => Poll::Ready(None),
+                        Err(e) => Poll::Ready(Some(Err(e.into()))),
+                    };
+                }
+                State::Done => return Poll::Ready(None),
+            }
+        }
+    }
+
+    fn refuse(&mut self, err: RecvError) -> Poll<Polled> {
         // Tell the client to stop sending; the body error ends the upstream exchange.
         self.stream
             .stop_sending(h3::error::Code::H3_REQUEST_CANCELLED);
@@ -85,47 +143,15 @@ impl http_body::Body for RecvBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, RecvError>>> {
         let this = self.get_mut();
-        loop {
-            match this.state {
-                State::Data => match ready!(this.stream.poll_recv_data(cx)) {
-                    Ok(Some(mut chunk)) => {
-                        let bytes = chunk.copy_to_bytes(chunk.remaining());
-                        this.received += bytes.len() as u64;
-                        if let Some(limit) = this.limit.filter(|l| this.received > *l) {
-                            this.exceeded.store(true, Ordering::Release);
-                            return this.refuse(RecvError::TooLarge { limit });
-                        }
-                        if let Some(expected) = this.declared.filter(|d| this.received > *d) {
-                            return this.refuse(RecvError::LongerThanDeclared { expected });
-                        }
-                        if bytes.is_empty() {
-                            continue;
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(bytes))));
-                    }
-                    Ok(None) => this.state = State::Trailers,
-                    Err(e) => {
-                        this.state = State::Done;
-                        return Poll::Ready(Some(Err(e.into())));
-                    }
-                },
-                State::Trailers => {
-                    let trailers = ready!(this.stream.poll_recv_trailers(cx));
-                    this.state = State::Done;
-                    return match trailers {
-                        Ok(Some(t)) => Poll::Ready(Some(Ok(Frame::trailers(t)))),
-                        Ok(None) => Poll::Ready(None),
-                        Err(e) => Poll::Ready(Some(Err(e.into()))),
-                    };
-                }
-                State::Done => return Poll::Ready(None),
-            }
+        if let Some(polled) = this.early.take() {
+            return Poll::Ready(Some(polled));
         }
+        this.poll_body(cx)
     }
 
     fn is_end_stream(&self) -> bool {
         // A declared empty body lets the proxy treat the request as replayable.
-        matches!(self.state, State::Done) || self.declared == Some(0)
+        self.early.is_none() && (matches!(self.state, State::Done) || self.declared == Some(0))
     }
 
     fn size_hint(&self) -> SizeHint {
