@@ -1,7 +1,7 @@
 //! Edgeward: a regional edge gateway. See DESIGN.md for the request path.
 //!
 //! Modules depend downwards only: policy leaves ([`matching`], `cache::policy`,
-//! `compress::negotiate`, config units) → [`config`] → stages ([`cache`],
+//! [`encoding`], config units) → [`config`] → stages ([`cache`],
 //! [`compress`], [`upstream`], [`plugin`], [`metrics`]) → [`node`] (what lives
 //! for the process, and the swappable generation) → [`session`] (one request,
 //! phase by phase) → [`listener`] / [`admin`] → [`server`] (binding, reload, drain).
@@ -13,6 +13,7 @@ pub mod cache;
 pub mod compress;
 pub mod config;
 pub mod demo;
+pub mod encoding;
 pub mod listener;
 pub mod matching;
 pub mod metrics;

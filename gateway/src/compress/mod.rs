@@ -3,7 +3,7 @@
 //! what it stores so a hit never recompresses.
 
 pub mod encoder;
-pub mod negotiate;
+pub use crate::encoding as negotiate;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Response};

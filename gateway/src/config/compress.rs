@@ -6,7 +6,7 @@ use serde_saphyr::Spanned;
 
 use super::cache::Issue;
 use super::parse_size;
-use crate::compress::negotiate::Encoding;
+use crate::encoding::Encoding;
 
 /// Operator-facing settings; a route's block overrides the global block field by field.
 #[derive(Debug, Default, Deserialize)]
