@@ -150,6 +150,9 @@ impl Session {
                     route.max_request_body,
                 ),
             };
+            // A failed attempt counts in the service's latency and error window too.
+            drop((endpoint_busy, upstream_busy));
+            upstream_metrics.finish(err.status(), started.elapsed(), 0, 0);
             if let ProxyError::Connect { .. } = &err {
                 upstream_metrics.connect_error();
                 if stats.connect_failed(pool.now_ms(), cfg_upstream.unhealthy_cool_down) {
