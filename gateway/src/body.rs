@@ -50,3 +50,82 @@ pub fn local_response(
     );
     resp
 }
+
+pin_project_lite::pin_project! {
+    /// A body that reports, exactly once, how many data bytes went through and
+    /// whether it reached its end: when it ends, fails, or is dropped unfinished.
+    pub struct OnEnd<F: FnOnce(u64, bool)> {
+        #[pin]
+        inner: Body,
+        bytes: u64,
+        done: Option<F>,
+    }
+
+    impl<F: FnOnce(u64, bool)> PinnedDrop for OnEnd<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(f) = this.done.take() {
+                f(*this.bytes, false);
+            }
+        }
+    }
+}
+
+impl<F: FnOnce(u64, bool)> http_body::Body for OnEnd<F> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    *this.bytes += d.len() as u64;
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(f) = this.done.take() {
+                    f(*this.bytes, true);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(f) = this.done.take() {
+                    f(*this.bytes, false);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Calls `done(bytes, completed)` once `body` has been read to its end, failed,
+/// or was dropped. An empty body reports at once and is not wrapped.
+pub fn on_end<F>(body: Body, done: F) -> Body
+where
+    F: FnOnce(u64, bool) + Send + 'static,
+{
+    if http_body::Body::is_end_stream(&body) {
+        done(0, true);
+        return body;
+    }
+    OnEnd {
+        inner: body,
+        bytes: 0,
+        done: Some(done),
+    }
+    .boxed_unsync()
+}

@@ -1,14 +1,24 @@
 //! Edgeward: a regional edge gateway. See DESIGN.md for the request path.
+//!
+//! Modules depend downwards only: policy leaves ([`matching`], `cache::policy`,
+//! [`encoding`], config units) → [`config`] → stages ([`cache`],
+//! [`compress`], [`upstream`], [`plugin`], [`metrics`]) → [`node`] (what lives
+//! for the process, and the swappable generation) → [`session`] (one request,
+//! phase by phase) → [`listener`] / [`admin`] → [`server`] (binding, reload, drain).
 
 pub mod admin;
 pub mod body;
+pub mod builtins;
 pub mod cache;
 pub mod compress;
 pub mod config;
 pub mod demo;
+pub mod encoding;
 pub mod listener;
+pub mod matching;
 pub mod metrics;
-pub mod pipeline;
+pub mod node;
 pub mod plugin;
 pub mod server;
+pub mod session;
 pub mod upstream;

@@ -20,10 +20,15 @@ struct Cli {
 enum Command {
     /// Serve traffic with the routes, listeners and upstreams of a config file.
     /// Stops on SIGTERM/SIGINT after in-flight requests finish (up to `shutdown.drain-timeout`).
+    /// Reloads the file on SIGHUP and `POST /admin/reload`; a file that does not
+    /// validate leaves the running configuration serving.
     Run {
         /// The YAML configuration file.
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
+        /// Also reload whenever the file's content changes (checked every second).
+        #[arg(long)]
+        watch: bool,
     },
     /// Validate a config file: prints `ok` and exits 0, or prints every problem
     /// as `file:line:column: field: message` and exits 1.
@@ -42,16 +47,22 @@ enum Command {
     },
 }
 
-fn init_logs(filter: Option<&str>) {
+/// Logs go to stderr through a writer thread, so a slow or blocked stderr
+/// (a full pipe, a stalled terminal) never stalls the request path; when its
+/// buffer is full, lines are dropped rather than waited for. Keep the guard
+/// alive until exit: dropping it flushes what is buffered.
+fn init_logs(filter: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = filter
         .map(tracing_subscriber::EnvFilter::new)
         .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    guard
 }
 
 fn main() -> ExitCode {
@@ -79,8 +90,8 @@ fn main() -> ExitCode {
             print!("{}", demo::CONFIG);
             ExitCode::SUCCESS
         }
-        Command::Run { config } => {
-            init_logs(cli.log.as_deref());
+        Command::Run { config, watch } => {
+            let _logs = init_logs(cli.log.as_deref());
             let cfg = match config::load_file(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -88,14 +99,22 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            serve(cfg, false)
+            let source = server::Source {
+                path: Some(config),
+                watch,
+            };
+            serve(cfg, source, false)
         }
         Command::Demo {
             print_config: false,
         } => {
-            init_logs(cli.log.as_deref());
+            let _logs = init_logs(cli.log.as_deref());
+            let source = server::Source {
+                path: None,
+                watch: false,
+            };
             match demo::config() {
-                Ok(cfg) => serve(cfg, true),
+                Ok(cfg) => serve(cfg, source, true),
                 Err(e) => {
                     eprintln!("the embedded demo config is invalid (a bug): {e}");
                     ExitCode::FAILURE
@@ -105,7 +124,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(cfg: config::Config, with_demo: bool) -> ExitCode {
+fn serve(cfg: config::Config, source: server::Source, with_demo: bool) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -135,7 +154,7 @@ fn serve(cfg: config::Config, with_demo: bool) -> ExitCode {
         } else {
             None
         };
-        let running = match server::start(cfg).await {
+        let mut running = match server::start(cfg).await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("{e}");
@@ -151,7 +170,7 @@ fn serve(cfg: config::Config, with_demo: bool) -> ExitCode {
             println!("  python3 tests/h3/aioquic_get.py 127.0.0.1 8443 /api/products/1   (HTTP/3, 8443/udp)");
             println!("Admin: curl -s http://127.0.0.1:9901/metrics   (Ctrl-C stops)");
         }
-        stop.await;
+        running.serve_until(&source, stop).await;
         tracing::info!("shutdown requested; draining");
         running.shutdown().await;
         ExitCode::SUCCESS

@@ -1,93 +1,111 @@
-//! Assembles a running node from a validated config: binds every listener,
-//! serves, and drains on shutdown.
+//! The process around the node: binds every listener, serves, reloads on
+//! request (SIGHUP, `POST /admin/reload`, a changed file with `--watch`), and
+//! drains on shutdown. Reloads run one at a time, here.
+
+mod listeners;
+mod watch_file;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, watch};
 
-use crate::admin::{self, Readiness};
-use crate::config::Config;
-use crate::listener::TcpServer;
-use crate::listener::quic::QuicServer;
-use crate::pipeline::Gateway;
+use crate::admin::{self, Readiness, ReloadReply};
+use crate::config::{self, Config};
+use crate::node::Node;
+use listeners::Listeners;
+
+/// How often `--watch` looks at the config file.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Plugin(#[from] crate::plugin::LoadError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why a reload left the old generation serving. The text is what `edgeward
+/// check` prints for the same file.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    #[error("{0}")]
+    Plugin(#[from] crate::plugin::LoadError),
+    #[error("{0}")]
+    Listener(std::io::Error),
+    #[error("this node runs the embedded demo, not a config file: there is nothing to reload")]
+    NoFile,
+}
+
+/// Where the config came from, and whether to reload when it changes.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: Option<PathBuf>,
+    pub watch: bool,
+}
 
 /// A node whose sockets are bound and serving.
 pub struct Running {
-    /// `(listener name, scheme, bound address)`, in configuration order.
+    /// `(listener name, scheme, bound address)`, in configuration order, as started.
     pub listeners: Vec<(String, &'static str, SocketAddr)>,
     pub admin: Option<SocketAddr>,
-    pub gateway: Arc<Gateway>,
+    pub node: Arc<Node>,
+    bound: Listeners,
     ready: Arc<Readiness>,
-    stop: watch::Sender<bool>,
-    tasks: JoinSet<()>,
+    stop_admin: watch::Sender<bool>,
     admin_task: Option<tokio::task::JoinHandle<()>>,
+    reloads: mpsc::Receiver<ReloadReply>,
+    hangups: Hangups,
 }
 
 /// Binds all sockets first, so a port in use fails the start instead of one listener.
-pub async fn start(config: Config) -> std::io::Result<Running> {
-    let plugins =
-        crate::plugin::Plugins::load(&config).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let config = Arc::new(config);
-    let gateway = Arc::new(Gateway::with_plugins(config.clone(), plugins));
-    let _ = gateway.cache.owner.set(Arc::downgrade(&gateway));
-    let mut servers = Vec::new();
-    let mut quic_servers = Vec::new();
-    for l in &config.listeners {
-        // UDP binds the port TCP got, so `:0` in tests still yields one shared port.
-        let mut quic_addr = l.addr;
-        if l.protocols.tcp() {
-            let s = TcpServer::bind(l.clone()).await?;
-            quic_addr = s.local_addr()?;
-            servers.push(s);
-        }
-        if l.protocols.h3 {
-            quic_servers.push(QuicServer::bind(l.clone(), quic_addr)?);
-        }
-    }
-    let admin_socket = match config.admin {
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let admin_addr = config.admin;
+    let node = Node::new(config)?;
+    let generation = node.generation();
+    let mut bound = Listeners::default();
+    let prepared = bound.prepare(&generation.config).await?;
+    let admin_socket = match admin_addr {
         Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             std::io::Error::new(e.kind(), format!("admin: cannot bind {addr}: {e}"))
         })?),
         None => None,
     };
-
-    let (stop, stop_rx) = watch::channel(false);
+    bound.commit(prepared, &node);
+    let listeners = bound.announced();
+    let (stop_admin, stop_rx) = watch::channel(false);
+    let (reload_tx, reloads) = mpsc::channel(8);
     let ready = Arc::new(Readiness::default());
-    let mut listeners = Vec::new();
-    let mut tasks = JoinSet::new();
-    for s in servers {
-        let scheme = if s.config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        listeners.push((s.config.name.clone(), scheme, s.local_addr()?));
-        tasks.spawn(s.serve(gateway.clone(), stop_rx.clone()));
-    }
-    for s in quic_servers {
-        listeners.push((format!("{}/h3", s.config.name), "h3", s.local_addr()?));
-        tasks.spawn(s.serve(gateway.clone(), stop_rx.clone()));
-    }
     let admin = admin_socket.as_ref().map(|s| s.local_addr()).transpose()?;
     let admin_task = admin_socket.map(|s| {
         tokio::spawn(admin::serve(
             s,
-            gateway.clone(),
+            node.clone(),
             ready.clone(),
-            stop_rx.clone(),
+            stop_rx,
+            reload_tx,
         ))
     });
+    // Before anyone is told the node is ready: from here SIGHUP reloads
+    // instead of killing the process.
+    let hangups = hangup_signal();
     ready.set(true);
     Ok(Running {
         listeners,
         admin,
-        gateway,
+        node,
+        bound,
         ready,
-        stop,
-        tasks,
+        stop_admin,
         admin_task,
+        reloads,
+        hangups,
     })
 }
 
@@ -104,28 +122,121 @@ impl Running {
         println!("ready");
     }
 
+    /// Serves, reloading on every trigger, until `stop` resolves.
+    pub async fn serve_until(&mut self, source: &Source, stop: impl Future<Output = ()>) {
+        let mut watched = source
+            .path
+            .as_ref()
+            .filter(|_| source.watch)
+            .map(|p| watch_file::Watched::new(p.clone()));
+        let mut tick = tokio::time::interval(WATCH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                Some(()) = recv_hangup(&mut self.hangups) => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    let _ = self.reload(source).await;
+                }
+                Some(reply) = self.reloads.recv() => {
+                    let result = self.reload(source).await.map_err(|e| e.to_string());
+                    let _ = reply.send(result);
+                }
+                _ = tick.tick(), if watched.is_some() => {
+                    if watched.as_mut().is_some_and(watch_file::Watched::changed) {
+                        tracing::info!("the configuration file changed: reloading");
+                        let _ = self.reload(source).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Loads, validates and fully builds the next generation — plugins with
+    /// their `init`, new listeners bound — and only then swaps it in. On any
+    /// failure the current generation keeps serving.
+    pub async fn reload(&mut self, source: &Source) -> Result<u64, ReloadError> {
+        let result = self.try_reload(source).await;
+        self.node.metrics.reloaded(result.is_ok());
+        match &result {
+            Ok(n) => tracing::info!(generation = n, "reloaded"),
+            Err(e) => tracing::error!(
+                generation = self.node.generation().number,
+                "reload failed; the current configuration keeps serving:\n{e}"
+            ),
+        }
+        result
+    }
+
+    async fn try_reload(&mut self, source: &Source) -> Result<u64, ReloadError> {
+        let path = source.path.as_ref().ok_or(ReloadError::NoFile)?;
+        let path = path.clone();
+        // Reading and validating touches the disk (certificates too): off the async threads.
+        let config = tokio::task::spawn_blocking(move || config::load_file(&path))
+            .await
+            .map_err(|e| ReloadError::Listener(std::io::Error::other(e)))??;
+        let node = self.node.clone();
+        let next = tokio::task::spawn_blocking(move || node.build(config))
+            .await
+            .map_err(|e| ReloadError::Listener(std::io::Error::other(e)))??;
+        let prepared = self
+            .bound
+            .prepare(&next.config)
+            .await
+            .map_err(ReloadError::Listener)?;
+        let generation = self.node.install(next);
+        self.bound.commit(prepared, &self.node);
+        Ok(generation.number)
+    }
+
     /// Stops accepting, waits up to the drain timeout for in-flight requests.
     /// Returns true when everything finished in time.
-    pub async fn shutdown(mut self) -> bool {
+    pub async fn shutdown(self) -> bool {
         self.ready.set(false);
-        let _ = self.stop.send(true);
-        let drain = self.gateway.config.drain_timeout;
-        let drained = tokio::time::timeout(drain, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await
-        .is_ok();
-        if !drained {
-            tracing::warn!(
-                ?drain,
-                "drain timeout reached; closing the remaining connections"
-            );
-            self.tasks.abort_all();
-        }
+        let drain = self.node.generation().config.drain_timeout;
+        let drained = self.bound.shutdown(drain).await;
+        let _ = self.stop_admin.send(true);
         if let Some(t) = self.admin_task {
             let _ = t.await;
         }
         drained
+    }
+}
+
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = Option<()>;
+
+/// SIGHUP, installed for the process's whole life: from here on it reloads
+/// instead of killing the process.
+fn hangup_signal() -> Hangups {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot install the SIGHUP handler; reload with POST /admin/reload");
+                None
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+async fn recv_hangup(h: &mut Hangups) -> Option<()> {
+    #[cfg(unix)]
+    match h {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = h;
+        std::future::pending().await
     }
 }
 

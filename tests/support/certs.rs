@@ -2,6 +2,7 @@
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+#[derive(Clone)]
 pub struct TestCert {
     pub cert_pem: String,
     pub key_pem: String,

@@ -99,6 +99,8 @@ enum Sender {
 /// One TLS connection, speaking whatever ALPN chose.
 pub struct TlsClient {
     pub alpn: Option<Vec<u8>>,
+    /// The leaf certificate the server presented.
+    pub peer_cert: Option<rustls_pki_types::CertificateDer<'static>>,
     sender: Sender,
 }
 
@@ -117,6 +119,12 @@ impl TlsClient {
             .connect(name, tcp)
             .await?;
         let alpn = tls.get_ref().1.alpn_protocol().map(|p| p.to_vec());
+        let peer_cert = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.clone().into_owned());
         let io = TokioIo::new(tls);
         let sender = if alpn.as_deref() == Some(b"h2") {
             let (s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
@@ -127,7 +135,19 @@ impl TlsClient {
             tokio::spawn(conn);
             Sender::H1(s)
         };
-        Ok(Self { alpn, sender })
+        Ok(Self {
+            alpn,
+            peer_cert,
+            sender,
+        })
+    }
+
+    /// True while the connection can take another request (it has not closed).
+    pub fn is_open(&self) -> bool {
+        match &self.sender {
+            Sender::H1(s) => !s.is_closed(),
+            Sender::H2(s) => !s.is_closed(),
+        }
     }
 
     pub async fn send(&mut self, req: Request<Body>) -> Result<Response<Incoming>> {
@@ -144,6 +164,59 @@ impl TlsClient {
     }
 
     pub async fn fetch(&mut self, req: Request<Body>) -> Result<Fetched> {
+        read(self.send(req).await?).await
+    }
+}
+
+/// Completes a TLS handshake with `addr` (SNI `server_name`, ALPN `h2`) accepting
+/// any certificate, and returns the leaf certificate the server presented.
+pub async fn tls_peer_cert(
+    addr: SocketAddr,
+    server_name: &str,
+) -> Result<rustls_pki_types::CertificateDer<'static>> {
+    let mut config = crate::h3client::insecure_tls();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = ServerName::try_from(server_name.to_owned())?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .with_context(|| format!("TLS handshake with {addr}"))?;
+    tls.get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.clone().into_owned())
+        .context("the server presented no certificate")
+}
+
+/// One HTTP/2 cleartext (prior knowledge) connection, never silently replaced:
+/// for tests that need to know the *same* connection kept working.
+#[derive(Clone)]
+pub struct H2cConn {
+    sender: hyper::client::conn::http2::SendRequest<Body>,
+}
+
+impl H2cConn {
+    pub async fn connect(addr: SocketAddr) -> Result<Self> {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await?;
+        tokio::spawn(conn);
+        Ok(Self { sender })
+    }
+
+    pub fn is_open(&self) -> bool {
+        !self.sender.is_closed()
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>> {
+        let mut s = self.sender.clone();
+        s.ready().await.context("the h2c connection is closed")?;
+        Ok(s.send_request(req).await?)
+    }
+
+    pub async fn fetch(&self, req: Request<Body>) -> Result<Fetched> {
         read(self.send(req).await?).await
     }
 }

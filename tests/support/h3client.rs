@@ -47,6 +47,8 @@ pub struct H3Client {
     authority: String,
     /// Resolves with the reason once the connection has closed.
     closed: Arc<tokio::sync::watch::Receiver<Option<String>>>,
+    /// The leaf certificate the server presented.
+    peer_cert: Option<CertificateDer<'static>>,
 }
 
 /// Verifies signatures (so the handshake is real) but trusts any certificate.
@@ -200,6 +202,10 @@ impl H3Client {
         server_name: &str,
         port: u16,
     ) -> anyhow::Result<Self> {
+        let peer_cert = conn
+            .peer_identity()
+            .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+            .and_then(|chain| chain.into_iter().next());
         let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
         let (closed_tx, closed_rx) = tokio::sync::watch::channel(None);
         tokio::spawn(async move {
@@ -211,7 +217,14 @@ impl H3Client {
             _endpoint: endpoint,
             authority: format!("{server_name}:{port}"),
             closed: Arc::new(closed_rx),
+            peer_cert,
         })
+    }
+
+    /// The leaf certificate the server presented (known once the handshake is
+    /// complete; `None` for a 0-RTT connection made with [`H3Client::connect_early`]).
+    pub fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
+        self.peer_cert.as_ref()
     }
 
     /// `https://localhost:<port><path>`, the form h3 requests carry.

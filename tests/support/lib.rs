@@ -9,11 +9,13 @@ pub mod client;
 pub mod counting;
 pub mod gateway;
 pub mod h3client;
+pub mod load;
+pub mod prom;
 pub mod upstream;
 
 pub use certs::TestCert;
 pub use client::{Client, TlsClient};
-pub use gateway::{Gateway, edgeward_bin};
+pub use gateway::{Gateway, edgeward_bin, free_addr, free_addrs};
 pub use upstream::{Reply, Upstream};
 
 /// The body type used by test servers and clients.

@@ -104,3 +104,41 @@ impl Upstream {
         self.hits.load(Ordering::SeqCst)
     }
 }
+
+impl Upstream {
+    /// Answers every request with a streamed body: the head and the `before`
+    /// chunks at once, the `after` chunks only once the returned sender is set
+    /// to `true` (so a test knows a response is mid-body, without timing).
+    pub async fn gated_stream(
+        name: &'static str,
+        before: Vec<bytes::Bytes>,
+        after: Vec<bytes::Bytes>,
+    ) -> (Self, tokio::sync::watch::Sender<bool>) {
+        use futures_util::StreamExt;
+        use http_body_util::BodyExt;
+        let (release, gate) = tokio::sync::watch::channel(false);
+        let up = Self::start(move |_req: Request<Incoming>| {
+            let (before, after, mut gate) = (before.clone(), after.clone(), gate.clone());
+            async move {
+                let data = |b: bytes::Bytes| Ok::<_, crate::BoxError>(http_body::Frame::data(b));
+                let first = futures_util::stream::iter(before.into_iter().map(data));
+                let rest = futures_util::stream::once(async move {
+                    let _ = gate.wait_for(|go| *go).await;
+                    futures_util::stream::iter(after.into_iter().map(data))
+                })
+                .flatten();
+                let body = http_body_util::StreamBody::new(first.chain(rest)).boxed_unsync();
+                let mut resp = Response::new(body);
+                resp.headers_mut().insert(
+                    "content-type",
+                    http::HeaderValue::from_static("application/octet-stream"),
+                );
+                resp.headers_mut()
+                    .insert("x-upstream", http::HeaderValue::from_static(name));
+                resp
+            }
+        })
+        .await;
+        (up, release)
+    }
+}

@@ -1,7 +1,8 @@
 //! The admin listener: liveness, readiness and metrics for operators and probes,
-//! and cache purges.
+//! cache purges, and reloads.
 
 mod purge;
+mod reload;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,7 +16,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::{Body, local_response};
-use crate::pipeline::Gateway;
+use crate::node::Node;
+pub use reload::ReloadReply;
 
 /// Shared readiness: false until every listener is bound, and again once draining.
 #[derive(Default)]
@@ -31,24 +33,22 @@ impl Readiness {
     }
 }
 
-fn route<B>(req: &Request<B>, gw: &Gateway, ready: &Readiness) -> Response<Body> {
+fn route<B>(req: &Request<B>, node: &Node, ready: &Readiness) -> Response<Body> {
     const PLAIN: &str = "text/plain; charset=utf-8";
     match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => local_response(StatusCode::OK, PLAIN, "ok\n"),
-        (&Method::GET | &Method::HEAD, "/readyz") if ready.get() => {
-            local_response(StatusCode::OK, PLAIN, "ready\n")
-        }
+        (&Method::GET | &Method::HEAD, "/readyz") if ready.get() => local_response(
+            StatusCode::OK,
+            PLAIN,
+            format!("ready generation {}\n", node.generation().number),
+        ),
         (&Method::GET | &Method::HEAD, "/readyz") => {
             local_response(StatusCode::SERVICE_UNAVAILABLE, PLAIN, "not ready\n")
         }
         (&Method::GET | &Method::HEAD, "/metrics") => local_response(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            gw.metrics.render()
-                + &gw
-                    .cache
-                    .render(&gw.config.node.name, &gw.config.node.region)
-                + &gw.plugins.render_metrics(),
+            render_metrics(node),
         ),
         (_, "/healthz" | "/readyz" | "/metrics") => {
             local_response(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "use GET\n")
@@ -56,7 +56,7 @@ fn route<B>(req: &Request<B>, gw: &Gateway, ready: &Readiness) -> Response<Body>
         _ => local_response(
             StatusCode::NOT_FOUND,
             PLAIN,
-            "admin endpoints: /healthz /readyz /metrics /admin/cache/purge\n",
+            "admin endpoints: /healthz /readyz /metrics /admin/cache/purge /admin/reload\n",
         ),
     }
 }
@@ -64,9 +64,10 @@ fn route<B>(req: &Request<B>, gw: &Gateway, ready: &Readiness) -> Response<Body>
 /// Serves until `stop` turns true.
 pub async fn serve(
     socket: TcpListener,
-    gw: Arc<Gateway>,
+    node: Arc<Node>,
     ready: Arc<Readiness>,
     mut stop: watch::Receiver<bool>,
+    reloads: tokio::sync::mpsc::Sender<ReloadReply>,
 ) {
     let http = Arc::new(auto::Builder::new(TokioExecutor::new()));
     loop {
@@ -77,15 +78,16 @@ pub async fn serve(
             },
             _ = stop.wait_for(|s| *s) => return,
         };
-        let (gw, ready, http) = (gw.clone(), ready.clone(), http.clone());
+        let (node, ready, http, reloads) =
+            (node.clone(), ready.clone(), http.clone(), reloads.clone());
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let (gw, ready) = (gw.clone(), ready.clone());
+                let (node, ready, reloads) = (node.clone(), ready.clone(), reloads.clone());
                 async move {
-                    let resp = if req.uri().path() == "/admin/cache/purge" {
-                        purge::handle(req, &gw).await
-                    } else {
-                        route(&req, &gw, &ready)
+                    let resp = match req.uri().path() {
+                        "/admin/cache/purge" => purge::handle(req, &node).await,
+                        "/admin/reload" => reload::handle(req, &node, &reloads).await,
+                        _ => route(&req, &node, &ready),
                     };
                     Ok::<_, Infallible>(resp)
                 }
@@ -93,4 +95,14 @@ pub async fn serve(
             let _ = http.serve_connection(TokioIo::new(stream), svc).await;
         });
     }
+}
+
+/// Every metric of the node, in the Prometheus text format.
+fn render_metrics(node: &Node) -> String {
+    let generation = node.generation();
+    node.metrics.render()
+        + &node
+            .cache
+            .render(&generation.config.node.name, &generation.config.node.region)
+        + &generation.plugins.render_metrics()
 }

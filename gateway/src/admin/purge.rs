@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use crate::body::{self, Body};
 use crate::cache::Purge;
-use crate::pipeline::Gateway;
+use crate::node::Node;
 
 const MAX_BODY: usize = 64 << 10;
 
@@ -76,7 +76,7 @@ fn parse(body: &Bytes) -> Result<Purge, String> {
     }
 }
 
-pub async fn handle(req: Request<Incoming>, gw: &Gateway) -> Response<Body> {
+pub async fn handle(req: Request<Incoming>, node: &Node) -> Response<Body> {
     if req.method() != http::Method::POST {
         return json(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -91,8 +91,8 @@ pub async fn handle(req: Request<Incoming>, gw: &Gateway) -> Response<Body> {
         Ok(w) => w,
         Err(e) => return bad(e),
     };
-    let n = gw.cache.store.purge(&what).await;
-    gw.cache.counters.purged.fetch_add(n as u64, Relaxed);
+    let n = node.cache.store.purge(&what).await;
+    node.cache.counters.purged.fetch_add(n as u64, Relaxed);
     tracing::info!(?what, purged = n, "cache purge");
     json(StatusCode::OK, serde_json::json!({ "purged": n }))
 }

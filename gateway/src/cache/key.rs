@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 use http::header;
 
-use super::config::RouteCache;
+use super::RouteCache;
 
 /// Where a stored response came from, for lookups and purges.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,6 @@
 //! storage bounded by bytes ([`store`]), request coalescing (here), and the
 //! counters `/metrics` shows. The pipeline's cache stage drives it.
 
-pub mod config;
 pub mod fill;
 pub mod key;
 pub mod policy;
@@ -11,11 +10,11 @@ pub mod store;
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-pub use config::{CacheSettings, CacheYaml, RouteCache, RouteCacheYaml};
+pub use crate::config::cache::{CacheSettings, RouteCache};
 pub use key::CacheKey;
 pub use store::{Entry, Purge, Store};
 
@@ -36,15 +35,13 @@ pub struct Counters {
 
 type Flights = Arc<Mutex<HashMap<Arc<str>, watch::Receiver<()>>>>;
 
-/// The node's cache (one per gateway, shared by every cached route).
+/// The node's cache: one per process, shared by every cached route of every
+/// generation, so stored entries survive a reload.
 pub struct Cache {
     pub settings: CacheSettings,
     pub store: Store,
     pub counters: Arc<Counters>,
     flights: Flights,
-    /// The gateway that owns this cache, for background revalidation tasks;
-    /// unset (revalidation then happens in the request) until the server binds it.
-    pub(crate) owner: OnceLock<Weak<crate::pipeline::Gateway>>,
 }
 
 /// The one request that fetches a key; waiters wake when it drops.
@@ -77,7 +74,6 @@ impl Cache {
             store: Store::new(settings.max_size, counters.clone()),
             counters,
             flights: Arc::default(),
-            owner: OnceLock::new(),
         }
     }
 

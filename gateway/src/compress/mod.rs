@@ -2,15 +2,14 @@
 //! responses that are not cached; the cache stage keeps encoded variants of
 //! what it stores so a hit never recompresses.
 
-pub mod config;
 pub mod encoder;
-pub mod negotiate;
+pub use crate::encoding as negotiate;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Response};
 
 use crate::body::{self, Body};
-pub use config::{Compression, CompressionYaml};
+pub use crate::config::compress::Compression;
 pub use encoder::{EncodedBody, Encoder, encode_all};
 pub use negotiate::{Encoding, eligible, negotiate};
 

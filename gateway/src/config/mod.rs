@@ -1,5 +1,7 @@
 //! `edgeward.yaml`: the model, loading with located errors, and validation.
 
+pub mod cache;
+pub mod compress;
 mod error;
 mod load;
 pub mod model;

@@ -34,9 +34,9 @@ pub struct ConfigFile {
     pub access_log: bool,
     /// The response cache's store. Default: 256MiB; routes opt in with `cache:`.
     #[serde(default)]
-    pub cache: crate::cache::CacheYaml,
+    pub cache: super::cache::CacheYaml,
     /// Compression for every route (a route's own block overrides it). Default: off.
-    pub compression: Option<crate::compress::CompressionYaml>,
+    pub compression: Option<super::compress::CompressionYaml>,
     /// Named Wasm plugins (routers, filters). Built-ins may also be named
     /// directly by `balancer:` / `filters:` without an entry here.
     #[serde(default)]
@@ -238,9 +238,9 @@ pub struct RouteConfig {
     /// declared by Content-Length or found while streaming. Default: unlimited.
     pub max_request_body: Option<Spanned<String>>,
     /// Response caching for this route. Default: off.
-    pub cache: Option<crate::cache::RouteCacheYaml>,
+    pub cache: Option<super::cache::RouteCacheYaml>,
     /// Compression for this route, over the global block. Default: the global block.
-    pub compression: Option<crate::compress::CompressionYaml>,
+    pub compression: Option<super::compress::CompressionYaml>,
     /// Filter plugins run on this route's requests and responses, in order. Default: none.
     #[serde(default)]
     pub filters: Vec<Spanned<String>>,

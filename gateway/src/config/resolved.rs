@@ -10,7 +10,7 @@ use http::{HeaderName, HeaderValue};
 use rustls::sign::CertifiedKey;
 
 pub use super::model::UpstreamProtocol;
-use crate::pipeline::route::RouteMatch;
+use crate::matching::RouteMatch;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -21,7 +21,7 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub drain_timeout: Duration,
     pub access_log: bool,
-    pub cache: crate::cache::CacheSettings,
+    pub cache: super::cache::CacheSettings,
     /// Every plugin some upstream or route uses (plus those defined but unused).
     pub plugins: Vec<super::plugins::PluginSpec>,
 }
@@ -125,8 +125,8 @@ pub struct Route {
     pub response_headers: HeaderEdit,
     /// Bytes; `None` is unlimited.
     pub max_request_body: Option<u64>,
-    pub cache: Option<crate::cache::RouteCache>,
-    pub compression: Option<Arc<crate::compress::Compression>>,
+    pub cache: Option<super::cache::RouteCache>,
+    pub compression: Option<Arc<super::compress::Compression>>,
     /// Names of filter plugins, in order.
     pub filters: Vec<String>,
 }

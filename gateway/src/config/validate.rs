@@ -20,7 +20,10 @@ use super::model::{self, ConfigFile};
 use super::plugins::{DEFAULT_BALANCER, NATIVE_BALANCER, PluginChecks};
 use super::resolved::*;
 use super::units::{parse_duration, parse_size};
-use crate::pipeline::route::{HostMatch, PathMatch, RouteMatch};
+use crate::matching::{HostMatch, PathMatch, RouteMatch};
+
+/// How long an endpoint that refused a connection stays out of rotation, by default.
+const UNHEALTHY_COOL_DOWN: Duration = Duration::from_secs(10);
 
 mod quic;
 
@@ -146,7 +149,7 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
         .as_ref()
         .and_then(|a| c.socket_addr(&a.address, "admin.address"));
 
-    let builtins: Vec<&str> = crate::plugin::builtin::names().collect();
+    let builtins: Vec<&str> = crate::builtins::names().collect();
     let file_name = file.display().to_string();
     let mut checks = PluginChecks {
         file: &file_name,
@@ -187,10 +190,11 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
         .collect();
 
     let mut extra = Vec::new();
-    let cache = crate::cache::config::resolve_global(&raw.cache, &mut extra);
-    let compression = raw.compression.as_ref().map(|y| {
-        crate::compress::config::resolve(&Default::default(), y, "compression", &mut extra)
-    });
+    let cache = super::cache::resolve_global(&raw.cache, &mut extra);
+    let compression = raw
+        .compression
+        .as_ref()
+        .map(|y| super::compress::resolve(&Default::default(), y, "compression", &mut extra));
     let mut route_names = HashSet::new();
     let routes: Vec<Route> = raw
         .routes
@@ -457,7 +461,7 @@ fn upstream(c: &mut Checker, name: &str, u: &Spanned<model::UpstreamConfig>) -> 
         unhealthy_cool_down: c.duration(
             &u.value.unhealthy_cool_down,
             || path("unhealthy-cool-down"),
-            crate::upstream::stats::COOL_DOWN,
+            UNHEALTHY_COOL_DOWN,
         ),
     }
 }
@@ -599,17 +603,17 @@ fn edge_stages(
     route: &mut Route,
     i: usize,
     r: &model::RouteConfig,
-    global: Option<&Option<crate::compress::Compression>>,
-    issues: &mut Vec<crate::cache::config::Issue>,
+    global: Option<&Option<super::compress::Compression>>,
+    issues: &mut Vec<super::cache::Issue>,
 ) {
     let path = format!("routes[{i}]");
     route.cache = r
         .cache
         .as_ref()
-        .and_then(|y| crate::cache::config::resolve_route(y, &format!("{path}.cache"), issues));
+        .and_then(|y| super::cache::resolve_route(y, &format!("{path}.cache"), issues));
     let base = global.and_then(Option::as_ref);
     let compression = match &r.compression {
-        Some(y) => crate::compress::config::resolve(
+        Some(y) => super::compress::resolve(
             &base.cloned().unwrap_or_default(),
             y,
             &format!("{path}.compression"),

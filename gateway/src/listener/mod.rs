@@ -1,5 +1,5 @@
 //! Accept loops. Each protocol adapter turns its connections' requests into
-//! `http::Request<Body>` and hands them to the one [`Gateway::handle`].
+//! `http::Request<Body>` and hands them to the one [`session::handle`].
 
 mod h3body;
 mod h3quic;
@@ -17,9 +17,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use arc_swap::ArcSwap;
+
 use crate::body;
 use crate::config::{Listener, Protocols};
-use crate::pipeline::{ConnInfo, Gateway};
+use crate::node::Node;
+use crate::session::{self, ConnInfo};
 
 /// ALPN we offer on TLS, in preference order.
 pub const ALPN_H2_H1: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -94,25 +97,21 @@ impl HttpBuilders {
     }
 }
 
-/// A bound TCP listener ready to serve; built before any traffic so that a port
-/// in use is a startup error, not a log line.
-pub struct TcpServer {
-    pub config: Listener,
-    pub socket: TcpListener,
+/// How a TCP listener serves its connections: rebuilt from each generation's
+/// listener config and swapped in, so new connections (and new TLS handshakes,
+/// with new certificates) follow a reload while open ones keep theirs.
+pub struct ConnSettings {
     tls: Option<TlsAcceptor>,
-    http: Arc<HttpBuilders>,
+    http: HttpBuilders,
+    protocols: Protocols,
     /// Set on TLS listeners that also serve h3, so HTTP/1.1 and HTTP/2 clients learn of it.
     alt_svc: Option<http::HeaderValue>,
+    handshake_timeout: Duration,
 }
 
-impl TcpServer {
-    pub async fn bind(config: Listener) -> std::io::Result<Self> {
-        let socket = TcpListener::bind(config.addr).await.map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("listener {}: cannot bind {}: {e}", config.name, config.addr),
-            )
-        })?;
+impl ConnSettings {
+    /// `port` is the bound port, which `Alt-Svc` names.
+    pub fn build(config: &Listener, port: u16) -> std::io::Result<Self> {
         let tls = match &config.tls {
             Some(certs) => {
                 let alpn: Vec<&[u8]> = ALPN_H2_H1
@@ -129,21 +128,48 @@ impl TcpServer {
             }
             None => None,
         };
-        let http = HttpBuilders::new(&config);
+        let http = HttpBuilders::new(config);
         let alt_svc = match (&config.quic, &tls) {
-            (Some(q), Some(_)) => Some(quic::alt_svc(
-                socket.local_addr()?.port(),
-                q.alt_svc_max_age,
-            )),
+            (Some(q), Some(_)) => Some(quic::alt_svc(port, q.alt_svc_max_age)),
             _ => None,
         };
         Ok(Self {
+            tls,
+            http,
+            protocols: config.protocols,
+            alt_svc,
+            handshake_timeout: config.header_read_timeout,
+        })
+    }
+}
+
+/// A bound TCP listener ready to serve; built before any traffic so that a port
+/// in use is a startup error, not a log line.
+pub struct TcpServer {
+    pub config: Listener,
+    pub socket: TcpListener,
+    settings: Arc<ArcSwap<ConnSettings>>,
+}
+
+impl TcpServer {
+    pub async fn bind(config: Listener) -> std::io::Result<Self> {
+        let socket = TcpListener::bind(config.addr).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("listener {}: cannot bind {}: {e}", config.name, config.addr),
+            )
+        })?;
+        let settings = ConnSettings::build(&config, socket.local_addr()?.port())?;
+        Ok(Self {
             config,
             socket,
-            tls,
-            http: Arc::new(http),
-            alt_svc,
+            settings: Arc::new(ArcSwap::from_pointee(settings)),
         })
+    }
+
+    /// Where a reload puts this listener's next [`ConnSettings`].
+    pub fn settings(&self) -> Arc<ArcSwap<ConnSettings>> {
+        self.settings.clone()
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -152,10 +178,14 @@ impl TcpServer {
 
     /// Accepts until `stop` turns true, then lets open connections finish their
     /// in-flight requests (HTTP/1.1 closes after the current response, HTTP/2 sends GOAWAY).
-    pub async fn serve(self, gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+    pub async fn serve(self, node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         let graceful = GracefulShutdown::new();
         let name: Arc<str> = Arc::from(self.config.name.as_str());
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let scheme = if self.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         loop {
             let accepted = tokio::select! {
                 a = self.socket.accept() => a,
@@ -176,14 +206,15 @@ impl TcpServer {
                 scheme,
                 listener: name.clone(),
             };
-            let gw = gateway.clone();
-            let alt_svc = self.alt_svc.clone();
+            let settings = self.settings.load_full();
+            let node = node.clone();
+            let alt_svc = settings.alt_svc.clone();
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let gw = gw.clone();
+                let node = node.clone();
                 let conn = conn.clone();
                 let alt_svc = alt_svc.clone();
                 async move {
-                    let mut resp = gw.handle(req.map(body::boxed), &conn).await;
+                    let mut resp = session::handle(&node, req.map(body::boxed), &conn).await;
                     if let Some(v) = alt_svc {
                         // Ours replaces any upstream's: it describes this hop, not theirs.
                         resp.headers_mut().insert(http::header::ALT_SVC, v);
@@ -191,15 +222,12 @@ impl TcpServer {
                     Ok::<_, std::convert::Infallible>(resp)
                 }
             });
-            let http = self.http.clone();
             let watcher = graceful.watcher();
-            let tls = self.tls.clone();
-            let handshake_timeout = self.config.header_read_timeout;
-            let protocols = self.config.protocols;
             tokio::spawn(async move {
-                let result = match tls {
+                let http = &settings.http;
+                let result = match &settings.tls {
                     None => {
-                        let Some(serve) = plaintext_serve(protocols) else {
+                        let Some(serve) = plaintext_serve(settings.protocols) else {
                             return;
                         };
                         let conn = http
@@ -208,9 +236,9 @@ impl TcpServer {
                         watcher.watch(conn).await
                     }
                     Some(acceptor) => {
+                        let handshake = acceptor.accept(stream);
                         let stream =
-                            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
-                                .await
+                            match tokio::time::timeout(settings.handshake_timeout, handshake).await
                             {
                                 Ok(Ok(s)) => s,
                                 Ok(Err(e)) => {
@@ -223,7 +251,7 @@ impl TcpServer {
                                 }
                             };
                         let alpn = stream.get_ref().1.alpn_protocol();
-                        let Some(serve) = tls_serve(alpn, protocols) else {
+                        let Some(serve) = tls_serve(alpn, settings.protocols) else {
                             tracing::debug!(%client, "no application protocol in common");
                             return;
                         };

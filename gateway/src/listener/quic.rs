@@ -1,5 +1,5 @@
 //! HTTP/3 over QUIC: a quinn endpoint on the TLS listener's address (UDP), its
-//! certificates, and every request handed to the one [`Gateway::handle`].
+//! certificates, and every request handed to the one [`session::handle`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +18,8 @@ use super::h3quic;
 use super::tls;
 use crate::body;
 use crate::config::{Listener, Quic};
-use crate::pipeline::{ConnInfo, Gateway};
+use crate::node::Node;
+use crate::session::{self, ConnInfo};
 
 /// ALPN token of HTTP/3 (RFC 9114 §3.1).
 pub const ALPN_H3: &[u8] = b"h3";
@@ -74,44 +75,9 @@ pub struct QuicServer {
 impl QuicServer {
     /// Binds `addr` (UDP): the TLS listener's bound address, so `Alt-Svc` can name its port.
     pub fn bind(config: Listener, addr: SocketAddr) -> Result<Self, QuicError> {
-        let name = config.name.clone();
-        let certs = config
-            .tls
-            .as_deref()
-            .ok_or_else(|| QuicError::NoTls { name: name.clone() })?;
-        let settings = config.quic.clone().unwrap_or_else(|| Quic {
-            max_concurrent_streams: 100,
-            idle_timeout: Duration::from_secs(30),
-            max_field_section_size: config.max_header_size as u64,
-            max_request_body: None,
-            retry: false,
-            zero_rtt: false,
-            alt_svc_max_age: Duration::from_secs(86400),
-        });
-        let mut tls = tls::server_config(certs, &[ALPN_H3]).map_err(|source| QuicError::Tls {
-            name: name.clone(),
-            source,
-        })?;
-        // QUIC allows only 0 or u32::MAX here (RFC 9001 §4.6.1); 0 refuses early data.
-        tls.max_early_data_size = if settings.zero_rtt { u32::MAX } else { 0 };
-        let crypto = QuicServerConfig::try_from(tls).map_err(|source| QuicError::Crypto {
-            name: name.clone(),
-            source,
-        })?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        let mut transport = quinn::TransportConfig::default();
-        transport
-            .max_concurrent_bidi_streams(settings.max_concurrent_streams.into())
-            // Clients open control and QPACK streams; servers push nothing else.
-            .max_concurrent_uni_streams(8u32.into())
-            .max_idle_timeout(quinn::IdleTimeout::try_from(settings.idle_timeout).ok())
-            // Large windows let one stream reach full speed on a fat pipe.
-            .stream_receive_window((2u32 << 20).into())
-            .receive_window((16u32 << 20).into())
-            .send_window(16 << 20);
-        server.transport_config(Arc::new(transport));
+        let (server, settings) = server_config(&config)?;
         let endpoint = quinn::Endpoint::server(server, addr).map_err(|source| QuicError::Bind {
-            name: name.clone(),
+            name: config.name.clone(),
             addr,
             source,
         })?;
@@ -122,13 +88,18 @@ impl QuicServer {
         })
     }
 
+    /// The endpoint, whose server config a reload replaces.
+    pub fn endpoint(&self) -> quinn::Endpoint {
+        self.endpoint.clone()
+    }
+
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.endpoint.local_addr()
     }
 
     /// Accepts until `stop` turns true; then every connection sends GOAWAY,
     /// finishes the requests it already accepted, and closes.
-    pub async fn serve(self, gateway: Arc<Gateway>, mut stop: watch::Receiver<bool>) {
+    pub async fn serve(self, node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         let name: Arc<str> = Arc::from(self.config.name.as_str());
         let settings = Arc::new(self.settings);
         let mut conns = JoinSet::new();
@@ -147,7 +118,7 @@ impl QuicServer {
                 continue;
             }
             let conn = ConnTask {
-                gateway: gateway.clone(),
+                node: node.clone(),
                 settings: settings.clone(),
                 listener: name.clone(),
                 stop: stop.clone(),
@@ -161,9 +132,51 @@ impl QuicServer {
     }
 }
 
+/// The QUIC server config of `config` (certificates, transport limits): at
+/// bind, and on reload for handshakes from then on.
+pub fn server_config(config: &Listener) -> Result<(quinn::ServerConfig, Quic), QuicError> {
+    let name = config.name.clone();
+    let certs = config
+        .tls
+        .as_deref()
+        .ok_or_else(|| QuicError::NoTls { name: name.clone() })?;
+    let settings = config.quic.clone().unwrap_or_else(|| Quic {
+        max_concurrent_streams: 100,
+        idle_timeout: Duration::from_secs(30),
+        max_field_section_size: config.max_header_size as u64,
+        max_request_body: None,
+        retry: false,
+        zero_rtt: false,
+        alt_svc_max_age: Duration::from_secs(86400),
+    });
+    let mut tls = tls::server_config(certs, &[ALPN_H3]).map_err(|source| QuicError::Tls {
+        name: name.clone(),
+        source,
+    })?;
+    // QUIC allows only 0 or u32::MAX here (RFC 9001 §4.6.1); 0 refuses early data.
+    tls.max_early_data_size = if settings.zero_rtt { u32::MAX } else { 0 };
+    let crypto = QuicServerConfig::try_from(tls).map_err(|source| QuicError::Crypto {
+        name: name.clone(),
+        source,
+    })?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(settings.max_concurrent_streams.into())
+        // Clients open control and QPACK streams; servers push nothing else.
+        .max_concurrent_uni_streams(8u32.into())
+        .max_idle_timeout(quinn::IdleTimeout::try_from(settings.idle_timeout).ok())
+        // Large windows let one stream reach full speed on a fat pipe.
+        .stream_receive_window((2u32 << 20).into())
+        .receive_window((16u32 << 20).into())
+        .send_window(16 << 20);
+    server.transport_config(Arc::new(transport));
+    Ok((server, settings))
+}
+
 /// One QUIC connection's HTTP/3 session.
 struct ConnTask {
-    gateway: Arc<Gateway>,
+    node: Arc<Node>,
     settings: Arc<Quic>,
     listener: Arc<str>,
     stop: watch::Receiver<bool>,
@@ -253,7 +266,7 @@ impl ConnTask {
             match accepted {
                 Ok(Some(resolver)) => {
                     let req = Request {
-                        gateway: self.gateway.clone(),
+                        node: self.node.clone(),
                         settings: self.settings.clone(),
                         info: info.clone(),
                         confirmed: confirmed.clone(),
@@ -280,7 +293,7 @@ impl ConnTask {
 
 /// One request stream.
 struct Request {
-    gateway: Arc<Gateway>,
+    node: Arc<Node>,
     settings: Arc<Quic>,
     info: ConnInfo,
     confirmed: Arc<AtomicBool>,
@@ -338,7 +351,7 @@ impl Request {
             exceeded.clone(),
         );
         let req = http::Request::from_parts(parts, body::boxed(body));
-        let resp = self.gateway.handle(req, &self.info).await;
+        let resp = session::handle(&self.node, req, &self.info).await;
         if exceeded.load(Ordering::Acquire) {
             // The upstream saw a truncated body; whatever it or the proxy answered,
             // the client's fault is the size.

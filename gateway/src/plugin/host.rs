@@ -22,7 +22,8 @@ const MAX_LOG_LINE: usize = 1024;
 /// What every instance of one plugin shares.
 pub struct PluginShared {
     pub name: String,
-    pub state: SharedState,
+    /// Outlives the generation: a plugin whose name stays keeps its state.
+    pub state: Arc<SharedState>,
     pub log: LogLimiter,
     pub metrics: Arc<super::PluginMetrics>,
 }

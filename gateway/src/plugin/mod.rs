@@ -4,11 +4,11 @@
 //! its instance and the request's plugin decision, never the gateway.
 
 mod bindings;
-pub mod builtin;
+pub use crate::builtins as builtin;
 mod engine;
 mod filter;
 mod host;
-mod limit;
+pub mod limit;
 mod metrics;
 mod pool;
 mod router;
@@ -78,6 +78,35 @@ impl RouterPlugin {
     }
 }
 
+/// What plugins carry across a reload, by plugin name: `state` (a round-robin
+/// cursor, an affinity table) and the counters `/metrics` shows, which must
+/// stay monotonic. Instances, pools and the engine are rebuilt.
+#[derive(Default)]
+pub struct Carry {
+    states: HashMap<String, Arc<state::SharedState>>,
+    metrics: HashMap<String, Arc<PluginMetrics>>,
+}
+
+impl Carry {
+    fn state(&mut self, name: &str) -> Arc<state::SharedState> {
+        self.states.entry(name.to_owned()).or_default().clone()
+    }
+
+    fn metrics(&mut self, name: &str) -> Arc<PluginMetrics> {
+        self.metrics
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(PluginMetrics::new(name)))
+            .clone()
+    }
+
+    /// Forgets plugins `loaded` no longer has (their state ends with them).
+    pub fn retain(&mut self, loaded: &Plugins) {
+        let keep = |n: &String| loaded.routers.contains_key(n) || loaded.filters.contains_key(n);
+        self.states.retain(|n, _| keep(n));
+        self.metrics.retain(|n, _| keep(n));
+    }
+}
+
 /// Every loaded plugin, by name.
 #[derive(Default)]
 pub struct Plugins {
@@ -104,6 +133,12 @@ impl Plugins {
     /// cache), checks each against the world its use requires, and runs
     /// `init` on a first instance. Any failure names the plugin and the reason.
     pub fn load(config: &Config) -> Result<Self, LoadError> {
+        Self::load_carrying(config, &mut Carry::default())
+    }
+
+    /// [`Plugins::load`], reusing the state and counters of plugins `carry`
+    /// already knows by name.
+    pub fn load_carrying(config: &Config, carry: &mut Carry) -> Result<Self, LoadError> {
         let roles = roles(config);
         let specs: Vec<&PluginSpec> = config
             .plugins
@@ -170,10 +205,10 @@ impl Plugins {
         for (spec, b) in specs.iter().zip(&bytes) {
             let component = engine::compile(&engine, b)
                 .map_err(|r| fail(spec, format!("not a valid Wasm component: {r}")))?;
-            let metrics = Arc::new(PluginMetrics::new(&spec.name));
+            let metrics = carry.metrics(&spec.name);
             let shared = Arc::new(PluginShared {
                 name: spec.name.clone(),
-                state: state::SharedState::default(),
+                state: carry.state(&spec.name),
                 log: limit::LogLimiter::new(LOG_RATE.0, LOG_RATE.1),
                 metrics: metrics.clone(),
             });

@@ -47,7 +47,7 @@ impl UpstreamPool {
         ctx: &CallContext,
         tried: &[usize],
     ) -> Pick {
-        let now = self.clock.now_ms();
+        let now = super::stats::now_ms();
         let Some(router) = &self.router else {
             return self.native(now, tried);
         };
@@ -77,8 +77,14 @@ impl UpstreamPool {
         }
     }
 
-    /// The candidates a router sees right now.
+    /// The candidates a router sees right now. When every endpoint not yet
+    /// tried is marked unhealthy, they are all offered as healthy (Envoy's
+    /// panic threshold; NGINX ignores failures in one-server groups): passive
+    /// health may be stale, and refusing everyone helps no one.
     pub fn candidates(&self, now_ms: u64, tried: &[usize]) -> Vec<Candidate> {
+        let panic = (0..self.endpoints.len())
+            .filter(|i| !tried.contains(i))
+            .all(|i| !self.stats[i].healthy(now_ms));
         self.endpoints
             .iter()
             .enumerate()
@@ -88,7 +94,7 @@ impl UpstreamPool {
                     id: i as u32,
                     key: self.keys[i],
                     weight: e.weight,
-                    healthy: s.healthy(now_ms) && !tried.contains(&i),
+                    healthy: (panic || s.healthy(now_ms)) && !tried.contains(&i),
                     in_flight: s.in_flight(),
                     latency_ewma_us: s.latency_ewma_us(),
                     zone: self.zones[i],
@@ -121,7 +127,7 @@ impl UpstreamPool {
 
     /// Milliseconds on the clock endpoint health is kept on.
     pub fn now_ms(&self) -> u64 {
-        self.clock.now_ms()
+        super::stats::now_ms()
     }
 }
 

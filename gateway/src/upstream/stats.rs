@@ -7,8 +7,6 @@ use std::time::{Duration, Instant};
 
 /// Consecutive connect failures that take an endpoint out.
 pub const FAILURES_TO_DOWN: u32 = 1;
-/// How long an endpoint stays out before it is tried again, by default.
-pub const COOL_DOWN: Duration = Duration::from_secs(10);
 /// Weight of a new latency sample in the moving average, in 1/16ths.
 const EWMA_NEW_SIXTEENTHS: u64 = 4;
 
@@ -21,10 +19,11 @@ pub struct EndpointStats {
     down_until_ms: AtomicU64,
 }
 
-/// Decrements the endpoint's in-flight count when dropped.
-pub struct InFlight<'a>(&'a EndpointStats);
+/// Decrements the endpoint's in-flight count when dropped: held until the
+/// response body ends, so least-connections sees streaming responses.
+pub struct InFlight(std::sync::Arc<EndpointStats>);
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Relaxed);
     }
@@ -43,9 +42,9 @@ impl EndpointStats {
         self.ewma_us.load(Relaxed)
     }
 
-    pub fn start(&self) -> InFlight<'_> {
+    pub fn start(self: &std::sync::Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Relaxed);
-        InFlight(self)
+        InFlight(self.clone())
     }
 
     /// An answer arrived after `latency`: the endpoint is healthy.
@@ -76,21 +75,12 @@ impl EndpointStats {
     }
 }
 
-/// The clock health deadlines are measured on.
-#[derive(Debug)]
-pub struct Clock(Instant);
-
-impl Default for Clock {
-    fn default() -> Self {
-        Self(Instant::now())
-    }
-}
-
-impl Clock {
-    /// Never 0, so "down until 0" always means healthy.
-    pub fn now_ms(&self) -> u64 {
-        self.0.elapsed().as_millis() as u64 + 1
-    }
+/// Milliseconds on the process-wide clock health deadlines are kept on. One
+/// clock for the process, so endpoint stats carried across a reload keep
+/// meaning the same instants. Never 0, so "down until 0" always means healthy.
+pub fn now_ms() -> u64 {
+    static ZERO: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    ZERO.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
 /// FNV-1a, 64-bit: the stable endpoint key the WIT promises (same address,
@@ -104,6 +94,8 @@ pub fn fnv1a(text: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const COOL_DOWN: Duration = Duration::from_secs(10);
 
     #[test]
     fn failure_takes_out_and_success_restores() {
@@ -121,7 +113,7 @@ mod tests {
 
     #[test]
     fn in_flight_is_released_on_drop() {
-        let s = EndpointStats::default();
+        let s = std::sync::Arc::new(EndpointStats::default());
         let a = s.start();
         let _b = s.start();
         assert_eq!(s.in_flight(), 2);

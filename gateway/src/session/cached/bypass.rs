@@ -4,23 +4,16 @@
 use http::header::{self, HeaderMap};
 use http::{Request, Uri};
 
-use super::{Forwarded, label};
+use super::label;
 use crate::body::Body;
 use crate::cache::{Purge, key};
-use crate::compress::Encoding;
-use crate::pipeline::{ConnInfo, Gateway};
+use crate::session::{Answer, Session};
 
-impl Gateway {
+impl Session {
     /// Unsafe methods, ranges and requests with bodies skip the cache; a
     /// successful unsafe request invalidates what it may have changed (RFC 9111 §4.4).
-    pub(super) async fn bypass(
-        &self,
-        r: usize,
-        req: Request<Body>,
-        conn: &ConnInfo,
-        want: Encoding,
-    ) -> Forwarded {
-        self.cache.count(|c| &c.bypass);
+    pub(super) async fn bypass(&self, req: Request<Body>) -> Answer {
+        self.node.cache.count(|c| &c.bypass);
         let method = req.method().clone();
         let host = key::request_host(req.uri(), req.headers());
         let path = req
@@ -28,18 +21,12 @@ impl Gateway {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
-        let (resp, ep) = self.forward(r, req, conn).await;
-        let resp = resp.map(|mut resp| {
-            label(&mut resp, "BYPASS");
-            resp
-        });
-        if let Ok(resp) = &resp
-            && !method.is_safe()
-            && (resp.status().is_success() || resp.status().is_redirection())
-        {
+        let mut resp = self.forward(req).await?;
+        label(&mut resp, "BYPASS");
+        if !method.is_safe() && (resp.status().is_success() || resp.status().is_redirection()) {
             self.invalidate(&host, &path, resp.headers()).await;
         }
-        (resp.map(|resp| self.compressed(r, resp, &method, want)), ep)
+        Ok(self.compressed(resp, &method))
     }
 
     async fn invalidate(&self, host: &str, path: &str, headers: &HeaderMap) {
@@ -65,6 +52,7 @@ impl Gateway {
         }
         for path in targets {
             let n = self
+                .node
                 .cache
                 .store
                 .purge(&Purge::Url {
@@ -72,7 +60,8 @@ impl Gateway {
                     path,
                 })
                 .await;
-            self.cache
+            self.node
+                .cache
                 .counters
                 .purged
                 .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);

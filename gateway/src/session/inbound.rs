@@ -4,35 +4,86 @@
 use http::{Request, Version, header};
 use http_body_util::BodyExt;
 
-use super::error::ProxyError;
-use crate::body::Body;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Applies a route's `max-request-body`: a declared length over it is refused at
-/// once; an undeclared (chunked, h2, h3) body fails when it grows past it, which
-/// the proxy stage turns into 413 ([`is_over_limit`]).
-pub fn limit_body(req: Request<Body>, limit: Option<u64>) -> Result<Request<Body>, ProxyError> {
-    let Some(limit) = limit else { return Ok(req) };
+use http_body::Body as _;
+
+use super::error::{ProxyError, find};
+use crate::body::{Body, BoxError};
+
+/// An error that came out of the client's request body (a reset, a malformed
+/// chunk, the route's size limit), tagged so that a failed upstream exchange
+/// can tell it from the upstream's own failures.
+#[derive(Debug, thiserror::Error)]
+#[error("client request body: {0}")]
+pub struct ClientBodyError(BoxError);
+
+impl ClientBodyError {
+    pub fn classify(&self, limit: Option<u64>) -> ProxyError {
+        let inner: &(dyn std::error::Error + 'static) = &*self.0;
+        if find::<http_body_util::LengthLimitError>(inner).is_some() {
+            return ProxyError::TooLarge {
+                limit: limit.unwrap_or_default(),
+            };
+        }
+        let malformed = find::<hyper::Error>(inner).is_some_and(hyper::Error::is_parse)
+            || find::<std::io::Error>(inner)
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::InvalidData);
+        let source: BoxError = self.0.to_string().into();
+        if malformed {
+            ProxyError::ClientBody { source }
+        } else {
+            ProxyError::ClientAborted { source }
+        }
+    }
+}
+
+/// Applies a route's `max-request-body` and tags the body's errors as the
+/// client's. A declared length over the limit is refused at once; an
+/// undeclared (chunked, h2, h3) body fails when it grows past it. An empty
+/// body is passed through untouched: it cannot fail.
+pub fn client_body(
+    req: Request<Body>,
+    limit: Option<u64>,
+    record: &mut super::log::Record,
+) -> Result<Request<Body>, ProxyError> {
+    if req.body().is_end_stream() {
+        return Ok(req);
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if let Some(limit) = limit
+        && declared.is_some_and(|n| n > limit)
+    {
         return Err(ProxyError::TooLarge { limit });
     }
-    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
-    Ok(req.map(|b| http_body_util::Limited::new(b, cap).boxed_unsync()))
+    let counted = Arc::new(AtomicU64::new(0));
+    record.bytes_in = Some(counted.clone());
+    Ok(req.map(|b| match limit {
+        Some(limit) => {
+            let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+            tag(http_body_util::Limited::new(b, cap), counted)
+        }
+        None => tag(b, counted),
+    }))
 }
 
-/// Whether an upstream exchange failed because the request body hit its limit.
-pub fn is_over_limit(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
+fn tag<B>(b: B, counted: Arc<AtomicU64>) -> Body
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    b.map_frame(move |f| {
+        if let Some(d) = f.data_ref() {
+            counted.fetch_add(d.len() as u64, Ordering::Relaxed);
         }
-        cur = err.source();
-    }
-    false
+        f
+    })
+    .map_err(|e| Box::new(ClientBodyError(e.into())) as BoxError)
+    .boxed_unsync()
 }
 
 pub fn check<B>(req: &Request<B>) -> Result<(), ProxyError> {

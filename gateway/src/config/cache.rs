@@ -6,7 +6,7 @@ use http::HeaderName;
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
-use crate::config::{parse_duration, parse_size};
+use super::{parse_duration, parse_size};
 
 /// A configuration problem found here, reported by `config::validate` with its location.
 #[derive(Debug, Clone)]

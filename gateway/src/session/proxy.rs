@@ -1,5 +1,10 @@
-//! The upstream stage: turn the client's request into the upstream's, send it
-//! over the pooled client, and turn the answer back. Bodies stream through.
+//! Phases 5 and 6, choose an endpoint and send the request upstream: turn the
+//! client's request into the upstream's, send it over the pooled client, and
+//! turn the answer back; then phase 7 (on-response filters) on the answer.
+//! Bodies stream through.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Scheme, Uri};
@@ -7,7 +12,7 @@ use http::{Request, Response, Version};
 use http_body::Body as _;
 
 use super::error::ProxyError;
-use super::{ConnInfo, Gateway, headers, route};
+use super::{Answer, Session, headers};
 use crate::body::{self, Body};
 use crate::config::{Route, UpstreamProtocol};
 use crate::plugin::{CallContext, HeaderEdit};
@@ -17,13 +22,19 @@ use crate::upstream::Pick;
 /// moves it to the next endpoint; a request with a body is never replayed).
 const MAX_ATTEMPTS: usize = 3;
 
-type Forwarded = (Result<Response<Body>, ProxyError>, Option<String>);
+impl Session {
+    /// Phases 5–7 for one request.
+    pub(super) async fn forward(&self, req: Request<Body>) -> Answer {
+        let resp = self.exchange(req).await?;
+        self.on_response(resp)
+    }
 
-impl Gateway {
-    pub(super) async fn forward(&self, r: usize, req: Request<Body>, conn: &ConnInfo) -> Forwarded {
-        let route = &self.config.routes[r];
-        let pool = &self.upstreams[route.upstream];
-        let cfg_upstream = &self.config.upstreams[route.upstream];
+    async fn exchange(&self, req: Request<Body>) -> Answer {
+        let route = self.route();
+        let pool = self.pool();
+        let upstream_metrics = &self.generation.upstream_metrics[route.upstream];
+        let cfg_upstream = &self.generation.config.upstreams[route.upstream];
+        let node_name = &self.generation.config.node.name;
         let (mut parts, body) = req.into_parts();
         let client_version = parts.version;
 
@@ -36,15 +47,12 @@ impl Gateway {
             .as_ref()
             .and_then(|a| a.to_str().ok())
             .map(str::to_owned);
-        let path_and_query = match rewrite(route, &parts.uri) {
-            Ok(pq) => pq,
-            Err(e) => return (Err(e), None),
-        };
+        let path_and_query = rewrite(route, &parts.uri)?;
 
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h, true);
-        headers::set_forwarded(h, conn.client.ip(), conn.scheme, host.as_deref());
-        headers::append_via(h, client_version, &self.config.node.name);
+        headers::set_forwarded(h, self.conn.client.ip(), self.conn.scheme, host.as_deref());
+        headers::append_via(h, client_version, node_name);
         if let Some(a) = authority {
             h.insert(header::HOST, a);
         }
@@ -58,47 +66,41 @@ impl Gateway {
         let mut body = Some(body);
         let mut last_err = None;
         let ctx = CallContext {
-            client: conn.client.ip(),
-            scheme: conn.scheme,
-            route: self.route_names[r].clone(),
+            client: self.conn.client.ip(),
+            scheme: self.conn.scheme,
+            route: self.route_rt().name.clone(),
         };
         let mut tried = Vec::new();
-        for _attempt in 0..MAX_ATTEMPTS.min(pool.endpoints.len()) {
+        for attempt in 0..MAX_ATTEMPTS.min(pool.endpoints.len()) {
+            // 5. choose
             let (idx, request_edits, response_edits) = match pool.choose(&mut parts, &ctx, &tried) {
                 Pick::Endpoint {
                     idx,
                     request_headers,
                     response_headers,
                 } => (idx, request_headers, response_headers),
-                Pick::Respond(resp) => return (Ok(resp), None),
+                Pick::Respond(resp) => return Ok(resp),
                 Pick::Unavailable => {
-                    return (
-                        Err(ProxyError::Unavailable {
-                            upstream: pool.name.clone(),
-                        }),
-                        None,
-                    );
+                    return Err(ProxyError::Unavailable {
+                        upstream: pool.name.clone(),
+                    });
                 }
                 Pick::Failed { plugin, fault } => {
-                    return (Err(ProxyError::Plugin { plugin, fault }), None);
+                    return Err(ProxyError::Plugin { plugin, fault });
                 }
             };
+            if attempt > 0 {
+                upstream_metrics.retry();
+            }
             tried.push(idx);
+            self.endpoint.store(idx + 1, Ordering::Relaxed);
             let endpoint = &pool.endpoints[idx];
-            let endpoint_name = endpoint.authority.to_string();
             let uri = Uri::builder()
                 .scheme(Scheme::HTTP)
                 .authority(endpoint.authority.clone())
                 .path_and_query(path_and_query.clone())
-                .build();
-            let Ok(uri) = uri else {
-                return (
-                    Err(ProxyError::BadRequest(
-                        "request target cannot be forwarded\n",
-                    )),
-                    None,
-                );
-            };
+                .build()
+                .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded\n"))?;
             let mut out = Request::new(body.take().unwrap_or_else(body::empty));
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = uri;
@@ -112,58 +114,61 @@ impl Gateway {
             };
             HeaderEdit::apply_all(&request_edits, out.headers_mut());
 
+            // 6. upstream
             let stats = &pool.stats[idx];
-            let in_flight = stats.start();
-            let started = std::time::Instant::now();
+            let endpoint_busy = stats.start();
+            let upstream_busy = upstream_metrics.start();
+            let started = Instant::now();
             let sent = tokio::time::timeout(route.timeout, pool.client().request(out)).await;
-            drop(in_flight);
             let err = match sent {
                 Ok(Ok(resp)) => {
-                    stats.succeeded(started.elapsed());
-                    let mut resp = self.response(route, resp, client_version);
+                    let ttfb = started.elapsed();
+                    stats.succeeded(ttfb);
+                    upstream_metrics.first_byte(ttfb);
+                    let status = resp.status();
+                    let metrics = upstream_metrics.clone();
+                    let mut resp = self.response(route, resp, client_version, move |bytes, _| {
+                        // In flight, for the endpoint and the service, until the body ends.
+                        drop((endpoint_busy, upstream_busy));
+                        metrics.finish(status, started.elapsed(), 0, bytes);
+                    });
                     HeaderEdit::apply_all(&response_edits, resp.headers_mut());
-                    return (Ok(resp), Some(endpoint_name));
+                    return Ok(resp);
                 }
-                Err(_) => ProxyError::Timeout {
-                    upstream: pool.name.clone(),
-                    endpoint: endpoint_name.clone(),
-                    timeout: route.timeout,
-                },
-                Ok(Err(e)) if super::inbound::is_over_limit(&e) => ProxyError::TooLarge {
-                    limit: route.max_request_body.unwrap_or_default(),
-                },
-                Ok(Err(e)) if e.is_connect() => ProxyError::Connect {
-                    upstream: pool.name.clone(),
-                    endpoint: endpoint_name.clone(),
-                    source: Box::new(e),
-                },
-                Ok(Err(e)) => ProxyError::Upstream {
-                    upstream: pool.name.clone(),
-                    endpoint: endpoint_name.clone(),
-                    source: Box::new(e),
-                },
+                Err(_) => {
+                    upstream_metrics.timeout();
+                    ProxyError::Timeout {
+                        upstream: pool.name.clone(),
+                        endpoint: endpoint.authority.to_string(),
+                        timeout: route.timeout,
+                    }
+                }
+                Ok(Err(e)) => ProxyError::from_exchange(
+                    e,
+                    &pool.name,
+                    endpoint.authority.as_str(),
+                    route.max_request_body,
+                ),
             };
-            if matches!(err, ProxyError::Connect { .. })
-                && stats.connect_failed(pool.now_ms(), cfg_upstream.unhealthy_cool_down)
-            {
-                tracing::warn!(upstream = %pool.name, endpoint = %endpoint_name, "endpoint marked unhealthy after a connect failure");
+            // A failed attempt counts in the service's latency and error window too.
+            drop((endpoint_busy, upstream_busy));
+            upstream_metrics.finish(err.status(), started.elapsed(), 0, 0);
+            if let ProxyError::Connect { .. } = &err {
+                upstream_metrics.connect_error();
+                if stats.connect_failed(pool.now_ms(), cfg_upstream.unhealthy_cool_down) {
+                    tracing::warn!(upstream = %pool.name, endpoint = %endpoint.authority, "endpoint marked unhealthy after a connect failure");
+                }
             }
-            let retry = replayable && matches!(err, ProxyError::Connect { .. });
+            let retry = replayable && err.retryable();
             if retry {
-                tracing::warn!(error = %err, "trying the next endpoint");
-                self.metrics
-                    .upstream_connect_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(error = %err, "trying the next endpoint");
             }
-            last_err = Some((err, endpoint_name));
+            last_err = Some(err);
             if !retry {
                 break;
             }
         }
-        match last_err {
-            Some((e, ep)) => (Err(e), Some(ep)),
-            None => (Err(ProxyError::BadRequest("no endpoint\n")), None),
-        }
+        Err(last_err.unwrap_or(ProxyError::Internal("no endpoint was tried")))
     }
 
     fn response(
@@ -171,13 +176,18 @@ impl Gateway {
         route: &Route,
         resp: Response<hyper::body::Incoming>,
         client_version: Version,
+        done: impl FnOnce(u64, bool) + Send + 'static,
     ) -> Response<Body> {
         let (mut parts, incoming) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, false);
-        headers::append_via(&mut parts.headers, parts.version, &self.config.node.name);
+        headers::append_via(
+            &mut parts.headers,
+            parts.version,
+            &self.generation.config.node.name,
+        );
         route.response_headers.apply(&mut parts.headers);
         parts.version = client_version;
-        Response::from_parts(parts, body::boxed(incoming))
+        Response::from_parts(parts, body::on_end(body::boxed(incoming), done))
     }
 }
 
@@ -190,7 +200,7 @@ fn rewrite(route: &Route, uri: &Uri) -> Result<PathAndQuery, ProxyError> {
             .map_err(|_| ProxyError::BadRequest("malformed request target\n"));
     };
     let path = uri.path();
-    if !route::prefix_matches(from, path) {
+    if !crate::matching::prefix_matches(from, path) {
         return original
             .parse()
             .map_err(|_| ProxyError::BadRequest("malformed request target\n"));

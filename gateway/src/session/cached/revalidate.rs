@@ -2,30 +2,25 @@
 //! the entry and the client allow it), else revalidated upstream, in this
 //! request or in the background.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::Forwarded;
 use super::fetch::Outcome;
 use crate::cache::fill::Head;
 use crate::cache::policy::CacheControl;
 use crate::cache::{CacheKey, Entry};
-use crate::compress::Encoding;
-use crate::pipeline::{ConnInfo, Gateway};
+use crate::session::{Answer, Session};
 
-impl Gateway {
-    #[allow(clippy::too_many_arguments)]
+impl Session {
     pub(super) async fn answer_stored(
         &self,
-        r: usize,
         key: &CacheKey,
         full: Arc<str>,
         entry: Arc<Entry>,
         head: &Head,
         req_cc: &CacheControl,
-        conn: &ConnInfo,
-        want: Encoding,
-    ) -> Forwarded {
+    ) -> Answer {
+        let cache = &self.node.cache;
         let age = entry.age();
         let mut lifetime = entry.lifetime;
         if let Some(ma) = req_cc.max_age {
@@ -34,11 +29,8 @@ impl Gateway {
         let min_fresh = Duration::from_secs(req_cc.min_fresh.unwrap_or(0));
         let must_validate = entry.cc.no_cache || req_cc.no_cache;
         if !must_validate && age + min_fresh < lifetime {
-            self.cache.count(|c| &c.hits);
-            return (
-                Ok(self.respond(r, full, entry, head, want, "HIT").await),
-                None,
-            );
+            cache.count(|c| &c.hits);
+            return Ok(self.respond(full, entry, head, "HIT").await);
         }
         let stale = !entry.is_fresh();
         let staleness = entry.staleness();
@@ -51,75 +43,58 @@ impl Gateway {
         let swr = Duration::from_secs(entry.cc.stale_while_revalidate.unwrap_or(0));
         if stale_allowed
             && (client_accepts
-                || (staleness <= swr && self.refresh_later(r, key, &full, &entry, head, conn)))
+                || (staleness <= swr && self.refresh_later(key, &full, &entry, head)))
         {
-            self.cache.count(|c| &c.stale);
-            return (
-                Ok(self.respond(r, full, entry, head, want, "STALE").await),
-                None,
-            );
+            cache.count(|c| &c.stale);
+            return Ok(self.respond(full, entry, head, "STALE").await);
         }
-        let policy = self.config.routes[r].cache.as_ref().expect("cached route");
-        let (outcome, ep) = self
-            .fetch(r, policy, key, head, req_cc, Some(&entry), conn)
-            .await;
+        let Some(policy) = &self.route().cache else {
+            return Err(crate::session::ProxyError::Internal(
+                "a stored entry answered a route without cache",
+            ));
+        };
+        let outcome = self.fetch(policy, key, head, req_cc, Some(&entry)).await;
         if let Outcome::Failed(_) = &outcome {
             let sie = req_cc
                 .stale_if_error
                 .max(entry.cc.stale_if_error)
                 .map_or(Duration::ZERO, Duration::from_secs);
             if stale_allowed && staleness <= sie {
-                self.cache.count(|c| &c.stale);
-                return (
-                    Ok(self.respond(r, full, entry, head, want, "STALE").await),
-                    ep,
-                );
+                cache.count(|c| &c.stale);
+                return Ok(self.respond(full, entry, head, "STALE").await);
             }
         }
         match &outcome {
-            Outcome::Revalidated(..) => self.cache.count(|c| &c.revalidated),
-            _ => self.cache.count(|c| &c.misses),
+            Outcome::Revalidated(..) => cache.count(|c| &c.revalidated),
+            _ => cache.count(|c| &c.misses),
         }
-        (self.deliver(r, outcome, head, want, "MISS").await, ep)
+        self.deliver(outcome, head, "MISS").await
     }
 
-    /// Starts a background refresh for a stale-while-revalidate answer; false
-    /// when none can run (then the request revalidates itself).
+    /// Starts a background refresh for a stale-while-revalidate answer. It
+    /// runs on this request's generation, whatever is current by then.
     fn refresh_later(
         &self,
-        r: usize,
         key: &CacheKey,
         full: &Arc<str>,
         entry: &Arc<Entry>,
         head: &Head,
-        conn: &ConnInfo,
     ) -> bool {
-        let Some(gw) = self.cache.owner.get().and_then(Weak::upgrade) else {
-            return false;
-        };
         let flight_key: Arc<str> = format!("refresh\u{0}{full}").into();
-        let Some(flight) = self.cache.try_lead(&flight_key) else {
+        let Some(flight) = self.node.cache.try_lead(&flight_key) else {
             return true;
         };
-        let (key, entry, head, conn) = (key.clone(), entry.clone(), head.clone(), conn.clone());
+        let (session, key, entry, head) = (self.clone(), key.clone(), entry.clone(), head.clone());
         tokio::spawn(async move {
             let _flight = flight;
-            let Some(policy) = gw.config.routes[r].cache.clone() else {
+            let Some(policy) = session.route().cache.clone() else {
                 return;
             };
-            let (outcome, _) = gw
-                .fetch(
-                    r,
-                    &policy,
-                    &key,
-                    &head,
-                    &CacheControl::default(),
-                    Some(&entry),
-                    &conn,
-                )
+            let outcome = session
+                .fetch(&policy, &key, &head, &CacheControl::default(), Some(&entry))
                 .await;
             if let Outcome::Revalidated(..) = outcome {
-                gw.cache.count(|c| &c.revalidated);
+                session.node.cache.count(|c| &c.revalidated);
             }
         });
         true

@@ -15,9 +15,8 @@ use crate::cache::fill::{
 };
 use crate::cache::policy::{self, CacheControl, Times};
 use crate::cache::{CacheKey, Entry, RouteCache};
-use crate::compress::Encoding;
-use crate::pipeline::error::ProxyError;
-use crate::pipeline::{ConnInfo, Gateway};
+use crate::session::error::ProxyError;
+use crate::session::{Answer, Session};
 
 /// What fetching from upstream for the cache produced.
 pub(super) enum Outcome {
@@ -27,26 +26,23 @@ pub(super) enum Outcome {
     /// Not storable: sent on as it came.
     Passed(Response<Body>),
     /// Upstream failed (an error, or a 5xx when revalidating).
-    Failed(Result<Response<Body>, ProxyError>),
+    Failed(Answer),
 }
 
-impl Gateway {
-    /// One upstream exchange on the cache's behalf: a full GET, or a
-    /// conditional one when `stored` has validators.
-    #[allow(clippy::too_many_arguments)]
+impl Session {
+    /// One upstream exchange on the cache's behalf (phases 5–7), then phase 9,
+    /// cache store: a full GET, or a conditional one when `stored` has validators.
     pub(super) async fn fetch(
         &self,
-        r: usize,
         policy: &RouteCache,
         key: &CacheKey,
         head: &Head,
         req_cc: &CacheControl,
         stored: Option<&Arc<Entry>>,
-        conn: &ConnInfo,
-    ) -> (Outcome, Option<String>) {
+    ) -> Outcome {
         let request_time = SystemTime::now();
-        let (resp, ep) = self
-            .forward(r, upstream_request(head, stored.map(|e| &**e)), conn)
+        let resp = self
+            .forward(upstream_request(head, stored.map(|e| &**e)))
             .await;
         let times = Times {
             request_time,
@@ -54,16 +50,17 @@ impl Gateway {
         };
         let resp = match resp {
             Ok(resp) if stored.is_some() && resp.status().is_server_error() => {
-                return (Outcome::Failed(Ok(resp)), ep);
+                return Outcome::Failed(Ok(resp));
             }
             Ok(resp) => resp,
-            Err(e) => return (Outcome::Failed(Err(e)), ep),
+            Err(e) => return Outcome::Failed(Err(e)),
         };
+        let cache = &self.node.cache;
         if let Some(entry) = stored.filter(|_| resp.status() == StatusCode::NOT_MODIFIED) {
             let fresh = Arc::new(freshened(entry, policy, resp.headers(), times));
-            let full = self.cache.store.full_key(&key.primary, &head.headers).await;
-            self.cache.store.put(full.clone(), fresh.clone()).await;
-            return (Outcome::Revalidated(full, fresh), ep);
+            let full = cache.store.full_key(&key.primary, &head.headers).await;
+            cache.store.put(full.clone(), fresh.clone()).await;
+            return Outcome::Revalidated(full, fresh);
         }
         let status = resp.status();
         let resp_cc = CacheControl::parse(resp.headers());
@@ -84,28 +81,22 @@ impl Gateway {
             lifetime,
         ) {
             tracing::debug!(?why, key = %key.primary, "response not stored");
-            return (Outcome::Passed(resp), ep);
+            return Outcome::Passed(resp);
         }
         let (mut parts, incoming) = resp.into_parts();
-        let limit = self.cache.settings.max_object_size as usize;
+        let limit = cache.settings.max_object_size as usize;
         let body = match read_limited(incoming, limit).await {
             Ok(Ok(b)) => b,
             Ok(Err(prefixed)) => {
-                return (Outcome::Passed(Response::from_parts(parts, prefixed)), ep);
+                return Outcome::Passed(Response::from_parts(parts, prefixed));
             }
             Err(source) => {
-                let upstream = self.config.upstreams[self.config.routes[r].upstream]
-                    .name
-                    .clone();
-                let endpoint = ep.clone().unwrap_or_default();
-                return (
-                    Outcome::Failed(Err(ProxyError::Upstream {
-                        upstream,
-                        endpoint,
-                        source,
-                    })),
-                    ep,
-                );
+                let endpoint = self.endpoint_name().unwrap_or_default();
+                return Outcome::Failed(Err(ProxyError::from_body(
+                    source,
+                    &self.pool().name,
+                    &endpoint,
+                )));
             }
         };
         let initial_age = policy::initial_age(&parts.headers, times);
@@ -135,28 +126,15 @@ impl Gateway {
             host: key.host.clone(),
             path: key.path.clone(),
         };
-        let (full, entry) = self
-            .cache
-            .store
-            .insert(&key.primary, &head.headers, entry)
-            .await;
-        self.cache.count(|c| &c.stored);
-        (Outcome::Stored(full, entry), ep)
+        let (full, entry) = cache.store.insert(&key.primary, &head.headers, entry).await;
+        cache.count(|c| &c.stored);
+        Outcome::Stored(full, entry)
     }
 
-    pub(super) async fn deliver(
-        &self,
-        r: usize,
-        outcome: Outcome,
-        head: &Head,
-        want: Encoding,
-        x: &'static str,
-    ) -> Result<Response<Body>, ProxyError> {
+    pub(super) async fn deliver(&self, outcome: Outcome, head: &Head, x: &'static str) -> Answer {
         match outcome {
-            Outcome::Stored(full, e) => Ok(self.respond(r, full, e, head, want, x).await),
-            Outcome::Revalidated(full, e) => {
-                Ok(self.respond(r, full, e, head, want, "REVALIDATED").await)
-            }
+            Outcome::Stored(full, e) => Ok(self.respond(full, e, head, x).await),
+            Outcome::Revalidated(full, e) => Ok(self.respond(full, e, head, "REVALIDATED").await),
             Outcome::Passed(mut resp) | Outcome::Failed(Ok(mut resp)) => {
                 label(&mut resp, x);
                 if head.method == Method::HEAD {
@@ -165,7 +143,7 @@ impl Gateway {
                     *resp.body_mut() = body::empty();
                     return Ok(resp);
                 }
-                Ok(self.compressed(r, resp, &head.method, want))
+                Ok(self.compressed(resp, &head.method))
             }
             Outcome::Failed(Err(e)) => Err(e),
         }

@@ -4,9 +4,9 @@
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::Encoding;
-use crate::cache::config::Issue;
-use crate::config::parse_size;
+use super::cache::Issue;
+use super::parse_size;
+use crate::encoding::Encoding;
 
 /// Operator-facing settings; a route's block overrides the global block field by field.
 #[derive(Debug, Default, Deserialize)]

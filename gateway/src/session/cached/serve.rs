@@ -12,23 +12,22 @@ use crate::cache::fill::Head;
 use crate::cache::policy;
 use crate::cache::{Entry, Join};
 use crate::compress::{self, Encoding};
-use crate::pipeline::Gateway;
+use crate::session::Session;
 
-impl Gateway {
+impl Session {
     /// Answers from a stored entry: 304 for a satisfied conditional request,
     /// else the negotiated variant, made once and kept.
     pub(super) async fn respond(
         &self,
-        r: usize,
         full: Arc<str>,
         entry: Arc<Entry>,
         head: &Head,
-        want: Encoding,
         x: &'static str,
     ) -> Response<Body> {
+        let want = self.want;
         let mut enc = Encoding::Identity;
         let mut varies = false;
-        let compression = self.config.routes[r].compression.as_ref();
+        let compression = self.route().compression.as_ref();
         if let Some(c) = compression
             && compress::eligible(
                 &Method::GET,
@@ -119,11 +118,12 @@ impl Gateway {
         // Concurrent first requests for one variant make it once; the others
         // wait and take the stored result.
         let flight_key: Arc<str> = format!("encode\u{0}{}\u{0}{full}", enc.token()).into();
-        let _flight = match self.cache.join(&flight_key) {
+        let _flight = match self.node.cache.join(&flight_key) {
             Join::Lead(f) => f,
             Join::Wait(mut done) => {
                 let _ = done.changed().await;
                 if let Some(b) = self
+                    .node
                     .cache
                     .store
                     .get(full)
@@ -142,7 +142,7 @@ impl Gateway {
             .ok()?;
         // Add the variant to whatever is stored now, if it is still this body
         // (a 304 keeps the body; a new response replaces it).
-        let current = self.cache.store.get(full).await;
+        let current = self.node.cache.store.get(full).await;
         let mut e = match current {
             Some(c) if c.body.as_ptr() == entry.body.as_ptr() => (*c).clone(),
             Some(_) => return Some(out),
@@ -150,8 +150,8 @@ impl Gateway {
         };
         if e.variant(enc).is_none() {
             e.variants.push((enc, out.clone()));
-            self.cache.store.put(full.clone(), Arc::new(e)).await;
-            self.cache.count(|c| &c.compressed_variants);
+            self.node.cache.store.put(full.clone(), Arc::new(e)).await;
+            self.node.cache.count(|c| &c.compressed_variants);
         }
         Some(out)
     }

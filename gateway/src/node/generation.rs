@@ -1,0 +1,87 @@
+//! One generation: everything the request path reads, built from one
+//! validated config and never changed afterwards.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::{Config, Listener};
+use crate::metrics::{NodeMetrics, RouteMetrics, UpstreamMetrics};
+use crate::plugin::{self, FilterPlugin, LoadError, Plugins};
+use crate::upstream::{self, UpstreamPool};
+
+/// What a route needs at request time besides its config.
+pub struct RouteRt {
+    /// As handed to plugins, allocated once.
+    pub name: Arc<str>,
+    /// Filter plugins, in order.
+    pub filters: Vec<Arc<FilterPlugin>>,
+    pub metrics: RouteMetrics,
+}
+
+pub struct Generation {
+    /// 1 for the config the node started with, +1 per successful reload.
+    pub number: u64,
+    pub config: Arc<Config>,
+    /// In `config.routes` order.
+    pub routes: Vec<RouteRt>,
+    /// In `config.upstreams` order.
+    pub upstreams: Vec<UpstreamPool>,
+    pub upstream_metrics: Vec<Arc<UpstreamMetrics>>,
+    pub plugins: Plugins,
+}
+
+impl Generation {
+    pub(super) fn build(
+        number: u64,
+        config: Config,
+        registry: &upstream::Registry,
+        carry: &mut plugin::Carry,
+        metrics: &NodeMetrics,
+    ) -> Result<Self, LoadError> {
+        let plugins = Plugins::load_carrying(&config, carry)?;
+        let zone = config.node.zone.as_deref();
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                let router = u
+                    .balancer
+                    .as_deref()
+                    .and_then(|b| plugins.router(b))
+                    .cloned();
+                registry.pool(u, router, zone)
+            })
+            .collect();
+        let upstream_metrics = config
+            .upstreams
+            .iter()
+            .map(|u| metrics.upstream(&u.name))
+            .collect();
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| RouteRt {
+                name: Arc::from(r.name.as_str()),
+                filters: r
+                    .filters
+                    .iter()
+                    .filter_map(|f| plugins.filter(f).cloned())
+                    .collect(),
+                metrics: metrics.route(&r.name),
+            })
+            .collect();
+        Ok(Self {
+            number,
+            config: Arc::new(config),
+            routes,
+            upstreams,
+            upstream_metrics,
+            plugins,
+        })
+    }
+
+    /// The listener configured at `addr` (as written, so `:0` stays itself).
+    pub fn listener(&self, addr: SocketAddr) -> Option<&Listener> {
+        self.config.listeners.iter().find(|l| l.addr == addr)
+    }
+}

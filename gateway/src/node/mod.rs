@@ -1,0 +1,91 @@
+//! The long-lived node and its swappable generations.
+//!
+//! A [`Node`] owns what must survive a reload: the cache store, the metrics
+//! registry, upstream clients and endpoint stats ([`upstream::Registry`]),
+//! plugin `state` and counters ([`plugin::Carry`]). A [`Generation`] is an
+//! immutable snapshot built from one validated config: routes, upstream pools,
+//! loaded plugins with their warm instances. The current generation sits behind
+//! an atomic pointer; a request takes it once when it starts and finishes on
+//! it, however many reloads happen meanwhile. Building the next generation
+//! happens off to the side and only a complete one is installed.
+//!
+//! Not carried across a reload (each is rebuilt or fixed at start, and why):
+//! - plugin instances and their engine: `init` runs again with the new
+//!   `config:`, so a plugin's guest globals start fresh (its `state` does not);
+//! - the round-robin cursor of the native balancer: a new endpoint list has
+//!   a new schedule;
+//! - `cache.max-size`, `node.name` and `node.region`: the store and the
+//!   metric labels are made once per process; a change needs a restart;
+//! - the admin listener's address: bound once at start.
+
+mod generation;
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+pub use generation::{Generation, RouteRt};
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::metrics::NodeMetrics;
+use crate::plugin::{self, LoadError};
+use crate::upstream;
+
+pub struct Node {
+    pub metrics: NodeMetrics,
+    pub cache: Cache,
+    upstreams: upstream::Registry,
+    plugins: Mutex<plugin::Carry>,
+    current: ArcSwap<Generation>,
+}
+
+impl Node {
+    /// A node serving `config` as generation 1. A plugin that cannot load or
+    /// fails its `init` fails the start.
+    pub fn new(config: Config) -> Result<Arc<Self>, LoadError> {
+        let metrics = NodeMetrics::new(&config.node.name, &config.node.region);
+        let cache = Cache::new(config.cache);
+        let upstreams = upstream::Registry::default();
+        let mut carry = plugin::Carry::default();
+        let first = Generation::build(1, config, &upstreams, &mut carry, &metrics)?;
+        carry.retain(&first.plugins);
+        metrics.set_generation(1);
+        Ok(Arc::new(Self {
+            metrics,
+            cache,
+            upstreams,
+            plugins: Mutex::new(carry),
+            current: ArcSwap::from_pointee(first),
+        }))
+    }
+
+    /// The generation a request starts on.
+    pub fn generation(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
+
+    /// Builds the next generation from `config` — plugins loaded and their
+    /// `init` run — without installing it. The caller installs it once
+    /// everything else it needs (new listeners) is ready too.
+    pub fn build(&self, config: Config) -> Result<Generation, LoadError> {
+        let mut carry = self.plugins.lock().unwrap_or_else(|p| p.into_inner());
+        // Reloads are serialised by the server, so this number is the next one.
+        let number = self.generation().number + 1;
+        Generation::build(number, config, &self.upstreams, &mut carry, &self.metrics)
+    }
+
+    /// Makes `next` the generation new requests start on; requests already
+    /// running finish on the one they took.
+    pub fn install(&self, next: Generation) -> Arc<Generation> {
+        let next = Arc::new(next);
+        self.upstreams.retain(&next.config);
+        self.plugins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(&next.plugins);
+        self.metrics.set_generation(next.number);
+        self.current.store(next.clone());
+        next
+    }
+}

@@ -1,0 +1,210 @@
+//! The bound sockets, across generations. A listener is known by the address
+//! its config names (so `127.0.0.1:0` stays itself across reloads): one whose
+//! address stays keeps its socket and its open connections and takes the new
+//! settings (certificates included) for new connections; a new one is bound
+//! before the new generation is installed; a removed one stops accepting and
+//! drains its connections in the background.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::listener::quic::{self, QuicServer};
+use crate::listener::{ConnSettings, TcpServer};
+use crate::node::Node;
+
+struct Bound {
+    /// As configured.
+    addr: SocketAddr,
+    name: String,
+    scheme: &'static str,
+    local: SocketAddr,
+    kind: Kind,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+enum Kind {
+    Tcp(Arc<ArcSwap<ConnSettings>>),
+    Quic(quinn::Endpoint),
+}
+
+/// What a reload needs before it may install its generation.
+pub struct Prepared {
+    tcp_updates: Vec<(usize, ConnSettings)>,
+    quic_updates: Vec<(usize, quinn::ServerConfig)>,
+    new_tcp: Vec<TcpServer>,
+    new_quic: Vec<QuicServer>,
+    /// Indices into `bound` that the new config no longer has.
+    removed: Vec<usize>,
+}
+
+#[derive(Default)]
+pub struct Listeners {
+    bound: Vec<Bound>,
+    /// Removed listeners still finishing their connections.
+    draining: Vec<JoinHandle<()>>,
+}
+
+impl Listeners {
+    fn find(&self, addr: SocketAddr, tcp: bool) -> Option<usize> {
+        self.bound
+            .iter()
+            .position(|b| b.addr == addr && matches!(b.kind, Kind::Tcp(_)) == tcp)
+    }
+
+    /// Binds what `config` adds and builds the settings of what it keeps;
+    /// changes nothing that serves. Dropping the result unbinds the new sockets.
+    pub async fn prepare(&self, config: &Config) -> std::io::Result<Prepared> {
+        let mut p = Prepared {
+            tcp_updates: Vec::new(),
+            quic_updates: Vec::new(),
+            new_tcp: Vec::new(),
+            new_quic: Vec::new(),
+            removed: Vec::new(),
+        };
+        let mut kept = Vec::new();
+        for l in &config.listeners {
+            // UDP binds the port TCP got, so `:0` still yields one shared port.
+            let mut quic_addr = l.addr;
+            if l.protocols.tcp() {
+                match self.find(l.addr, true) {
+                    Some(i) => {
+                        quic_addr = self.bound[i].local;
+                        p.tcp_updates
+                            .push((i, ConnSettings::build(l, self.bound[i].local.port())?));
+                        kept.push(i);
+                    }
+                    None => {
+                        let s = TcpServer::bind(l.clone()).await?;
+                        quic_addr = s.local_addr()?;
+                        p.new_tcp.push(s);
+                    }
+                }
+            }
+            if l.protocols.h3 {
+                match self.find(l.addr, false) {
+                    Some(i) => {
+                        let (server, _) = quic::server_config(l)?;
+                        p.quic_updates.push((i, server));
+                        kept.push(i);
+                    }
+                    None => p.new_quic.push(QuicServer::bind(l.clone(), quic_addr)?),
+                }
+            }
+        }
+        p.removed = (0..self.bound.len())
+            .filter(|i| !kept.contains(i))
+            .collect();
+        Ok(p)
+    }
+
+    /// Applies `p`: new settings to kept listeners, new ones start serving,
+    /// removed ones stop accepting and drain.
+    pub fn commit(&mut self, p: Prepared, node: &Arc<Node>) {
+        // At start `Running::announce` prints the listening lines; later ones are logged.
+        let initial = self.bound.is_empty() && self.draining.is_empty();
+        for (i, settings) in p.tcp_updates {
+            if let Kind::Tcp(s) = &self.bound[i].kind {
+                s.store(Arc::new(settings));
+            }
+        }
+        for (i, server) in p.quic_updates {
+            if let Kind::Quic(e) = &self.bound[i].kind {
+                e.set_server_config(Some(server));
+            }
+        }
+        for i in p.removed.into_iter().rev() {
+            let b = self.bound.remove(i);
+            tracing::info!(listener = %b.name, address = %b.local, "listener removed; draining its connections");
+            let _ = b.stop.send(true);
+            self.draining.push(b.task);
+        }
+        for s in p.new_tcp {
+            let (stop, rx) = watch::channel(false);
+            let Ok(local) = s.local_addr() else { continue };
+            let scheme = if s.config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let (addr, name, kind) = (
+                s.config.addr,
+                s.config.name.clone(),
+                Kind::Tcp(s.settings()),
+            );
+            let task = tokio::spawn(s.serve(node.clone(), rx));
+            if !initial {
+                tracing::info!(listener = %name, "listening {scheme}://{local}");
+            }
+            self.bound.push(Bound {
+                addr,
+                name,
+                scheme,
+                local,
+                kind,
+                stop,
+                task,
+            });
+        }
+        for s in p.new_quic {
+            let (stop, rx) = watch::channel(false);
+            let Ok(local) = s.local_addr() else { continue };
+            let (addr, name) = (s.config.addr, format!("{}/h3", s.config.name));
+            let kind = Kind::Quic(s.endpoint());
+            let task = tokio::spawn(s.serve(node.clone(), rx));
+            if !initial {
+                tracing::info!(listener = %name, "listening h3://{local}");
+            }
+            self.bound.push(Bound {
+                addr,
+                name,
+                scheme: "h3",
+                local,
+                kind,
+                stop,
+                task,
+            });
+        }
+    }
+
+    /// `(name, scheme, bound address)` of every listener, in the order bound.
+    pub fn announced(&self) -> Vec<(String, &'static str, SocketAddr)> {
+        self.bound
+            .iter()
+            .map(|b| (b.name.clone(), b.scheme, b.local))
+            .collect()
+    }
+
+    /// Stops every listener and waits up to `drain` for their connections.
+    pub async fn shutdown(self, drain: Duration) -> bool {
+        let mut tasks = self.draining;
+        for b in self.bound {
+            let _ = b.stop.send(true);
+            tasks.push(b.task);
+        }
+        let aborts: Vec<_> = tasks.iter().map(JoinHandle::abort_handle).collect();
+        let drained = tokio::time::timeout(drain, async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        })
+        .await
+        .is_ok();
+        if !drained {
+            tracing::warn!(
+                ?drain,
+                "drain timeout reached; closing the remaining connections"
+            );
+            for a in aborts {
+                a.abort();
+            }
+        }
+        drained
+    }
+}

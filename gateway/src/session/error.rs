@@ -1,0 +1,199 @@
+//! The one error taxonomy of the request path. Who failed ([`Blame`]) decides
+//! the status, the counter, the log level and whether another endpoint may be
+//! tried — all of it here, nowhere else.
+
+use http::{Response, StatusCode};
+
+use crate::body::{self, Body, BoxError};
+
+/// Who is at fault for a failed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The request was malformed, too large, or the client went away.
+    Client,
+    /// An upstream endpoint refused, failed or was too slow.
+    Upstream,
+    /// A plugin faulted and its policy is `fail`.
+    Plugin,
+    /// A state of our own that should not happen.
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route matches this request")]
+    NoRoute,
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    #[error("request body larger than the route's limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the client stopped sending its request body: {source}")]
+    ClientAborted {
+        #[source]
+        source: BoxError,
+    },
+    #[error("the client's request body is malformed: {source}")]
+    ClientBody {
+        #[source]
+        source: BoxError,
+    },
+    #[error("upstream {upstream}: cannot connect to {endpoint}: {source}")]
+    Connect {
+        upstream: String,
+        endpoint: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("upstream {upstream}: {endpoint} did not answer within {timeout:?}")]
+    Timeout {
+        upstream: String,
+        endpoint: String,
+        timeout: std::time::Duration,
+    },
+    #[error("plugin {plugin} {fault}")]
+    Plugin {
+        plugin: String,
+        fault: crate::plugin::Fault,
+    },
+    #[error("upstream {upstream}: no endpoint can take the request")]
+    Unavailable { upstream: String },
+    #[error("upstream {upstream}: {endpoint} failed: {source}")]
+    Upstream {
+        upstream: String,
+        endpoint: String,
+        #[source]
+        source: BoxError,
+    },
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl ProxyError {
+    pub fn blame(&self) -> Blame {
+        match self {
+            Self::NoRoute
+            | Self::BadRequest(_)
+            | Self::TooLarge { .. }
+            | Self::ClientAborted { .. }
+            | Self::ClientBody { .. } => Blame::Client,
+            Self::Connect { .. }
+            | Self::Timeout { .. }
+            | Self::Unavailable { .. }
+            | Self::Upstream { .. } => Blame::Upstream,
+            Self::Plugin { .. } => Blame::Plugin,
+            Self::Internal(_) => Blame::Internal,
+        }
+    }
+
+    /// Whether the request may go to another endpoint, if its body can be
+    /// sent again: only when nothing reached the upstream's application.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::Connect { .. })
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            // An aborted upload rarely sees its answer; if it does, the request was incomplete.
+            Self::BadRequest(_) | Self::ClientAborted { .. } | Self::ClientBody { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Connect { .. } | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            // Too slow or too busy is a capacity problem; a trap is a broken plugin.
+            Self::Plugin { fault, .. } => match fault {
+                crate::plugin::Fault::Deadline | crate::plugin::Fault::Busy => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                _ => StatusCode::BAD_GATEWAY,
+            },
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Short, plain-text and free of internal addresses: the details go to the log.
+    pub fn into_response(&self) -> Response<Body> {
+        let text: &'static str = match self {
+            Self::NoRoute => "no route for this request\n",
+            Self::BadRequest(why) => why,
+            Self::TooLarge { .. } => "request body too large\n",
+            Self::ClientAborted { .. } => "request body incomplete\n",
+            Self::ClientBody { .. } => "malformed request body\n",
+            Self::Connect { .. } => "upstream unavailable\n",
+            Self::Upstream { .. } => "upstream failed\n",
+            Self::Timeout { .. } => "upstream timed out\n",
+            Self::Unavailable { .. } => "no upstream endpoint available\n",
+            Self::Plugin { .. } => "plugin failed\n",
+            Self::Internal(_) => "internal error\n",
+        };
+        body::local_response(self.status(), "text/plain; charset=utf-8", text)
+    }
+
+    /// Classifies a failed upstream exchange. A failure that began in the
+    /// client's own request body is the client's, whatever hyper wraps it in.
+    pub fn from_exchange(
+        e: hyper_util::client::legacy::Error,
+        upstream: &str,
+        endpoint: &str,
+        limit: Option<u64>,
+    ) -> Self {
+        if let Some(client) = find::<super::inbound::ClientBodyError>(&e) {
+            return client.classify(limit);
+        }
+        if e.is_connect() {
+            return Self::Connect {
+                upstream: upstream.to_owned(),
+                endpoint: endpoint.to_owned(),
+                source: Box::new(e),
+            };
+        }
+        Self::Upstream {
+            upstream: upstream.to_owned(),
+            endpoint: endpoint.to_owned(),
+            source: Box::new(e),
+        }
+    }
+
+    /// Classifies a failed response body read on the cache's behalf.
+    pub fn from_body(e: BoxError, upstream: &str, endpoint: &str) -> Self {
+        Self::Upstream {
+            upstream: upstream.to_owned(),
+            endpoint: endpoint.to_owned(),
+            source: e,
+        }
+    }
+}
+
+/// The first error of type `T` in `e`'s source chain.
+pub fn find<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(t) = err.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blame_decides_status_class() {
+        let client = ProxyError::ClientAborted {
+            source: "reset".into(),
+        };
+        assert_eq!(client.blame(), Blame::Client);
+        assert!(client.status().is_client_error());
+        let internal = ProxyError::Internal("no endpoint was tried");
+        assert_eq!(internal.blame(), Blame::Internal);
+        assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!ProxyError::NoRoute.retryable());
+    }
+}

@@ -1,0 +1,175 @@
+//! Phase 10, log: the one place a failed request becomes a status, a counter
+//! and a log line, and where every request is measured — at the end of its
+//! response body, not at its head, so durations and in-flight gauges cover
+//! streaming responses.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use http::{Method, Request, Response, Uri, Version};
+
+use super::error::{Blame, ProxyError};
+use super::{Answer, ConnInfo, Session};
+use crate::body::{self, Body};
+use crate::metrics::{InFlight, RouteMetrics};
+use crate::node::{Generation, Node};
+use crate::plugin::limit::LogLimiter;
+
+/// Failure lines per second the request path may write, and the burst: a
+/// broken upstream or a hostile client must not be able to flood the log.
+const FAILURE_LOG_RATE: (u32, u32) = (10, 50);
+
+/// What the log phase knows about one request.
+pub struct Record {
+    node: Arc<Node>,
+    started: Instant,
+    version: Version,
+    /// Only the access log needs these after the request moves on.
+    access: Option<(Method, Uri, ConnInfo)>,
+    route: Option<(Arc<str>, RouteMetrics, InFlight)>,
+    endpoint: Option<String>,
+    /// Request body bytes received, counted as the body streams upstream.
+    pub(super) bytes_in: Option<Arc<AtomicU64>>,
+}
+
+impl Record {
+    pub fn start(
+        node: &Arc<Node>,
+        generation: &Generation,
+        conn: &ConnInfo,
+        req: &Request<Body>,
+    ) -> Self {
+        node.metrics.requests_by_protocol(req.version());
+        Self {
+            node: node.clone(),
+            started: Instant::now(),
+            version: req.version(),
+            access: generation
+                .config
+                .access_log
+                .then(|| (req.method().clone(), req.uri().clone(), conn.clone())),
+            route: None,
+            endpoint: None,
+            bytes_in: None,
+        }
+    }
+
+    /// The request matched route `r`: it counts as in flight on it from now
+    /// until its response body ends.
+    pub fn routed(&mut self, generation: &Generation, r: usize) {
+        let rt = &generation.routes[r];
+        self.route = Some((rt.name.clone(), rt.metrics.clone(), rt.metrics.start()));
+    }
+
+    /// What the session learnt that the log line names.
+    pub fn ended(&mut self, s: &Session) {
+        self.endpoint = s.endpoint_name();
+    }
+
+    /// Turns the answer into the response the client gets, and measures it
+    /// once its body has been sent.
+    pub fn finish(self, answer: Answer) -> Response<Body> {
+        let resp = match answer {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.report(&e);
+                e.into_response()
+            }
+        };
+        let status = resp.status();
+        let (parts, body) = resp.into_parts();
+        let body = body::on_end(body, move |bytes_out, _complete| {
+            self.measured(status, bytes_out);
+        });
+        Response::from_parts(parts, body)
+    }
+
+    fn measured(self, status: http::StatusCode, bytes_out: u64) {
+        let elapsed = self.started.elapsed();
+        let bytes_in = self
+            .bytes_in
+            .as_ref()
+            .map_or(0, |b| b.load(Ordering::Relaxed));
+        if let Some((_, metrics, _in_flight)) = &self.route {
+            metrics.finish(status, elapsed, bytes_in, bytes_out);
+        }
+        if let Some((method, uri, conn)) = &self.access {
+            access_line(
+                &self,
+                method,
+                uri,
+                conn,
+                status.as_u16(),
+                elapsed,
+                bytes_out,
+            );
+        }
+    }
+
+    /// Counts and logs a failed request by who failed.
+    fn report(&self, e: &ProxyError) {
+        let m = &self.node.metrics;
+        let route = self.route.as_ref().map(|(n, ..)| &**n);
+        let counter = match e {
+            ProxyError::NoRoute => Some(&m.no_route),
+            ProxyError::BadRequest(_)
+            | ProxyError::TooLarge { .. }
+            | ProxyError::ClientBody { .. } => Some(&m.bad_requests),
+            ProxyError::ClientAborted { .. } => Some(&m.client_aborted),
+            ProxyError::Upstream { .. } => Some(&m.upstream_errors),
+            ProxyError::Unavailable { .. } => Some(&m.no_endpoint),
+            ProxyError::Plugin { .. } => Some(&m.plugin_failures),
+            ProxyError::Internal(_) => Some(&m.internal_errors),
+            // Per upstream, counted where the attempt failed.
+            ProxyError::Connect { .. } | ProxyError::Timeout { .. } => None,
+        };
+        if let Some(c) = counter {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        match e.blame() {
+            // Client mistakes are counted, not logged loudly: a hostile client
+            // must not be able to flood the operator's logs.
+            Blame::Client => tracing::debug!(route, error = %e, "request refused"),
+            Blame::Upstream | Blame::Plugin => {
+                if let Some(suppressed) = limiter().admit() {
+                    tracing::warn!(route, error = %e, suppressed, "request failed");
+                }
+            }
+            Blame::Internal => {
+                if let Some(suppressed) = limiter().admit() {
+                    tracing::error!(route, error = %e, suppressed, "request failed: internal error");
+                }
+            }
+        }
+    }
+}
+
+fn limiter() -> &'static LogLimiter {
+    static L: std::sync::OnceLock<LogLimiter> = std::sync::OnceLock::new();
+    L.get_or_init(|| LogLimiter::new(FAILURE_LOG_RATE.0, FAILURE_LOG_RATE.1))
+}
+
+fn access_line(
+    r: &Record,
+    method: &Method,
+    uri: &Uri,
+    conn: &ConnInfo,
+    status: u16,
+    elapsed: Duration,
+    bytes_out: u64,
+) {
+    tracing::info!(
+        target: "edgeward::access",
+        client = %conn.client,
+        listener = %conn.listener,
+        proto = ?r.version,
+        method = %method,
+        uri = %uri,
+        status,
+        route = r.route.as_ref().map(|(n, ..)| &**n),
+        endpoint = r.endpoint.as_deref(),
+        bytes = bytes_out,
+        micros = elapsed.as_micros() as u64,
+    );
+}

@@ -1,0 +1,155 @@
+//! The request path: one [`Session`] per request, its phases in the order the
+//! plugin contract (`wit/worlds.wit`) and DESIGN.md give them:
+//!
+//! 1. inbound checks ([`inbound`]) — 2. route ([`crate::matching`]) —
+//! 3. on-request filters ([`filters`]) — 4. cache lookup ([`cached`]) —
+//! 5. choose endpoint and 6. upstream ([`proxy`]) — 7. on-response filters —
+//! 8. compress — 9. cache store — 10. log ([`log`]).
+//!
+//! A phase a route does not configure costs nothing. Errors of any phase are
+//! one [`ProxyError`], turned into a response, a counter and a log line in
+//! [`log`] only.
+
+mod cached;
+pub mod error;
+mod filters;
+pub mod headers;
+mod inbound;
+mod log;
+mod proxy;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use http::{Method, Request, Response};
+
+use crate::body::Body;
+use crate::compress::{self, Encoding};
+use crate::config::Route;
+use crate::node::{Generation, Node, RouteRt};
+use crate::upstream::UpstreamPool;
+pub use error::{Blame, ProxyError};
+
+/// What the listener knows about the connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub client: SocketAddr,
+    /// `https` when the connection is TLS or QUIC.
+    pub scheme: &'static str,
+    pub listener: Arc<str>,
+}
+
+type Answer = Result<Response<Body>, ProxyError>;
+
+/// One routed request: the generation it started on, its route, and what the
+/// phases learn on the way. Cheap to clone (a background revalidation keeps
+/// one after the client has its answer).
+#[derive(Clone)]
+pub struct Session {
+    node: Arc<Node>,
+    generation: Arc<Generation>,
+    conn: ConnInfo,
+    /// Index of the matched route in `generation`.
+    r: usize,
+    /// The response encoding negotiated for this client.
+    want: Encoding,
+    /// The request head as the on-response filters see it (filtered routes only).
+    kept: Option<Arc<http::request::Parts>>,
+    /// 1 + index of the endpoint last tried; 0 while none was.
+    endpoint: Arc<AtomicUsize>,
+}
+
+/// Serves one request; never fails: errors become responses in the log phase.
+pub async fn handle(node: &Arc<Node>, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
+    let generation = node.generation();
+    let mut record = log::Record::start(node, &generation, conn, &req);
+    // 1. inbound checks, 2. route
+    let routed =
+        inbound::check(&req).and_then(|()| route(&generation, &req).ok_or(ProxyError::NoRoute));
+    let answer = match routed {
+        Err(e) => Err(e),
+        Ok(r) => {
+            record.routed(&generation, r);
+            let mut session = Session {
+                node: node.clone(),
+                generation: generation.clone(),
+                conn: conn.clone(),
+                r,
+                want: Encoding::Identity,
+                kept: None,
+                endpoint: Arc::default(),
+            };
+            let answer = session.run(req, &mut record).await;
+            record.ended(&session);
+            answer
+        }
+    };
+    record.finish(answer)
+}
+
+/// First matching route, in configuration order.
+fn route<B>(generation: &Generation, req: &Request<B>) -> Option<usize> {
+    let host = crate::matching::request_host(req).unwrap_or("");
+    let path = req.uri().path();
+    generation
+        .config
+        .routes
+        .iter()
+        .position(|r| r.matcher.matches(req.method(), host, path, req.headers()))
+}
+
+impl Session {
+    /// Phases 3–9 for a routed request.
+    async fn run(&mut self, req: Request<Body>, record: &mut log::Record) -> Answer {
+        let req = inbound::client_body(req, self.route().max_request_body, record)?;
+        // 3. on-request filters: may answer the client themselves.
+        let req = match self.on_request(req)? {
+            filters::Step::Continue(req) => req,
+            filters::Step::Respond(resp) => return Ok(resp),
+        };
+        if self.route().compression.is_some() {
+            self.want = compress::negotiate(req.headers());
+        }
+        match &self.route().cache {
+            // 4. cache lookup; on a miss 5–9 run on the cache's behalf.
+            Some(policy) => self.cached(policy, req).await,
+            None => {
+                let method = req.method().clone();
+                // 5. choose, 6. upstream, 7. on-response
+                let resp = self.forward(req).await?;
+                // 8. compress
+                Ok(self.compressed(resp, &method))
+            }
+        }
+    }
+
+    fn route(&self) -> &Route {
+        &self.generation.config.routes[self.r]
+    }
+
+    fn route_rt(&self) -> &RouteRt {
+        &self.generation.routes[self.r]
+    }
+
+    fn pool(&self) -> &UpstreamPool {
+        &self.generation.upstreams[self.route().upstream]
+    }
+
+    /// The endpoint the request was last sent to, for logs.
+    fn endpoint_name(&self) -> Option<String> {
+        let i = self.endpoint.load(Ordering::Relaxed).checked_sub(1)?;
+        self.pool()
+            .endpoints
+            .get(i)
+            .map(|e| e.authority.to_string())
+    }
+
+    /// Phase 8: the negotiated encoding, streamed.
+    fn compressed(&self, resp: Response<Body>, method: &Method) -> Response<Body> {
+        match &self.route().compression {
+            Some(c) => compress::stream(resp, method, self.want, c),
+            None => resp,
+        }
+    }
+}
