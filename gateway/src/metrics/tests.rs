@@ -547,3 +547,44 @@ fn hostile_label_values_are_escaped() {
     // cargo test -p edgeward --lib hostile_label -- --nocapture
     println!("----- BEGIN SCRAPE -----\n{text}----- END SCRAPE -----");
 }
+
+#[test]
+fn cache_and_plugin_accessors_feed_the_sources() {
+    let cache = Arc::new(crate::cache::Cache::new(Default::default()));
+    cache.count(|c| &c.hits);
+    cache.count(|c| &c.hits);
+    cache.count(|c| &c.stored);
+    let plugin = crate::plugin::PluginMetrics::new("rr");
+    plugin.record(&Ok(()));
+    plugin.log_dropped();
+    let plugins = Arc::new(crate::plugin::Plugins::default());
+
+    let m = NodeMetrics::new("n", "r");
+    let c = cache.clone();
+    m.set_cache_source(Arc::new(move || c.metrics_sample()));
+    let ps = plugins.clone();
+    m.set_plugin_source(Arc::new(move || ps.metrics_samples()));
+    let s = parse(&m.render());
+    assert_eq!(
+        value(&s, "edgeward_cache_requests_total", &[("result", "hit")]),
+        2.0
+    );
+    assert_eq!(value(&s, "edgeward_cache_stored_total", &[]), 1.0);
+    assert_eq!(
+        value(&s, "edgeward_cache_max_bytes", &[]),
+        (256u64 << 20) as f64
+    );
+    // No plugin loaded: no plugin family at all.
+    assert!(
+        !s.iter()
+            .any(|x| x.name.starts_with("edgeward_plugin_calls"))
+    );
+
+    let sample = plugin.sample();
+    assert_eq!(
+        (sample.plugin.as_str(), sample.calls, sample.log_dropped),
+        ("rr", 1, 1)
+    );
+    assert_eq!(sample.faults.len(), 6);
+    assert!(sample.faults.iter().all(|(_, n)| *n == 0));
+}
