@@ -113,6 +113,7 @@ impl Cache {
     }
 
     /// Prometheus text for the cache, with the node's labels.
+    /// To be removed: `/metrics` moves to `NodeMetrics` fed by [`Cache::metrics_sample`].
     pub fn render(&self, node: &str, region: &str) -> String {
         let labels = format!("node=\"{node}\",region=\"{region}\"");
         let c = &self.counters;
@@ -177,5 +178,30 @@ impl Cache {
             self.settings.max_size
         );
         out
+    }
+}
+
+impl Cache {
+    /// The counters and usage now, for `NodeMetrics::set_cache_source`
+    /// (e.g. `move || cache.metrics_sample()`); read at scrape time.
+    pub fn metrics_sample(&self) -> crate::metrics::CacheSample {
+        let c = &self.counters;
+        let (bytes, entries) = self.store.usage_now();
+        crate::metrics::CacheSample {
+            hits: c.hits.load(Relaxed),
+            misses: c.misses.load(Relaxed),
+            stale: c.stale.load(Relaxed),
+            revalidated: c.revalidated.load(Relaxed),
+            bypass: c.bypass.load(Relaxed),
+            stored: c.stored.load(Relaxed),
+            evictions: c.evictions.load(Relaxed),
+            expired: c.expired.load(Relaxed),
+            purged: c.purged.load(Relaxed),
+            coalesced: c.coalesced.load(Relaxed),
+            compressed_variants: c.compressed_variants.load(Relaxed),
+            bytes,
+            max_bytes: self.settings.max_size,
+            entries,
+        }
     }
 }

@@ -46,8 +46,9 @@ pub struct ConfigFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct NodeConfig {
-    /// Region this node serves, e.g. `eu-west-1`. Default: `local`.
-    pub region: Option<String>,
+    /// Region this node serves, e.g. `eu-west-1` (a metric label: letters,
+    /// digits, `._-:/`). Default: `local`.
+    pub region: Option<Spanned<String>>,
     /// Name of this node, used in `Via` and logs. Default: `edgeward`.
     pub name: Option<Spanned<String>>,
     /// Zone of this node, which routers may prefer endpoints in. Default: none.
@@ -217,8 +218,9 @@ impl EndpointConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RouteConfig {
-    /// Name used in logs and errors. Default: `route-<index>`.
-    pub name: Option<String>,
+    /// Name used in logs, errors and metric labels (letters, digits, `._-:/`).
+    /// Default: `route-<index>`.
+    pub name: Option<Spanned<String>>,
     /// What the request must look like; every condition must hold. Default: match all.
     #[serde(default, rename = "match")]
     pub matcher: MatchConfig,

@@ -25,6 +25,7 @@ use crate::matching::{HostMatch, PathMatch, RouteMatch};
 /// How long an endpoint that refused a connection stays out of rotation, by default.
 const UNHEALTHY_COOL_DOWN: Duration = Duration::from_secs(10);
 
+mod names;
 mod quic;
 
 /// Collects issues so one run of `edgeward check` reports all of them.
@@ -97,7 +98,11 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
     let root = Location::UNKNOWN;
 
     let node = Node {
-        region: raw.node.region.clone().unwrap_or_else(|| "local".into()),
+        region: raw
+            .node
+            .region
+            .as_ref()
+            .map_or_else(|| "local".into(), |r| r.value.clone()),
         name: raw
             .node
             .name
@@ -118,6 +123,8 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
             "use letters, digits, '-', '.' or '_' only (it is sent in the Via header)",
         );
     }
+
+    names::check(&mut c, &raw);
 
     if raw.listeners.is_empty() {
         c.issue(
@@ -201,7 +208,8 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
         .iter()
         .enumerate()
         .filter_map(|(i, r)| {
-            let name = r.value.name.clone().unwrap_or_else(|| format!("route-{i}"));
+            let name =
+                (r.value.name.as_ref()).map_or_else(|| format!("route-{i}"), |n| n.value.clone());
             if !route_names.insert(name.clone()) {
                 c.issue(
                     &r.referenced,

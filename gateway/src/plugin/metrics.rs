@@ -64,6 +64,7 @@ impl PluginMetrics {
     }
 }
 
+/// To be removed: `/metrics` moves to `NodeMetrics` fed by [`super::Plugins::metrics_samples`].
 pub fn render(all: &[std::sync::Arc<PluginMetrics>]) -> String {
     let mut out = String::new();
     if all.is_empty() {
@@ -110,4 +111,30 @@ pub fn render(all: &[std::sync::Arc<PluginMetrics>]) -> String {
         );
     }
     out
+}
+
+impl PluginMetrics {
+    /// The counters now, for `NodeMetrics::set_plugin_source`; read at scrape time.
+    pub fn sample(&self) -> crate::metrics::PluginSample {
+        crate::metrics::PluginSample {
+            plugin: self.name.clone(),
+            calls: self.calls.load(Relaxed),
+            faults: KINDS
+                .iter()
+                .zip(&self.faults)
+                .map(|(k, n)| (*k, n.load(Relaxed)))
+                .collect(),
+            fallbacks: self.fallbacks.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            log_dropped: self.log_dropped.load(Relaxed),
+        }
+    }
+}
+
+impl super::Plugins {
+    /// Every loaded plugin's counters, for `NodeMetrics::set_plugin_source`
+    /// (e.g. `move || plugins.metrics_samples()`).
+    pub fn metrics_samples(&self) -> Vec<crate::metrics::PluginSample> {
+        self.metrics.iter().map(|m| m.sample()).collect()
+    }
 }

@@ -125,7 +125,7 @@ impl Record {
             ProxyError::Connect { .. } | ProxyError::Timeout { .. } => None,
         };
         if let Some(c) = counter {
-            c.fetch_add(1, Ordering::Relaxed);
+            c.inc();
         }
         match e.blame() {
             // Client mistakes are counted, not logged loudly: a hostile client
