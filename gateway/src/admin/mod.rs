@@ -48,7 +48,7 @@ fn route<B>(req: &Request<B>, node: &Node, ready: &Readiness) -> Response<Body> 
         (&Method::GET | &Method::HEAD, "/metrics") => local_response(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            render_metrics(node),
+            node.metrics.render(),
         ),
         (_, "/healthz" | "/readyz" | "/metrics") => {
             local_response(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "use GET\n")
@@ -95,14 +95,4 @@ pub async fn serve(
             let _ = http.serve_connection(TokioIo::new(stream), svc).await;
         });
     }
-}
-
-/// Every metric of the node, in the Prometheus text format.
-fn render_metrics(node: &Node) -> String {
-    let generation = node.generation();
-    node.metrics.render()
-        + &node
-            .cache
-            .render(&generation.config.node.name, &generation.config.node.region)
-        + &generation.plugins.render_metrics()
 }

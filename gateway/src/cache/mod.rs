@@ -8,7 +8,6 @@ pub mod policy;
 pub mod store;
 
 use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -110,74 +109,6 @@ impl Cache {
 
     pub fn count(&self, c: impl Fn(&Counters) -> &AtomicU64) {
         c(&self.counters).fetch_add(1, Relaxed);
-    }
-
-    /// Prometheus text for the cache, with the node's labels.
-    /// To be removed: `/metrics` moves to `NodeMetrics` fed by [`Cache::metrics_sample`].
-    pub fn render(&self, node: &str, region: &str) -> String {
-        let labels = format!("node=\"{node}\",region=\"{region}\"");
-        let c = &self.counters;
-        let mut out = String::new();
-        out.push_str("# HELP edgeward_cache_requests_total Cache lookups by outcome.\n");
-        out.push_str("# TYPE edgeward_cache_requests_total counter\n");
-        for (result, v) in [
-            ("hit", &c.hits),
-            ("miss", &c.misses),
-            ("stale", &c.stale),
-            ("revalidated", &c.revalidated),
-            ("bypass", &c.bypass),
-        ] {
-            let _ = writeln!(
-                out,
-                "edgeward_cache_requests_total{{{labels},result=\"{result}\"}} {}",
-                v.load(Relaxed)
-            );
-        }
-        for (metric, help, v) in [
-            (
-                "edgeward_cache_stored_total",
-                "Responses stored.",
-                &c.stored,
-            ),
-            (
-                "edgeward_cache_evictions_total",
-                "Entries evicted to keep the byte bound.",
-                &c.evictions,
-            ),
-            (
-                "edgeward_cache_expired_total",
-                "Entries dropped after their retention.",
-                &c.expired,
-            ),
-            (
-                "edgeward_cache_purged_total",
-                "Entries removed by purge requests or unsafe methods.",
-                &c.purged,
-            ),
-            (
-                "edgeward_cache_coalesced_total",
-                "Requests that waited for another request's fetch.",
-                &c.coalesced,
-            ),
-            (
-                "edgeward_cache_compressed_variants_total",
-                "Encoded variants made for stored responses.",
-                &c.compressed_variants,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {metric} {help}\n# TYPE {metric} counter\n{metric}{{{labels}}} {}",
-                v.load(Relaxed)
-            );
-        }
-        let (bytes, entries) = self.store.usage_now();
-        let _ = writeln!(
-            out,
-            "# HELP edgeward_cache_bytes Bytes held by stored responses.\n# TYPE edgeward_cache_bytes gauge\nedgeward_cache_bytes{{{labels}}} {bytes}\n# HELP edgeward_cache_max_bytes The configured bound.\n# TYPE edgeward_cache_max_bytes gauge\nedgeward_cache_max_bytes{{{labels}}} {}\n# HELP edgeward_cache_entries Stored responses.\n# TYPE edgeward_cache_entries gauge\nedgeward_cache_entries{{{labels}}} {entries}",
-            self.settings.max_size
-        );
-        out
     }
 }
 

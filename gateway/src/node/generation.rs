@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::config::{Config, Listener};
-use crate::metrics::{NodeMetrics, RouteMetrics, UpstreamMetrics};
+use crate::metrics::{EndpointSample, NodeMetrics, RouteMetrics, UpstreamMetrics};
 use crate::plugin::{self, FilterPlugin, LoadError, Plugins};
 use crate::upstream::{self, UpstreamPool};
 
@@ -78,6 +78,28 @@ impl Generation {
             upstream_metrics,
             plugins,
         })
+    }
+
+    /// Each endpoint's in-flight count, health and latency, for `/metrics`.
+    pub fn endpoint_samples(&self) -> Vec<EndpointSample> {
+        let now = crate::upstream::stats::now_ms();
+        self.upstreams
+            .iter()
+            .flat_map(|u| {
+                u.endpoints
+                    .iter()
+                    .zip(&u.stats)
+                    .map(move |(e, s)| EndpointSample {
+                        upstream: u.name.clone(),
+                        endpoint: e.authority.to_string(),
+                        in_flight: s.in_flight(),
+                        healthy: s.healthy(now),
+                        latency_ewma: std::time::Duration::from_micros(u64::from(
+                            s.latency_ewma_us(),
+                        )),
+                    })
+            })
+            .collect()
     }
 
     /// The listener configured at `addr` (as written, so `:0` stays itself).

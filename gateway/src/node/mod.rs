@@ -51,13 +51,39 @@ impl Node {
         let first = Generation::build(1, config, &upstreams, &mut carry, &metrics)?;
         carry.retain(&first.plugins);
         metrics.set_generation(1);
-        Ok(Arc::new(Self {
+        let node = Arc::new(Self {
             metrics,
             cache,
             upstreams,
             plugins: Mutex::new(carry),
             current: ArcSwap::from_pointee(first),
-        }))
+        });
+        node.scraped_from_here();
+        Ok(node)
+    }
+
+    /// Tells the metrics where the series read at scrape time come from: the
+    /// cache, and the endpoints and plugins of whatever generation is current
+    /// then. Weak, because the metrics are the node's own.
+    fn scraped_from_here(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        self.metrics.set_cache_source(Arc::new(move || {
+            weak.upgrade()
+                .map(|n| n.cache.metrics_sample())
+                .unwrap_or_default()
+        }));
+        let weak = Arc::downgrade(self);
+        self.metrics.set_endpoint_source(Arc::new(move || {
+            weak.upgrade()
+                .map(|n| n.generation().endpoint_samples())
+                .unwrap_or_default()
+        }));
+        let weak = Arc::downgrade(self);
+        self.metrics.set_plugin_source(Arc::new(move || {
+            weak.upgrade()
+                .map(|n| n.generation().plugins.metrics_samples())
+                .unwrap_or_default()
+        }));
     }
 
     /// The generation a request starts on.

@@ -1,7 +1,6 @@
 //! Per-plugin counters: calls, faults by kind, and what the fault policy did.
 //! A fault is logged once per burst; the counters see every one.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::FAULT_LOG_WINDOW;
@@ -62,55 +61,6 @@ impl PluginMetrics {
     pub fn log_dropped(&self) {
         self.log_dropped.fetch_add(1, Relaxed);
     }
-}
-
-/// To be removed: `/metrics` moves to `NodeMetrics` fed by [`super::Plugins::metrics_samples`].
-pub fn render(all: &[std::sync::Arc<PluginMetrics>]) -> String {
-    let mut out = String::new();
-    if all.is_empty() {
-        return out;
-    }
-    out.push_str("# HELP edgeward_plugin_calls_total Calls into a plugin.\n# TYPE edgeward_plugin_calls_total counter\n");
-    for m in all {
-        let _ = writeln!(
-            out,
-            "edgeward_plugin_calls_total{{plugin=\"{}\"}} {}",
-            m.name,
-            m.calls.load(Relaxed)
-        );
-    }
-    out.push_str("# HELP edgeward_plugin_faults_total Plugin calls that faulted (instance discarded), by kind.\n# TYPE edgeward_plugin_faults_total counter\n");
-    for m in all {
-        for (k, n) in KINDS.iter().zip(&m.faults) {
-            let _ = writeln!(
-                out,
-                "edgeward_plugin_faults_total{{plugin=\"{}\",kind=\"{k}\"}} {}",
-                m.name,
-                n.load(Relaxed)
-            );
-        }
-    }
-    out.push_str("# HELP edgeward_plugin_policy_total What on-error did after a fault.\n# TYPE edgeward_plugin_policy_total counter\n");
-    for m in all {
-        for (p, n) in [("fallback", &m.fallbacks), ("fail", &m.failed)] {
-            let _ = writeln!(
-                out,
-                "edgeward_plugin_policy_total{{plugin=\"{}\",policy=\"{p}\"}} {}",
-                m.name,
-                n.load(Relaxed)
-            );
-        }
-    }
-    out.push_str("# HELP edgeward_plugin_log_dropped_total Guest log lines dropped by the rate limit.\n# TYPE edgeward_plugin_log_dropped_total counter\n");
-    for m in all {
-        let _ = writeln!(
-            out,
-            "edgeward_plugin_log_dropped_total{{plugin=\"{}\"}} {}",
-            m.name,
-            m.log_dropped.load(Relaxed)
-        );
-    }
-    out
 }
 
 impl PluginMetrics {

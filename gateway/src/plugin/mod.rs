@@ -124,11 +124,6 @@ impl Plugins {
         self.filters.get(name)
     }
 
-    /// Prometheus text for every plugin.
-    pub fn render_metrics(&self) -> String {
-        metrics::render(&self.metrics)
-    }
-
     /// Loads every plugin the config uses: reads, compiles (or hits the disk
     /// cache), checks each against the world its use requires, and runs
     /// `init` on a first instance. Any failure names the plugin and the reason.
@@ -353,13 +348,12 @@ mod tests {
         first.sort_unstable();
         assert_eq!(first, [0, 1, 2]);
         assert!(picks(&pool, 6, &[1]).iter().all(|&i| i != 1));
-        assert_eq!(
-            plugins
-                .render_metrics()
-                .lines()
-                .find(|l| l.starts_with("edgeward_plugin_calls_total")),
-            Some("edgeward_plugin_calls_total{plugin=\"p\"} 12")
-        );
+        let calls: Vec<_> = plugins
+            .metrics_samples()
+            .into_iter()
+            .map(|s| (s.plugin, s.calls))
+            .collect();
+        assert_eq!(calls, [("p".to_owned(), 12)]);
     }
 
     #[test]
