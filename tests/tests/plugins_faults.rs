@@ -1,0 +1,142 @@
+//! What survives a plugin fault: the request (and response) head it was lent,
+//! the pool's warm instances, and a fault log line that names the cause.
+
+mod plugin_common;
+
+use edgeward_e2e::client::{Client, Fetched};
+use edgeward_e2e::{Gateway, Upstream, empty};
+use http::{Request, StatusCode};
+use plugin_common::*;
+
+const REQUESTS: usize = 12;
+
+fn listener_and_admin() -> &'static str {
+    "listeners:\n  - name: http\n    address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\n"
+}
+
+async fn get(c: &Client, url: &str) -> Fetched {
+    c.fetch(
+        Request::get(url)
+            .header("x-client", "kept")
+            .header("user-agent", "plugins-faults")
+            .body(empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+/// The echo upstream saw the client's request as sent (plus the proxy's own
+/// headers), not an empty head.
+fn assert_intact(r: &Fetched, gw: &Gateway, path: &str, what: &str) {
+    assert_eq!(r.status, StatusCode::OK, "{what}: {}", r.text());
+    let seen = r.json();
+    let h = &seen["headers"];
+    assert_eq!(seen["path"], path, "{what}: {seen}");
+    assert_eq!(seen["query"], "q=1", "{what}: {seen}");
+    assert_eq!(h["x-client"], "kept", "{what}: {seen}");
+    assert_eq!(h["user-agent"], "plugins-faults", "{what}: {seen}");
+    assert_eq!(
+        h["host"],
+        gw.addr("http").to_string(),
+        "{what}: the client's Host: {seen}"
+    );
+}
+
+async fn metrics(c: &Client, gw: &Gateway) -> String {
+    c.get(&format!("http://{}/metrics", gw.admin.unwrap()))
+        .await
+        .unwrap()
+        .text()
+}
+
+/// A router that holds every host handle but one (so the host can lend it the
+/// request but not the upstream) or all of them (not even the request) faults
+/// on every call; under `on-error: fallback` the request still goes upstream
+/// whole, every time.
+#[tokio::test]
+async fn a_router_that_exhausts_its_handles_leaves_the_request_whole() {
+    let wasm = guest("hostile-router").display().to_string();
+    let up = Upstream::echo("up").await;
+    let mut yaml = listener_and_admin().to_owned();
+    yaml.push_str("plugins:\n");
+    for (name, handles) in [("leak-up", 1023), ("leak-req", 1024)] {
+        yaml.push_str(&format!(
+            "  {name}:\n    path: {wasm}\n    on-error: fallback\n    deadline: 2s\n    instances: 2\n    config: {{mode: leak, handles: {handles}}}\n"
+        ));
+    }
+    yaml.push_str(&format!(
+        "upstreams:\n  leak-up:\n    balancer: leak-up\n    endpoints: [\"{0}\"]\n  leak-req:\n    balancer: leak-req\n    endpoints: [\"{0}\"]\n\
+         routes:\n  - match: {{path-prefix: /leak-up}}\n    upstream: leak-up\n  - match: {{path-prefix: /leak-req}}\n    upstream: leak-req\n",
+        up.addr
+    ));
+    let gw = Gateway::start(&yaml).await.unwrap();
+    let c = Client::h1();
+    for i in 0..REQUESTS {
+        for name in ["leak-up", "leak-req"] {
+            let path = format!("/{name}/{i}");
+            let r = get(&c, &gw.url("http", &format!("{path}?q=1"))).await;
+            assert_intact(&r, &gw, &path, &format!("{name}, request {i}"));
+        }
+    }
+    let m = metrics(&c, &gw).await;
+    for name in ["leak-up", "leak-req"] {
+        let faults = admin_metrics_line(
+            &m,
+            &format!("edgeward_plugin_faults_total{{plugin=\"{name}\",kind=\"trap\"}}"),
+        );
+        assert_eq!(faults, REQUESTS as u64, "{name}: every call faulted\n{m}");
+    }
+}
+
+/// The same for filters: one that holds every handle but one gets the request
+/// in `on-request` but cannot be lent the response too, and one that holds
+/// them all cannot even be lent the request. Under `on-error: fallback` the
+/// upstream sees the request whole and the client the upstream's headers.
+#[tokio::test]
+async fn a_filter_that_exhausts_its_handles_leaves_both_heads_whole() {
+    let wasm = guest("filter-guest").display().to_string();
+    let up = Upstream::echo("up").await;
+    let mut yaml = listener_and_admin().to_owned();
+    yaml.push_str("plugins:\n");
+    for (name, handles) in [("leak-resp", 1023), ("leak-req", 1024)] {
+        yaml.push_str(&format!(
+            "  {name}:\n    path: {wasm}\n    on-error: fallback\n    deadline: 2s\n    instances: 2\n    config: {{tag: {name}, leak: {handles}}}\n"
+        ));
+    }
+    yaml.push_str(&format!(
+        "upstreams:\n  svc:\n    endpoints: [\"{}\"]\n\
+         routes:\n  - match: {{path-prefix: /leak-resp}}\n    upstream: svc\n    filters: [leak-resp]\n\
+         \x20 - match: {{path-prefix: /leak-req}}\n    upstream: svc\n    filters: [leak-req]\n",
+        up.addr
+    ));
+    let gw = Gateway::start(&yaml).await.unwrap();
+    let c = Client::h1();
+    for i in 0..REQUESTS {
+        let path = format!("/leak-resp/{i}");
+        let r = get(&c, &gw.url("http", &format!("{path}?q=1"))).await;
+        assert_intact(&r, &gw, &path, &format!("leak-resp, request {i}"));
+        assert_eq!(
+            r.json()["headers"]["x-filter"],
+            "leak-resp",
+            "on-request ran and its edit applied"
+        );
+        assert_eq!(r.header("x-upstream"), Some("up"), "response {i}");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(r.header("x-filter-response"), None, "on-response faulted");
+
+        let path = format!("/leak-req/{i}");
+        let r = get(&c, &gw.url("http", &format!("{path}?q=1"))).await;
+        assert_intact(&r, &gw, &path, &format!("leak-req, request {i}"));
+        assert_eq!(r.json()["headers"]["x-filter"], serde_json::Value::Null);
+        assert_eq!(r.header("x-upstream"), Some("up"), "response {i}");
+    }
+    let m = metrics(&c, &gw).await;
+    for name in ["leak-resp", "leak-req"] {
+        let faults = admin_metrics_line(
+            &m,
+            &format!("edgeward_plugin_faults_total{{plugin=\"{name}\",kind=\"trap\"}}"),
+        );
+        assert!(faults >= REQUESTS as u64, "{name}: {faults} faults\n{m}");
+    }
+}
