@@ -140,3 +140,54 @@ async fn a_filter_that_exhausts_its_handles_leaves_both_heads_whole() {
         assert!(faults >= REQUESTS as u64, "{name}: {faults} faults\n{m}");
     }
 }
+
+/// Faults discard instances; the pool is refilled in the background, back to
+/// its warm size (2 here: `instances: 2` caps it), while requests go on.
+#[tokio::test]
+async fn discarded_instances_are_replaced_in_the_background() {
+    let wasm = guest("hostile-router").display().to_string();
+    let up = Upstream::echo("up").await;
+    let yaml = format!(
+        "{}plugins:\n  trap:\n    path: {wasm}\n    on-error: fallback\n    deadline: 2s\n    instances: 2\n    config: {{mode: trap}}\n\
+         upstreams:\n  svc:\n    balancer: trap\n    endpoints: [\"{}\"]\n\
+         routes:\n  - upstream: svc\n",
+        listener_and_admin(),
+        up.addr
+    );
+    let gw = Gateway::start(&yaml).await.unwrap();
+    let c = Client::h1();
+    let live = |m: &str| admin_metrics_line(m, "edgeward_plugin_instances{plugin=\"trap\"}");
+    assert_eq!(live(&metrics(&c, &gw).await), 2, "warm at load");
+    for i in 0..REQUESTS {
+        let r = get(&c, &gw.url("http", &format!("/t/{i}?q=1"))).await;
+        assert_intact(&r, &gw, &format!("/t/{i}"), &format!("request {i}"));
+    }
+    let start = std::time::Instant::now();
+    let mut m = metrics(&c, &gw).await;
+    while live(&m) != 2 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the pool was not refilled:\n{m}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        m = metrics(&c, &gw).await;
+    }
+    let faults = |kind: &str| {
+        admin_metrics_line(
+            &m,
+            &format!("edgeward_plugin_faults_total{{plugin=\"trap\",kind=\"{kind}\"}}"),
+        )
+    };
+    // A request that found both instances still being replaced is `busy`
+    // (and falls back too); every other one trapped.
+    assert_eq!(faults("trap") + faults("busy"), REQUESTS as u64, "{m}");
+    assert!(faults("trap") > 0, "{m}");
+    assert_eq!(
+        admin_metrics_line(
+            &m,
+            "edgeward_plugin_instance_failures_total{plugin=\"trap\"}"
+        ),
+        0,
+        "{m}"
+    );
+}

@@ -18,6 +18,8 @@ pub struct PluginMetrics {
     fallbacks: AtomicU64,
     failed: AtomicU64,
     log_dropped: AtomicU64,
+    instances: AtomicU64,
+    instance_failures: AtomicU64,
     burst: BurstLog,
 }
 
@@ -30,6 +32,8 @@ impl PluginMetrics {
             fallbacks: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             log_dropped: AtomicU64::new(0),
+            instances: AtomicU64::new(0),
+            instance_failures: AtomicU64::new(0),
             burst: BurstLog::new(FAULT_LOG_WINDOW),
         }
     }
@@ -61,6 +65,27 @@ impl PluginMetrics {
 
     pub fn log_dropped(&self) {
         self.log_dropped.fetch_add(1, Relaxed);
+    }
+
+    pub fn instance_created(&self) {
+        self.instances.fetch_add(1, Relaxed);
+    }
+
+    pub fn instance_discarded(&self) {
+        self.instances.fetch_sub(1, Relaxed);
+    }
+
+    /// An instance the refill thread could not create (the pool logs it).
+    pub fn instance_failed(&self) {
+        self.instance_failures.fetch_add(1, Relaxed);
+    }
+
+    #[cfg(test)]
+    pub fn instance_counts(&self) -> (u64, u64) {
+        (
+            self.instances.load(Relaxed),
+            self.instance_failures.load(Relaxed),
+        )
     }
 }
 
@@ -107,6 +132,24 @@ pub fn render(all: &[std::sync::Arc<PluginMetrics>]) -> String {
             "edgeward_plugin_log_dropped_total{{plugin=\"{}\"}} {}",
             m.name,
             m.log_dropped.load(Relaxed)
+        );
+    }
+    out.push_str("# HELP edgeward_plugin_instances Live instances of a plugin, idle or serving a call.\n# TYPE edgeward_plugin_instances gauge\n");
+    for m in all {
+        let _ = writeln!(
+            out,
+            "edgeward_plugin_instances{{plugin=\"{}\"}} {}",
+            m.name,
+            m.instances.load(Relaxed)
+        );
+    }
+    out.push_str("# HELP edgeward_plugin_instance_failures_total Instances that could not be created to refill a pool (init failed, trapped or overran).\n# TYPE edgeward_plugin_instance_failures_total counter\n");
+    for m in all {
+        let _ = writeln!(
+            out,
+            "edgeward_plugin_instance_failures_total{{plugin=\"{}\"}} {}",
+            m.name,
+            m.instance_failures.load(Relaxed)
         );
     }
     out
