@@ -43,6 +43,16 @@ fn assert_intact(r: &Fetched, gw: &Gateway, path: &str, what: &str) {
     );
 }
 
+fn trap_and_busy(m: &str, plugin: &str) -> (u64, u64) {
+    let kind = |k: &str| {
+        admin_metrics_line(
+            m,
+            &format!("edgeward_plugin_faults_total{{plugin=\"{plugin}\",kind=\"{k}\"}}"),
+        )
+    };
+    (kind("trap"), kind("busy"))
+}
+
 async fn metrics(c: &Client, gw: &Gateway) -> String {
     c.get(&format!("http://{}/metrics", gw.admin.unwrap()))
         .await
@@ -81,11 +91,14 @@ async fn a_router_that_exhausts_its_handles_leaves_the_request_whole() {
     }
     let m = metrics(&c, &gw).await;
     for name in ["leak-up", "leak-req"] {
-        let faults = admin_metrics_line(
-            &m,
-            &format!("edgeward_plugin_faults_total{{plugin=\"{name}\",kind=\"trap\"}}"),
+        let (trap, busy) = trap_and_busy(&m, name);
+        // `busy`: both instances were still being replaced (it falls back too).
+        assert_eq!(
+            trap + busy,
+            REQUESTS as u64,
+            "{name}: every call faulted\n{m}"
         );
-        assert_eq!(faults, REQUESTS as u64, "{name}: every call faulted\n{m}");
+        assert!(trap > 0, "{name}\n{m}");
     }
 }
 
@@ -133,11 +146,9 @@ async fn a_filter_that_exhausts_its_handles_leaves_both_heads_whole() {
     }
     let m = metrics(&c, &gw).await;
     for name in ["leak-resp", "leak-req"] {
-        let faults = admin_metrics_line(
-            &m,
-            &format!("edgeward_plugin_faults_total{{plugin=\"{name}\",kind=\"trap\"}}"),
-        );
-        assert!(faults >= REQUESTS as u64, "{name}: {faults} faults\n{m}");
+        let (trap, busy) = trap_and_busy(&m, name);
+        assert!(trap + busy >= REQUESTS as u64, "{name}\n{m}");
+        assert!(trap > 0, "{name}\n{m}");
     }
 }
 
@@ -172,16 +183,11 @@ async fn discarded_instances_are_replaced_in_the_background() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         m = metrics(&c, &gw).await;
     }
-    let faults = |kind: &str| {
-        admin_metrics_line(
-            &m,
-            &format!("edgeward_plugin_faults_total{{plugin=\"trap\",kind=\"{kind}\"}}"),
-        )
-    };
     // A request that found both instances still being replaced is `busy`
     // (and falls back too); every other one trapped.
-    assert_eq!(faults("trap") + faults("busy"), REQUESTS as u64, "{m}");
-    assert!(faults("trap") > 0, "{m}");
+    let (trap, busy) = trap_and_busy(&m, "trap");
+    assert_eq!(trap + busy, REQUESTS as u64, "{m}");
+    assert!(trap > 0, "{m}");
     assert_eq!(
         admin_metrics_line(
             &m,
@@ -190,4 +196,61 @@ async fn discarded_instances_are_replaced_in_the_background() {
         0,
         "{m}"
     );
+}
+
+/// A fault's log line and metric name its cause: deep recursion is a stack
+/// overflow (not wasmtime's "error while executing at wasm backtrace:"), and
+/// a guest that fills its memory page by page is a memory fault.
+#[tokio::test]
+async fn fault_logs_and_metrics_name_the_cause() {
+    let wasm = guest("hostile-router").display().to_string();
+    let up = Upstream::echo("up").await;
+    let cases = [("recurse", "trap"), ("hog", "memory")];
+    let mut yaml = listener_and_admin().to_owned();
+    yaml.push_str("plugins:\n");
+    for (mode, _) in cases {
+        yaml.push_str(&format!(
+            "  {mode}:\n    path: {wasm}\n    on-error: fail\n    deadline: 5s\n    instances: 2\n    config: {{mode: {mode}}}\n"
+        ));
+    }
+    yaml.push_str("upstreams:\n");
+    for (mode, _) in cases {
+        yaml.push_str(&format!(
+            "  {mode}:\n    balancer: {mode}\n    endpoints: [\"{}\"]\n",
+            up.addr
+        ));
+    }
+    yaml.push_str("routes:\n");
+    for (mode, _) in cases {
+        yaml.push_str(&format!(
+            "  - match: {{path-prefix: /{mode}}}\n    upstream: {mode}\n"
+        ));
+    }
+    let gw = Gateway::start(&yaml).await.unwrap();
+    let c = Client::h1();
+    for (mode, _) in cases {
+        let r = c.get(&gw.url("http", &format!("/{mode}"))).await.unwrap();
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{mode}: {}", r.text());
+    }
+    let m = metrics(&c, &gw).await;
+    for (mode, kind) in cases {
+        let n = admin_metrics_line(
+            &m,
+            &format!("edgeward_plugin_faults_total{{plugin=\"{mode}\",kind=\"{kind}\"}}"),
+        );
+        assert_eq!(n, 1, "{mode} counted as {kind}\n{m}");
+    }
+    let log = gw.stderr();
+    let line = |plugin: &str| {
+        log.lines()
+            .find(|l| l.contains("instance discarded") && l.contains(&format!("plugin={plugin} ")))
+            .unwrap_or_else(|| panic!("no fault line for {plugin}:\n{log}"))
+            .to_owned()
+    };
+    assert!(
+        line("recurse").contains("trapped: stack overflow;"),
+        "{log}"
+    );
+    assert!(line("hog").contains("exceeded its memory limit"), "{log}");
+    assert!(!log.contains("wasm backtrace:"), "{log}");
 }

@@ -10,7 +10,7 @@ use super::bindings::filter::{Filter, FilterPre};
 use super::bindings::types;
 use super::host::{HostState, RequestView, ResponseView};
 use super::metrics::PluginMetrics;
-use super::pool::{Fault, Instance, Pool, World, guarded};
+use super::pool::{Fault, Instance, Pool, World};
 use super::router::{CallContext, HeaderEdit, direct_response, edits};
 use crate::body::Body;
 use crate::config::OnError;
@@ -119,14 +119,11 @@ fn call(
 ) -> Result<types::Action, Fault> {
     let req_borrow = Resource::<RequestView>::new_borrow(req.rep());
     let Some((status, headers)) = response else {
-        return guarded(|| inst.guest.call_on_request(&mut inst.store, req_borrow));
+        return inst.run(|guest, store| guest.call_on_request(store, req_borrow));
     };
     let resp = inst.store.data_mut().lend_response(status, headers)?;
     let resp_borrow = Resource::<ResponseView>::new_borrow(resp.rep());
-    let answer = guarded(|| {
-        inst.guest
-            .call_on_response(&mut inst.store, req_borrow, resp_borrow)
-    });
+    let answer = inst.run(|guest, store| guest.call_on_response(store, req_borrow, resp_borrow));
     inst.store.data_mut().take_back_response(resp, headers);
     answer
 }

@@ -8,8 +8,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::HeaderMap;
+use wasmtime::ResourceLimiter;
 use wasmtime::component::{Resource, ResourceTable};
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{clock, log, state, types};
@@ -32,7 +32,7 @@ pub struct PluginShared {
 pub struct HostState {
     wasi: WasiCtx,
     pub table: ResourceTable,
-    pub limits: StoreLimits,
+    pub limits: MemoryCap,
     pub plugin: Arc<PluginShared>,
 }
 
@@ -48,12 +48,69 @@ impl HostState {
             // The builder's defaults grant nothing; stdio is closed/discarded.
             wasi: WasiCtxBuilder::new().build(),
             table,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: MemoryCap {
+                limit: memory,
+                refused: false,
+            },
             plugin,
         }
+    }
+}
+
+/// The memory cap of one instance. A call asks it afterwards whether memory
+/// was refused: that is then the cause of the fault, whichever trap ended the
+/// call (a guest may react to the refusal by panicking or by running into its
+/// deadline), and it is a fact rather than a match on an error's wording.
+pub struct MemoryCap {
+    limit: usize,
+    refused: bool,
+}
+
+impl MemoryCap {
+    /// Whether a grow was refused since the last time this was asked.
+    pub fn take_refused(&mut self) -> bool {
+        std::mem::take(&mut self.refused)
+    }
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit || maximum.is_some_and(|m| desired > m) {
+            self.refused = true;
+            // A trap rather than `memory.grow` returning -1: a guest's
+            // allocator would abort on -1 anyway, and this stops it at once.
+            wasmtime::bail!(
+                "memory cap of {} bytes reached (growing to {desired})",
+                self.limit
+            );
+        }
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.refused = true;
+        Err(error.context("growing memory failed"))
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|m| desired > m) {
+            wasmtime::bail!("table limit reached (growing to {desired} elements)");
+        }
+        Ok(true)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        Err(error.context("growing a table failed"))
     }
 }
 

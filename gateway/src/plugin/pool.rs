@@ -42,11 +42,12 @@ use super::limit::BurstLog;
 /// hot path, and interpreters (componentize-py) need far more than a call.
 const INIT_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Longest a checkout waits for an instance. A refill of a Rust guest takes
-/// tens of microseconds and an interpreter's about a millisecond; waiting
-/// longer than that only holds a runtime worker for a plugin that is
-/// saturated anyway.
-const MAX_CHECKOUT_WAIT: Duration = Duration::from_millis(10);
+/// Longest a checkout waits for an instance. A refill takes tens of
+/// microseconds for a Rust guest and about a millisecond for an interpreter,
+/// so this leaves room for a loaded machine; it is reached only by a plugin
+/// that faults faster than it can be refilled or is saturated, whose calls
+/// hold workers at least as long.
+const MAX_CHECKOUT_WAIT: Duration = Duration::from_millis(50);
 
 /// Pause after the first failed background instantiation; it doubles with
 /// each further failure in a row, up to [`RETRY_MAX`].
@@ -83,16 +84,30 @@ impl Fault {
         }
     }
 
+    /// The fault an error from guest code stands for, with a first line a
+    /// person can read: wasmtime's own text starts with the backtrace
+    /// header ("error while executing at wasm backtrace:"). Memory faults are
+    /// told apart by the memory cap, not here (see [`Instance::run`]).
     pub fn from_wasm(e: &wasmtime::Error) -> Self {
-        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
-            return Self::Deadline;
+        if let Some(trap) = e.downcast_ref::<Trap>() {
+            return match trap {
+                Trap::Interrupt => Self::Deadline,
+                Trap::StackOverflow => Self::Trap("stack overflow".into()),
+                Trap::UnreachableCodeReached => {
+                    Self::Trap("wasm `unreachable` executed (how a Rust guest panics)".into())
+                }
+                Trap::MemoryOutOfBounds => Self::Trap(
+                    "out of bounds memory access (in a Rust guest, often deep recursion \
+                     overflowing its shadow stack)"
+                        .into(),
+                ),
+                other => Self::Trap(other.to_string()),
+            };
         }
-        let msg = format!("{e:#}");
-        if msg.contains("growing memory") || msg.contains("memory growth") {
-            return Self::Memory;
-        }
-        let first = msg.lines().next().unwrap_or("").to_owned();
-        Self::Trap(first)
+        // A host function failed (a WASI call out of handles, say): its own
+        // message is the cause.
+        let cause = e.root_cause().to_string();
+        Self::Trap(cause.lines().next().unwrap_or("").to_owned())
     }
 }
 
@@ -166,6 +181,28 @@ pub trait World: Sized + Send + 'static {
 pub struct Instance<W> {
     pub store: Store<HostState>,
     pub guest: W,
+}
+
+impl<W> Instance<W> {
+    /// Runs guest code on this instance (under [`guarded`]). A grow the
+    /// memory cap refused during the call makes its fault [`Fault::Memory`],
+    /// whatever trap or deadline then ended it.
+    pub fn run<R>(
+        &mut self,
+        f: impl FnOnce(&W, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, Fault> {
+        run(&mut self.store, |store| f(&self.guest, store))
+    }
+}
+
+fn run<R>(
+    store: &mut Store<HostState>,
+    f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+) -> Result<R, Fault> {
+    store.data_mut().limits.take_refused();
+    let r = guarded(|| f(store));
+    let refused = store.data_mut().limits.take_refused();
+    r.map_err(|fault| if refused { Fault::Memory } else { fault })
 }
 
 /// Sizes and limits of one plugin's pool.
@@ -267,11 +304,11 @@ impl<W: World> Inner<W> {
         );
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(deadline_ticks(INIT_DEADLINE));
-        let guest = guarded(|| W::instantiate(&self.pre, &mut store)).map_err(|f| match f {
+        let guest = run(&mut store, |s| W::instantiate(&self.pre, s)).map_err(|f| match f {
             Fault::Trap(msg) => Fault::Init(format!("cannot instantiate: {msg}")),
             other => other,
         })?;
-        match guarded(|| guest.init(&mut store, &self.config)) {
+        match run(&mut store, |s| guest.init(s, &self.config)) {
             Ok(Ok(())) => {
                 self.shared.metrics.instance_created();
                 Ok(Instance { store, guest })
@@ -535,6 +572,8 @@ mod tests {
     struct Script {
         fail: AtomicBool,
         inits: AtomicU32,
+        /// Inits that ran where a blocking WASI call would trap.
+        in_runtime: AtomicU32,
     }
 
     impl World for Fake {
@@ -551,6 +590,9 @@ mod tests {
             _: &[(String, String)],
         ) -> wasmtime::Result<Result<(), String>> {
             self.0.inits.fetch_add(1, Ordering::SeqCst);
+            if tokio::runtime::Handle::try_current().is_ok() {
+                self.0.in_runtime.fetch_add(1, Ordering::SeqCst);
+            }
             Ok(if self.0.fail.load(Ordering::SeqCst) {
                 Err("scripted failure".into())
             } else {
@@ -628,6 +670,7 @@ mod tests {
         settle(&s.pool, (2, 2));
         assert_eq!(created_here(), at_load, "no checkout instantiated here");
         assert_eq!(s.script.inits.load(Ordering::SeqCst), 2 + 20 * 2);
+        assert_eq!(s.script.in_runtime.load(Ordering::SeqCst), 20 * 2);
         assert_eq!(s.metrics.instance_counts(), (2, 0));
     }
 
@@ -688,6 +731,58 @@ mod tests {
         s.script.fail.store(false, Ordering::SeqCst);
         settle(&s.pool, (1, 1));
         assert_eq!(s.metrics.instance_counts().0, 1);
+    }
+
+    fn store(memory: usize) -> Store<HostState> {
+        let s = pool(1, 1, Duration::from_secs(1));
+        let mut store = Store::new(
+            &s.pool.inner.engine,
+            HostState::new(s.pool.inner.shared.clone(), memory),
+        );
+        store.limiter(|h| &mut h.limits);
+        store
+    }
+
+    #[test]
+    fn a_refused_grow_is_the_cause_whatever_ended_the_call() {
+        let mut store = store(1 << 20);
+        let r: Result<(), Fault> = run(&mut store, |s| {
+            let grow = wasmtime::ResourceLimiter::memory_growing(
+                &mut s.data_mut().limits,
+                1 << 20,
+                2 << 20,
+                None,
+            );
+            assert!(grow.is_err(), "over the cap");
+            // The guest's reaction (here: running out of time) is not the cause.
+            Err(Trap::Interrupt.into())
+        });
+        assert_eq!(r, Err(Fault::Memory));
+        let r: Result<(), Fault> = run(&mut store, |_| Err(Trap::Interrupt.into()));
+        assert_eq!(r, Err(Fault::Deadline), "the next call starts afresh");
+    }
+
+    #[test]
+    fn faults_read_as_their_cause() {
+        // As wasmtime reports a trap: the code, under a backtrace.
+        let trap = |t: Trap| {
+            wasmtime::Error::from(t).context("error while executing at wasm backtrace:\n 0: f")
+        };
+        assert_eq!(
+            Fault::from_wasm(&trap(Trap::StackOverflow)),
+            Fault::Trap("stack overflow".into())
+        );
+        assert_eq!(Fault::from_wasm(&trap(Trap::Interrupt)), Fault::Deadline);
+        let Fault::Trap(oob) = Fault::from_wasm(&trap(Trap::MemoryOutOfBounds)) else {
+            panic!("a trap")
+        };
+        assert!(oob.starts_with("out of bounds memory access"), "{oob}");
+        let host = wasmtime::Error::msg("resource table has no free keys")
+            .context("error while executing at wasm backtrace:\n 0: f");
+        assert_eq!(
+            Fault::from_wasm(&host),
+            Fault::Trap("resource table has no free keys".into())
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use wasmtime::component::{Component, Linker, Resource};
 use super::bindings::router::{Router, RouterPre};
 use super::bindings::types;
 use super::host::{HostState, RequestView, UpstreamInfo, UpstreamView};
-use super::pool::{Fault, Instance, Pool, World, guarded};
+use super::pool::{Fault, Instance, Pool, World};
 use crate::body::{self, Body};
 
 pub use types::Candidate;
@@ -120,10 +120,8 @@ fn call(
         Resource::<RequestView>::new_borrow(req.rep()),
         Resource::<UpstreamView>::new_borrow(up.rep()),
     );
-    let answer = guarded(|| {
-        inst.guest
-            .call_choose(&mut inst.store, req_borrow, up_borrow, candidates)
-    });
+    let answer =
+        inst.run(|guest, store| guest.call_choose(store, req_borrow, up_borrow, candidates));
     inst.store.data_mut().take_back_upstream(up);
     answer
 }
