@@ -61,7 +61,8 @@ impl FilterPlugin {
         &self.metrics.name
     }
 
-    /// `on-request`; the head is lent to the guest and handed back.
+    /// `on-request`; the head is lent to the guest and handed back, whatever
+    /// the outcome (so `on-error: fallback` carries on with it).
     pub fn on_request(
         &self,
         parts: &mut http::request::Parts,
@@ -73,7 +74,8 @@ impl FilterPlugin {
         r
     }
 
-    /// `on-response`, with the request head kept from before forwarding.
+    /// `on-response`, with the request head kept from before forwarding;
+    /// both heads are handed back whatever the outcome.
     pub fn on_response(
         &self,
         parts: &mut http::request::Parts,

@@ -52,9 +52,10 @@ pub struct RouterPlugin {
 }
 
 impl RouterPlugin {
-    /// Asks the plugin where `parts` goes. On `Err` the instance is already
-    /// discarded and the fault counted and logged; the caller applies
-    /// [`RouterPlugin::on_error`].
+    /// Asks the plugin where `parts` goes. `parts` is lent to the call and is
+    /// back in place when this returns, whatever the outcome. On `Err` the
+    /// instance is already discarded and the fault counted and logged; the
+    /// caller applies [`RouterPlugin::on_error`].
     pub fn choose(
         &self,
         parts: &mut http::request::Parts,
