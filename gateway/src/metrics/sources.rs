@@ -63,6 +63,10 @@ pub struct PluginSample {
     pub failed: u64,
     /// Guest log lines dropped by the rate limit.
     pub log_dropped: u64,
+    /// Live instances, idle or serving a call.
+    pub instances: u64,
+    /// Instances that could not be created to refill the pool.
+    pub instance_failures: u64,
 }
 
 /// A function called at scrape time.
@@ -301,6 +305,26 @@ impl Collector for PluginCounters {
         )?;
         for p in &all {
             ConstCounter::new(p.log_dropped).encode(m.encode_family(&[("plugin", &p.plugin)])?)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "edgeward_plugin_instances",
+            "Live instances of a plugin, idle or serving a call.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for p in &all {
+            ConstGauge::new(p.instances as i64)
+                .encode(m.encode_family(&[("plugin", &p.plugin)])?)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "edgeward_plugin_instance_failures",
+            "Instances that could not be created to refill a pool (init failed, trapped or overran).",
+            None,
+            MetricType::Counter,
+        )?;
+        for p in &all {
+            ConstCounter::new(p.instance_failures)
+                .encode(m.encode_family(&[("plugin", &p.plugin)])?)?;
         }
         Ok(())
     }

@@ -434,6 +434,7 @@ fn sources_are_read_at_scrape_time_and_replaceable() {
             fallbacks: 1,
             failed: 0,
             log_dropped: 3,
+            ..Default::default()
         }]
     }));
     // A reload replaces a source.

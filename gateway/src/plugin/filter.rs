@@ -10,7 +10,7 @@ use super::bindings::filter::{Filter, FilterPre};
 use super::bindings::types;
 use super::host::{HostState, RequestView, ResponseView};
 use super::metrics::PluginMetrics;
-use super::pool::{Fault, Pool, World, guarded};
+use super::pool::{Fault, Instance, Pool, World};
 use super::router::{CallContext, HeaderEdit, direct_response, edits};
 use crate::body::Body;
 use crate::config::OnError;
@@ -61,7 +61,8 @@ impl FilterPlugin {
         &self.metrics.name
     }
 
-    /// `on-request`; the head is lent to the guest and handed back.
+    /// `on-request`; the head is lent to the guest and handed back, whatever
+    /// the outcome (so `on-error: fallback` carries on with it).
     pub fn on_request(
         &self,
         parts: &mut http::request::Parts,
@@ -73,7 +74,8 @@ impl FilterPlugin {
         r
     }
 
-    /// `on-response`, with the request head kept from before forwarding.
+    /// `on-response`, with the request head kept from before forwarding;
+    /// both heads are handed back whatever the outcome.
     pub fn on_response(
         &self,
         parts: &mut http::request::Parts,
@@ -95,58 +97,35 @@ impl FilterPlugin {
     ) -> Result<FilterAction, Fault> {
         let mut lease = self.pool.checkout()?;
         let inst = lease.get();
-        let table = &mut inst.store.data_mut().table;
-        let req = table
-            .push(RequestView {
-                parts: std::mem::replace(parts, http::Request::new(()).into_parts().0),
-                client: ctx.client,
-                scheme: ctx.scheme,
-                route: ctx.route.clone(),
-            })
-            .map_err(|e| Fault::Trap(e.to_string()))?;
-        let req_borrow = Resource::<RequestView>::new_borrow(req.rep());
-        let (answer, resp_back) = match response {
-            None => (
-                guarded(|| inst.guest.call_on_request(&mut inst.store, req_borrow)),
-                None,
-            ),
-            Some((status, headers)) => {
-                let view = ResponseView {
-                    status,
-                    headers: std::mem::take(headers),
-                };
-                let resp = match inst.store.data_mut().table.push(view) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        if let Ok(v) = inst.store.data_mut().table.delete(req) {
-                            *parts = v.parts;
-                        }
-                        return Err(Fault::Trap(e.to_string()));
-                    }
-                };
-                let resp_borrow = Resource::<ResponseView>::new_borrow(resp.rep());
-                let a = guarded(|| {
-                    inst.guest
-                        .call_on_response(&mut inst.store, req_borrow, resp_borrow)
-                });
-                (a, Some((resp, headers)))
-            }
-        };
-        let table = &mut inst.store.data_mut().table;
-        if let Ok(v) = table.delete(req) {
-            *parts = v.parts;
-        }
-        if let Some((resp, headers)) = resp_back
-            && let Ok(v) = table.delete(resp)
-        {
-            *headers = v.headers;
-        }
-        let action = match answer {
-            Ok(types::Action::Continue(list)) => FilterAction::Continue(edits(list)?),
-            Ok(types::Action::Respond(r)) => FilterAction::Respond(direct_response(r)?),
-            Err(f) => return Err(f),
+        let req =
+            inst.store
+                .data_mut()
+                .lend_request(parts, ctx.client, ctx.scheme, ctx.route.clone())?;
+        // Whatever the call did, the heads come back before anything returns:
+        // the on-error fallback carries on with them.
+        let answer = call(inst, &req, response);
+        inst.store.data_mut().take_back_request(req, parts);
+        let action = match answer? {
+            types::Action::Continue(list) => FilterAction::Continue(edits(list)?),
+            types::Action::Respond(r) => FilterAction::Respond(direct_response(r)?),
         };
         lease.release();
         Ok(action)
     }
+}
+
+fn call(
+    inst: &mut Instance<Filter>,
+    req: &Resource<RequestView>,
+    response: Option<(u16, &mut http::HeaderMap)>,
+) -> Result<types::Action, Fault> {
+    let req_borrow = Resource::<RequestView>::new_borrow(req.rep());
+    let Some((status, headers)) = response else {
+        return inst.run(|guest, store| guest.call_on_request(store, req_borrow));
+    };
+    let resp = inst.store.data_mut().lend_response(status, headers)?;
+    let resp_borrow = Resource::<ResponseView>::new_borrow(resp.rep());
+    let answer = inst.run(|guest, store| guest.call_on_response(store, req_borrow, resp_borrow));
+    inst.store.data_mut().take_back_response(resp, headers);
+    answer
 }

@@ -8,12 +8,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::HeaderMap;
+use wasmtime::ResourceLimiter;
 use wasmtime::component::{Resource, ResourceTable};
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{clock, log, state, types};
 use super::limit::LogLimiter;
+use super::pool::Fault;
 use super::state::{SharedState, StateError};
 
 /// Longest log line a guest may write, bytes.
@@ -32,7 +33,7 @@ pub struct PluginShared {
 pub struct HostState {
     wasi: WasiCtx,
     pub table: ResourceTable,
-    pub limits: StoreLimits,
+    pub limits: MemoryCap,
     pub plugin: Arc<PluginShared>,
 }
 
@@ -48,12 +49,69 @@ impl HostState {
             // The builder's defaults grant nothing; stdio is closed/discarded.
             wasi: WasiCtxBuilder::new().build(),
             table,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: MemoryCap {
+                limit: memory,
+                refused: false,
+            },
             plugin,
         }
+    }
+}
+
+/// The memory cap of one instance. A call asks it afterwards whether memory
+/// was refused: that is then the cause of the fault, whichever trap ended the
+/// call (a guest may react to the refusal by panicking or by running into its
+/// deadline), and it is a fact rather than a match on an error's wording.
+pub struct MemoryCap {
+    limit: usize,
+    refused: bool,
+}
+
+impl MemoryCap {
+    /// Whether a grow was refused since the last time this was asked.
+    pub fn take_refused(&mut self) -> bool {
+        std::mem::take(&mut self.refused)
+    }
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit || maximum.is_some_and(|m| desired > m) {
+            self.refused = true;
+            // A trap rather than `memory.grow` returning -1: a guest's
+            // allocator would abort on -1 anyway, and this stops it at once.
+            wasmtime::bail!(
+                "memory cap of {} bytes reached (growing to {desired})",
+                self.limit
+            );
+        }
+        Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.refused = true;
+        Err(error.context("growing memory failed"))
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|m| desired > m) {
+            wasmtime::bail!("table limit reached (growing to {desired} elements)");
+        }
+        Ok(true)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        Err(error.context("growing a table failed"))
     }
 }
 
@@ -80,6 +138,99 @@ pub struct RequestView {
 pub struct ResponseView {
     pub status: u16,
     pub headers: HeaderMap,
+}
+
+/// Why the host could not lend a resource to a call.
+fn table_full(e: wasmtime::component::ResourceTableError) -> Fault {
+    Fault::Trap(format!(
+        "the host cannot lend it the call's resources ({e}); it holds all \
+         {MAX_HANDLES} host handles an instance may have: does it leak WASI resources?"
+    ))
+}
+
+fn empty_parts() -> http::request::Parts {
+    http::Request::new(()).into_parts().0
+}
+
+/// Lending a head to a call. A table push that fails drops the value it was
+/// given, so an empty placeholder goes in first and the real head is swapped
+/// in only once its slot exists: whatever fails, the caller's head is either
+/// still with the caller or in the table, where [`HostState::take_back_request`]
+/// finds it.
+impl HostState {
+    pub fn lend_request(
+        &mut self,
+        parts: &mut http::request::Parts,
+        client: IpAddr,
+        scheme: &'static str,
+        route: Arc<str>,
+    ) -> Result<Resource<RequestView>, Fault> {
+        let r = self
+            .table
+            .push(RequestView {
+                parts: empty_parts(),
+                client,
+                scheme,
+                route,
+            })
+            .map_err(table_full)?;
+        if let Ok(v) = self.table.get_mut(&r) {
+            std::mem::swap(&mut v.parts, parts);
+        }
+        Ok(r)
+    }
+
+    /// Gives the head lent by [`HostState::lend_request`] back to `parts`.
+    /// The swap comes before the delete so that the head is back even if
+    /// the entry could not be removed.
+    pub fn take_back_request(
+        &mut self,
+        r: Resource<RequestView>,
+        parts: &mut http::request::Parts,
+    ) {
+        if let Ok(v) = self.table.get_mut(&r) {
+            std::mem::swap(&mut v.parts, parts);
+        }
+        let _ = self.table.delete(r);
+    }
+
+    pub fn lend_response(
+        &mut self,
+        status: u16,
+        headers: &mut HeaderMap,
+    ) -> Result<Resource<ResponseView>, Fault> {
+        let r = self
+            .table
+            .push(ResponseView {
+                status,
+                headers: HeaderMap::new(),
+            })
+            .map_err(table_full)?;
+        if let Ok(v) = self.table.get_mut(&r) {
+            std::mem::swap(&mut v.headers, headers);
+        }
+        Ok(r)
+    }
+
+    pub fn take_back_response(&mut self, r: Resource<ResponseView>, headers: &mut HeaderMap) {
+        if let Ok(v) = self.table.get_mut(&r) {
+            std::mem::swap(&mut v.headers, headers);
+        }
+        let _ = self.table.delete(r);
+    }
+
+    pub fn lend_upstream(
+        &mut self,
+        info: &Arc<UpstreamInfo>,
+    ) -> Result<Resource<UpstreamView>, Fault> {
+        self.table
+            .push(UpstreamView(info.clone()))
+            .map_err(table_full)
+    }
+
+    pub fn take_back_upstream(&mut self, r: Resource<UpstreamView>) {
+        let _ = self.table.delete(r);
+    }
 }
 
 /// Facts about an upstream that change only on reload.
@@ -407,6 +558,64 @@ impl state::Host for HostState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn host() -> HostState {
+        let metrics = Arc::new(super::super::PluginMetrics::new("p"));
+        HostState::new(
+            Arc::new(PluginShared {
+                name: "p".into(),
+                state: Default::default(),
+                log: LogLimiter::new(1, 1),
+                metrics,
+            }),
+            1 << 20,
+        )
+    }
+
+    fn head() -> http::request::Parts {
+        http::Request::get("http://a.example/p?q=1")
+            .header("x-client", "kept")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    fn intact(parts: &http::request::Parts) -> bool {
+        parts.uri == "http://a.example/p?q=1" && parts.headers["x-client"] == "kept"
+    }
+
+    #[test]
+    fn a_full_table_never_takes_the_head() {
+        let route: Arc<str> = Arc::from("r");
+        let client = IpAddr::from([127, 0, 0, 1]);
+        for free in [0, 1] {
+            let mut h = host();
+            for _ in 0..MAX_HANDLES - free {
+                h.table.push(()).unwrap();
+            }
+            let mut parts = head();
+            let lent = h.lend_request(&mut parts, client, "http", route.clone());
+            if free == 0 {
+                assert!(matches!(lent, Err(Fault::Trap(_))), "{free}");
+            } else {
+                let r = lent.expect("one slot was free");
+                let up = h.lend_upstream(&Arc::new(UpstreamInfo::default()));
+                assert!(up.is_err(), "no slot left for the upstream");
+                h.take_back_request(r, &mut parts);
+            }
+            assert!(intact(&parts), "free slots {free}: {parts:?}");
+        }
+        let mut h = host();
+        for _ in 0..MAX_HANDLES - 1 {
+            h.table.push(()).unwrap();
+        }
+        let mut headers = head().headers;
+        assert!(h.lend_response(200, &mut headers).is_ok());
+        let mut headers = head().headers;
+        assert!(h.lend_response(200, &mut headers).is_err());
+        assert_eq!(headers["x-client"], "kept");
+    }
 
     #[test]
     fn cookies_are_found_across_fields() {

@@ -17,6 +17,8 @@ pub struct PluginMetrics {
     fallbacks: AtomicU64,
     failed: AtomicU64,
     log_dropped: AtomicU64,
+    instances: AtomicU64,
+    instance_failures: AtomicU64,
     burst: BurstLog,
 }
 
@@ -29,6 +31,8 @@ impl PluginMetrics {
             fallbacks: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             log_dropped: AtomicU64::new(0),
+            instances: AtomicU64::new(0),
+            instance_failures: AtomicU64::new(0),
             burst: BurstLog::new(FAULT_LOG_WINDOW),
         }
     }
@@ -61,6 +65,27 @@ impl PluginMetrics {
     pub fn log_dropped(&self) {
         self.log_dropped.fetch_add(1, Relaxed);
     }
+
+    pub fn instance_created(&self) {
+        self.instances.fetch_add(1, Relaxed);
+    }
+
+    pub fn instance_discarded(&self) {
+        self.instances.fetch_sub(1, Relaxed);
+    }
+
+    /// An instance the refill thread could not create (the pool logs it).
+    pub fn instance_failed(&self) {
+        self.instance_failures.fetch_add(1, Relaxed);
+    }
+
+    #[cfg(test)]
+    pub fn instance_counts(&self) -> (u64, u64) {
+        (
+            self.instances.load(Relaxed),
+            self.instance_failures.load(Relaxed),
+        )
+    }
 }
 
 impl PluginMetrics {
@@ -77,6 +102,8 @@ impl PluginMetrics {
             fallbacks: self.fallbacks.load(Relaxed),
             failed: self.failed.load(Relaxed),
             log_dropped: self.log_dropped.load(Relaxed),
+            instances: self.instances.load(Relaxed),
+            instance_failures: self.instance_failures.load(Relaxed),
         }
     }
 }

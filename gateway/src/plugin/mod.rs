@@ -52,9 +52,10 @@ pub struct RouterPlugin {
 }
 
 impl RouterPlugin {
-    /// Asks the plugin where `parts` goes. On `Err` the instance is already
-    /// discarded and the fault counted and logged; the caller applies
-    /// [`RouterPlugin::on_error`].
+    /// Asks the plugin where `parts` goes. `parts` is lent to the call and is
+    /// back in place when this returns, whatever the outcome. On `Err` the
+    /// instance is already discarded and the fault counted and logged; the
+    /// caller applies [`RouterPlugin::on_error`].
     pub fn choose(
         &self,
         parts: &mut http::request::Parts,
@@ -125,8 +126,10 @@ impl Plugins {
     }
 
     /// Loads every plugin the config uses: reads, compiles (or hits the disk
-    /// cache), checks each against the world its use requires, and runs
-    /// `init` on a first instance. Any failure names the plugin and the reason.
+    /// cache), checks each against the world its use requires, and creates
+    /// each pool's warm instances, running their `init` (see `pool.rs` for how
+    /// pools are kept warm afterwards, off the request path). Any failure
+    /// names the plugin and the reason.
     pub fn load(config: &Config) -> Result<Self, LoadError> {
         Self::load_carrying(config, &mut Carry::default())
     }
@@ -207,11 +210,7 @@ impl Plugins {
                 log: limit::LogLimiter::new(LOG_RATE.0, LOG_RATE.1),
                 metrics: metrics.clone(),
             });
-            let limits = PoolLimits {
-                deadline: spec.deadline,
-                memory: spec.memory,
-                max_instances: spec.instances,
-            };
+            let limits = PoolLimits::new(spec.deadline, spec.memory, spec.instances);
             let role = roles[spec.name.as_str()];
             if role.router {
                 let pool = new_pool::<bindings::router::Router>(
@@ -261,12 +260,7 @@ fn new_pool<W: World>(
     let pre = W::pre(linker, component).map_err(|e| {
         format!("not a component of the `{world}` world (edgeward:plugin@0.1.0): {e:#}")
     })?;
-    let pool = Pool::new(engine.clone(), pre, shared, spec.config.clone(), limits);
-    pool.warm_up().map_err(|f| match f {
-        pool::Fault::Init(reason) => format!("init failed: {reason}"),
-        other => format!("init failed: the plugin {other}"),
-    })?;
-    Ok(pool)
+    Pool::start(engine.clone(), pre, shared, spec.config.clone(), limits)
 }
 
 fn read(spec: &PluginSpec) -> Result<Vec<u8>, String> {

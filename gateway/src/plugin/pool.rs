@@ -1,22 +1,58 @@
 //! A warm pool of instances of one plugin. An instance serves one call at a
 //! time; it goes back to the pool after a clean call and is discarded after a
 //! fault, so a trapped or half-run guest never serves again.
+//!
+//! Instances are created off the request path. Creating one runs the guest's
+//! `init` (up to [`INIT_DEADLINE`]), which must not stall a runtime worker, so:
+//! - at load, [`Pool::start`] creates the pool's warm size on the loading
+//!   thread (a failing `init` is a startup error there);
+//! - afterwards one refill thread per pool creates every instance: it brings
+//!   the pool back to its warm size after faults discard instances, and adds
+//!   one (up to the plugin's `instances`) whenever a checkout takes the last
+//!   idle one, so the pool grows ahead of the concurrency it sees;
+//! - a checkout that finds nothing idle waits briefly (see [`checkout_wait`])
+//!   for a refill or a returned instance, and fails with [`Fault::Busy`] when
+//!   the wait runs out, or at once when nothing can come (no instance is
+//!   leased or being created, and the refill thread is backing off after
+//!   failed `init`s);
+//! - a background `init` that fails is counted
+//!   (`edgeward_plugin_instance_failures_total`), logged once per burst, and
+//!   retried after a growing pause, never in a tight loop.
+//!
+//! The warm size is [`warm_size`] of the plugin's `instances` (whose default
+//! is max(2 × CPUs, 4)): one instance per CPU, at least two, never more than
+//! `instances`. Calls run synchronously on the runtime workers (one per CPU),
+//! so about that many can be in flight at once; the headroom up to
+//! `instances` is grown on demand, and instances are never shrunk away.
 
 use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Once};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, PoisonError};
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap};
 
+use super::FAULT_LOG_WINDOW;
 use super::engine::deadline_ticks;
 use super::host::{HostState, PluginShared};
+use super::limit::BurstLog;
 
 /// Time a new instance's `init` may take: it runs once per instance, off the
 /// hot path, and interpreters (componentize-py) need far more than a call.
 const INIT_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Longest a checkout waits for an instance. A refill takes tens of
+/// microseconds for a Rust guest and about a millisecond for an interpreter,
+/// so this leaves room for a loaded machine; it is reached only by a plugin
+/// that faults faster than it can be refilled or is saturated, whose calls
+/// hold workers at least as long.
+const MAX_CHECKOUT_WAIT: Duration = Duration::from_millis(50);
+
+/// Pause after the first failed background instantiation; it doubles with
+/// each further failure in a row, up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// Why a call did not produce an answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,16 +84,30 @@ impl Fault {
         }
     }
 
+    /// The fault an error from guest code stands for, with a first line a
+    /// person can read: wasmtime's own text starts with the backtrace
+    /// header ("error while executing at wasm backtrace:"). Memory faults are
+    /// told apart by the memory cap, not here (see [`Instance::run`]).
     pub fn from_wasm(e: &wasmtime::Error) -> Self {
-        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
-            return Self::Deadline;
+        if let Some(trap) = e.downcast_ref::<Trap>() {
+            return match trap {
+                Trap::Interrupt => Self::Deadline,
+                Trap::StackOverflow => Self::Trap("stack overflow".into()),
+                Trap::UnreachableCodeReached => {
+                    Self::Trap("wasm `unreachable` executed (how a Rust guest panics)".into())
+                }
+                Trap::MemoryOutOfBounds => Self::Trap(
+                    "out of bounds memory access (in a Rust guest, often deep recursion \
+                     overflowing its shadow stack)"
+                        .into(),
+                ),
+                other => Self::Trap(other.to_string()),
+            };
         }
-        let msg = format!("{e:#}");
-        if msg.contains("growing memory") || msg.contains("memory growth") {
-            return Self::Memory;
-        }
-        let first = msg.lines().next().unwrap_or("").to_owned();
-        Self::Trap(first)
+        // A host function failed (a WASI call out of handles, say): its own
+        // message is the cause.
+        let cause = e.root_cause().to_string();
+        Self::Trap(cause.lines().next().unwrap_or("").to_owned())
     }
 }
 
@@ -65,6 +115,13 @@ thread_local! {
     /// Set while this thread runs guest code, so the panic hook stays quiet
     /// for panics that [`guarded`] turns into faults.
     static IN_PLUGIN: Cell<bool> = const { Cell::new(false) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Instances created on this thread, so tests can tell that a checkout
+    /// never instantiates on its caller's thread.
+    static CREATED_HERE: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Runs guest code. A host function that panics inside it (wasmtime-wasi's
@@ -126,66 +183,136 @@ pub struct Instance<W> {
     pub guest: W,
 }
 
+impl<W> Instance<W> {
+    /// Runs guest code on this instance (under [`guarded`]). A grow the
+    /// memory cap refused during the call makes its fault [`Fault::Memory`],
+    /// whatever trap or deadline then ended it.
+    pub fn run<R>(
+        &mut self,
+        f: impl FnOnce(&W, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, Fault> {
+        run(&mut self.store, |store| f(&self.guest, store))
+    }
+}
+
+fn run<R>(
+    store: &mut Store<HostState>,
+    f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+) -> Result<R, Fault> {
+    store.data_mut().limits.take_refused();
+    let r = guarded(|| f(store));
+    let refused = store.data_mut().limits.take_refused();
+    r.map_err(|fault| if refused { Fault::Memory } else { fault })
+}
+
 /// Sizes and limits of one plugin's pool.
 #[derive(Debug, Clone)]
 pub struct PoolLimits {
     pub deadline: Duration,
     pub memory: usize,
     pub max_instances: u32,
+    /// Instances kept alive even when idle; see the module docs.
+    pub warm: u32,
+    /// How long a checkout that finds nothing idle waits.
+    pub checkout_wait: Duration,
+}
+
+impl PoolLimits {
+    pub fn new(deadline: Duration, memory: usize, max_instances: u32) -> Self {
+        Self {
+            deadline,
+            memory,
+            max_instances,
+            warm: warm_size(max_instances),
+            checkout_wait: checkout_wait(deadline),
+        }
+    }
+}
+
+/// The warm size for a plugin allowed `max_instances`: one per CPU, at least
+/// two, never more than the plugin's `instances`.
+pub fn warm_size(max_instances: u32) -> u32 {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    cpus.max(2).min(max_instances).max(1)
+}
+
+/// How long a checkout that finds nothing idle waits: no longer than one call
+/// may run, since the wait is spent from the same request's budget.
+fn checkout_wait(deadline: Duration) -> Duration {
+    deadline.min(MAX_CHECKOUT_WAIT)
 }
 
 pub struct Pool<W: World> {
+    inner: Arc<Inner<W>>,
+}
+
+struct Inner<W: World> {
     engine: Engine,
     pre: W::Pre,
     shared: Arc<PluginShared>,
     config: Vec<(String, String)>,
     limits: PoolLimits,
     ticks: u64,
-    idle: Mutex<Vec<Instance<W>>>,
-    live: AtomicU32,
+    state: Mutex<State<W>>,
+    /// Checkouts waiting for an instance.
+    ready: Condvar,
+    /// The refill thread waiting for work.
+    work: Condvar,
+    refill_log: BurstLog,
 }
 
-impl<W: World> Pool<W> {
-    pub fn new(
-        engine: Engine,
-        pre: W::Pre,
-        shared: Arc<PluginShared>,
-        config: Vec<(String, String)>,
-        limits: PoolLimits,
-    ) -> Self {
-        Self {
-            engine,
-            pre,
-            shared,
-            config,
-            ticks: deadline_ticks(limits.deadline),
-            limits,
-            idle: Mutex::new(Vec::new()),
-            live: AtomicU32::new(0),
-        }
+struct State<W> {
+    idle: Vec<Instance<W>>,
+    /// Instances that exist: idle, leased, or being created by the refill
+    /// thread (counted from the start so the cap holds).
+    live: u32,
+    creating: bool,
+    /// The refill thread does not create before this, after failures.
+    retry_at: Option<Instant>,
+    failures: u32,
+    waiters: u32,
+    closed: bool,
+}
+
+impl<W> State<W> {
+    fn wants_more(&self, l: &PoolLimits) -> bool {
+        self.live < l.max_instances && (self.live < l.warm || self.idle.is_empty())
     }
 
-    /// Creates and initialises one instance and keeps it warm; at load this is
-    /// where a failing `init` becomes a startup error.
-    pub fn warm_up(&self) -> Result<(), Fault> {
-        let lease = self.checkout()?;
-        lease.release();
-        Ok(())
+    /// Whether waiting for an instance can succeed: one is leased (it comes
+    /// back or is replaced), being created, or about to be.
+    fn something_will_come(&self, l: &PoolLimits) -> bool {
+        let leased = (self.live as usize)
+            .saturating_sub(self.idle.len())
+            .saturating_sub(usize::from(self.creating));
+        leased > 0 || self.creating || (self.retry_at.is_none() && self.wants_more(l))
+    }
+}
+
+impl<W: World> Inner<W> {
+    fn lock(&self) -> MutexGuard<'_, State<W>> {
+        // Nothing panics while holding the lock, so a poisoned state is whole.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn fresh(&self) -> Result<Instance<W>, Fault> {
+        #[cfg(test)]
+        CREATED_HERE.with(|c| c.set(c.get() + 1));
         let mut store = Store::new(
             &self.engine,
             HostState::new(self.shared.clone(), self.limits.memory),
         );
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(deadline_ticks(INIT_DEADLINE));
-        let guest = guarded(|| W::instantiate(&self.pre, &mut store)).map_err(|f| match f {
+        let guest = run(&mut store, |s| W::instantiate(&self.pre, s)).map_err(|f| match f {
             Fault::Trap(msg) => Fault::Init(format!("cannot instantiate: {msg}")),
             other => other,
         })?;
-        match guarded(|| guest.init(&mut store, &self.config)) {
-            Ok(Ok(())) => Ok(Instance { store, guest }),
+        match run(&mut store, |s| guest.init(s, &self.config)) {
+            Ok(Ok(())) => {
+                self.shared.metrics.instance_created();
+                Ok(Instance { store, guest })
+            }
             Ok(Err(reason)) => Err(Fault::Init(reason)),
             Err(f) => Err(match f {
                 Fault::Trap(msg) => Fault::Init(format!("trapped in init: {msg}")),
@@ -194,32 +321,193 @@ impl<W: World> Pool<W> {
         }
     }
 
+    /// The refill thread: creates what [`State::wants_more`] asks for until
+    /// the pool is dropped.
+    fn refill(&self) {
+        let mut st = self.lock();
+        loop {
+            if st.closed {
+                return;
+            }
+            if let Some(at) = st.retry_at {
+                let now = Instant::now();
+                if now < at {
+                    st = self
+                        .work
+                        .wait_timeout(st, at - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                    continue;
+                }
+                st.retry_at = None;
+            }
+            if !st.wants_more(&self.limits) {
+                st = self.work.wait(st).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            st.live += 1;
+            st.creating = true;
+            drop(st);
+            let made = self.fresh();
+            st = self.lock();
+            st.creating = false;
+            let failed = match made {
+                Ok(inst) => {
+                    st.idle.push(inst);
+                    st.failures = 0;
+                    None
+                }
+                Err(fault) => {
+                    st.live -= 1;
+                    st.failures += 1;
+                    let pause = RETRY_FIRST
+                        .saturating_mul(1u32 << (st.failures - 1).min(16))
+                        .min(RETRY_MAX);
+                    st.retry_at = Some(Instant::now() + pause);
+                    Some((fault, pause))
+                }
+            };
+            if st.waiters > 0 {
+                // Wakes them for the new instance, or to give up when a
+                // failure means nothing is coming.
+                self.ready.notify_all();
+            }
+            if let Some((fault, pause)) = failed {
+                drop(st);
+                self.refill_failed(&fault, pause);
+                st = self.lock();
+            }
+        }
+    }
+
+    fn refill_failed(&self, fault: &Fault, pause: Duration) {
+        self.shared.metrics.instance_failed();
+        if let Some(suppressed) = self.refill_log.admit() {
+            tracing::warn!(
+                plugin = %self.shared.name,
+                fault = fault.kind(),
+                retry_in_ms = pause.as_millis() as u64,
+                suppressed_since_last = suppressed,
+                "plugin instance could not be created to refill its pool: {fault}"
+            );
+        }
+    }
+}
+
+impl<W: World> Pool<W> {
+    /// Creates the pool's warm instances on this thread (where a failing
+    /// `init` becomes a load error) and starts its refill thread.
+    pub fn start(
+        engine: Engine,
+        pre: W::Pre,
+        shared: Arc<PluginShared>,
+        config: Vec<(String, String)>,
+        limits: PoolLimits,
+    ) -> Result<Self, String> {
+        let inner = Arc::new(Inner {
+            engine,
+            pre,
+            shared,
+            config,
+            ticks: deadline_ticks(limits.deadline),
+            limits,
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                live: 0,
+                creating: false,
+                retry_at: None,
+                failures: 0,
+                waiters: 0,
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            work: Condvar::new(),
+            refill_log: BurstLog::new(FAULT_LOG_WINDOW),
+        });
+        for _ in 0..inner.limits.warm.max(1) {
+            let inst = inner.fresh().map_err(|f| match f {
+                Fault::Init(reason) => format!("init failed: {reason}"),
+                other => format!("init failed: the plugin {other}"),
+            })?;
+            let mut st = inner.lock();
+            st.live += 1;
+            st.idle.push(inst);
+        }
+        let worker = inner.clone();
+        std::thread::Builder::new()
+            .name("edgeward-plugin-refill".into())
+            .spawn(move || {
+                // On the request path guests run inside a Tokio runtime, where
+                // wasmtime-wasi's blocking calls panic and `guarded` makes them
+                // traps; running inside one here too keeps a guest's `init`
+                // from parking this thread in a WASI sleep.
+                match tokio::runtime::Builder::new_current_thread().build() {
+                    Ok(rt) => rt.block_on(async { worker.refill() }),
+                    Err(_) => worker.refill(),
+                }
+            })
+            .map_err(|e| format!("cannot start the thread that refills its instance pool: {e}"))?;
+        Ok(Self { inner })
+    }
+
     /// An instance for one call, its deadline armed. Dropping the lease
     /// discards the instance; [`Lease::release`] returns it to the pool.
     pub fn checkout(&self) -> Result<Lease<'_, W>, Fault> {
-        let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
-        let mut inst = match idle {
-            Some(i) => i,
-            None => {
-                let n = self.live.fetch_add(1, Ordering::AcqRel);
-                if n >= self.limits.max_instances {
-                    self.live.fetch_sub(1, Ordering::AcqRel);
-                    return Err(Fault::Busy);
-                }
-                match self.fresh() {
-                    Ok(i) => i,
-                    Err(e) => {
-                        self.live.fetch_sub(1, Ordering::AcqRel);
-                        return Err(e);
-                    }
-                }
+        let inner = &*self.inner;
+        let mut st = inner.lock();
+        if st.idle.is_empty() {
+            if st.wants_more(&inner.limits) {
+                inner.work.notify_one();
             }
+            if !st.something_will_come(&inner.limits) {
+                return Err(Fault::Busy);
+            }
+            st.waiters += 1;
+            st = inner
+                .ready
+                .wait_timeout_while(st, inner.limits.checkout_wait, |s| {
+                    s.idle.is_empty() && s.something_will_come(&inner.limits)
+                })
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            st.waiters -= 1;
+        }
+        let Some(mut inst) = st.idle.pop() else {
+            return Err(Fault::Busy);
         };
-        inst.store.set_epoch_deadline(self.ticks);
+        if st.idle.is_empty() && st.wants_more(&inner.limits) {
+            inner.work.notify_one();
+        }
+        drop(st);
+        inst.store.set_epoch_deadline(inner.ticks);
         Ok(Lease {
             pool: self,
             inst: Some(inst),
         })
+    }
+
+    #[cfg(test)]
+    fn counts(&self) -> (u32, usize) {
+        let st = self.inner.lock();
+        (st.live, st.idle.len())
+    }
+}
+
+impl<W: World> Drop for Pool<W> {
+    fn drop(&mut self) {
+        // The refill thread holds the rest of the pool; it lets go once it
+        // sees this (after finishing an instance it may be creating).
+        self.inner.lock().closed = true;
+        self.inner.work.notify_all();
+    }
+}
+
+impl<W: World> Drop for Inner<W> {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for _ in st.idle.drain(..) {
+            self.shared.metrics.instance_discarded();
+        }
     }
 }
 
@@ -237,20 +525,275 @@ impl<W: World> Lease<'_, W> {
 
     /// The call went well: keep the instance warm.
     pub fn release(mut self) {
-        if let Some(i) = self.inst.take()
-            && let Ok(mut idle) = self.pool.idle.lock()
-        {
-            idle.push(i);
-            return;
+        if let Some(i) = self.inst.take() {
+            let inner = &*self.pool.inner;
+            let mut st = inner.lock();
+            st.idle.push(i);
+            if st.waiters > 0 {
+                inner.ready.notify_one();
+            }
         }
-        self.pool.live.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl<W: World> Drop for Lease<'_, W> {
     fn drop(&mut self) {
-        if self.inst.take().is_some() {
-            self.pool.live.fetch_sub(1, Ordering::AcqRel);
+        let Some(inst) = self.inst.take() else {
+            return;
+        };
+        drop(inst);
+        let inner = &*self.pool.inner;
+        inner.shared.metrics.instance_discarded();
+        let mut st = inner.lock();
+        st.live -= 1;
+        if st.wants_more(&inner.limits) {
+            inner.work.notify_one();
         }
+        if st.waiters > 0 {
+            inner.ready.notify_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+    use super::*;
+    use crate::plugin::PluginMetrics;
+    use crate::plugin::limit::LogLimiter;
+
+    /// A world with no Wasm in it, whose `init` succeeds or fails on cue, so
+    /// the pool's bookkeeping is tested on its own and quickly.
+    struct Fake(Arc<Script>);
+
+    #[derive(Default)]
+    struct Script {
+        fail: AtomicBool,
+        inits: AtomicU32,
+        /// Inits that ran where a blocking WASI call would trap.
+        in_runtime: AtomicU32,
+    }
+
+    impl World for Fake {
+        type Pre = Arc<Script>;
+        fn pre(_: &Linker<HostState>, _: &Component) -> wasmtime::Result<Self::Pre> {
+            wasmtime::bail!("the fake world is never linked")
+        }
+        fn instantiate(pre: &Self::Pre, _: &mut Store<HostState>) -> wasmtime::Result<Self> {
+            Ok(Self(pre.clone()))
+        }
+        fn init(
+            &self,
+            _: &mut Store<HostState>,
+            _: &[(String, String)],
+        ) -> wasmtime::Result<Result<(), String>> {
+            self.0.inits.fetch_add(1, Ordering::SeqCst);
+            if tokio::runtime::Handle::try_current().is_ok() {
+                self.0.in_runtime.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(if self.0.fail.load(Ordering::SeqCst) {
+                Err("scripted failure".into())
+            } else {
+                Ok(())
+            })
+        }
+    }
+
+    struct Setup {
+        pool: Pool<Fake>,
+        script: Arc<Script>,
+        metrics: Arc<PluginMetrics>,
+    }
+
+    fn pool(max: u32, warm: u32, checkout_wait: Duration) -> Setup {
+        let engine = Engine::new(wasmtime::Config::new().epoch_interruption(true)).unwrap();
+        let metrics = Arc::new(PluginMetrics::new("fake"));
+        let shared = Arc::new(PluginShared {
+            name: "fake".into(),
+            state: Default::default(),
+            log: LogLimiter::new(1, 1),
+            metrics: metrics.clone(),
+        });
+        let script = Arc::new(Script::default());
+        let limits = PoolLimits {
+            deadline: Duration::from_secs(1),
+            memory: 1 << 20,
+            max_instances: max,
+            warm,
+            checkout_wait,
+        };
+        let pool = Pool::start(engine, script.clone(), shared, Vec::new(), limits)
+            .expect("the fake world initialises");
+        Setup {
+            pool,
+            script,
+            metrics,
+        }
+    }
+
+    /// Waits (without any deadline a healthy run could miss) until the
+    /// refill thread has brought the pool to `(live, idle)`.
+    fn settle(pool: &Pool<Fake>, want: (u32, usize)) {
+        let start = Instant::now();
+        while pool.counts() != want {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the pool stayed at {:?}, not {want:?}",
+                pool.counts()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn created_here() -> u64 {
+        CREATED_HERE.with(Cell::get)
+    }
+
+    #[test]
+    fn discarded_instances_are_replaced_off_the_calling_thread() {
+        let before = created_here();
+        let s = pool(2, 2, Duration::from_secs(30));
+        assert_eq!(created_here() - before, 2, "the warm instances, at load");
+        assert_eq!(s.pool.counts(), (2, 2));
+        let at_load = created_here();
+        for _ in 0..20 {
+            settle(&s.pool, (2, 2));
+            let a = s.pool.checkout().expect("a warm instance");
+            let b = s.pool.checkout().expect("a warm instance");
+            // Dropped, not released: as after a fault.
+            drop((a, b));
+            let c = s.pool.checkout().expect("a refilled instance");
+            c.release();
+        }
+        settle(&s.pool, (2, 2));
+        assert_eq!(created_here(), at_load, "no checkout instantiated here");
+        assert_eq!(s.script.inits.load(Ordering::SeqCst), 2 + 20 * 2);
+        assert_eq!(s.script.in_runtime.load(Ordering::SeqCst), 20 * 2);
+        assert_eq!(s.metrics.instance_counts(), (2, 0));
+    }
+
+    #[test]
+    fn a_checkout_waits_for_an_instance_rather_than_failing() {
+        let s = pool(1, 1, Duration::from_secs(30));
+        let held = s.pool.checkout().expect("the warm instance");
+        std::thread::scope(|t| {
+            let waiter = t.spawn(|| {
+                let lease = s.pool.checkout();
+                let created = created_here();
+                lease.map(Lease::release).map(|()| created)
+            });
+            // Discarded: the waiter gets the refill thread's replacement.
+            drop(held);
+            assert_eq!(waiter.join().unwrap(), Ok(0), "served, not created there");
+        });
+        settle(&s.pool, (1, 1));
+    }
+
+    #[test]
+    fn the_pool_grows_ahead_of_demand_up_to_its_cap() {
+        let s = pool(3, 1, Duration::from_millis(20));
+        let a = s.pool.checkout().unwrap();
+        settle(&s.pool, (2, 1));
+        let b = s.pool.checkout().unwrap();
+        settle(&s.pool, (3, 1));
+        let c = s.pool.checkout().unwrap();
+        assert_eq!(s.pool.counts(), (3, 0), "at the cap, nothing more is made");
+        assert_eq!(s.pool.checkout().err(), Some(Fault::Busy));
+        for l in [a, b, c] {
+            l.release();
+        }
+        assert_eq!(s.pool.counts(), (3, 3));
+    }
+
+    #[test]
+    fn a_failing_background_init_is_counted_and_retried_slowly() {
+        let s = pool(1, 1, Duration::from_secs(30));
+        s.script.fail.store(true, Ordering::SeqCst);
+        drop(s.pool.checkout().unwrap());
+        let start = Instant::now();
+        while s.metrics.instance_counts().1 == 0 {
+            assert!(start.elapsed() < Duration::from_secs(30), "no failure seen");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Nothing idle, nothing leased, and the refill is backing off: no
+        // point waiting out the 30 s.
+        let asked = Instant::now();
+        assert_eq!(s.pool.checkout().err(), Some(Fault::Busy));
+        assert!(asked.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(300));
+        let failures = s.metrics.instance_counts().1;
+        assert!(
+            (1..=6).contains(&failures),
+            "{failures} attempts in 300 ms: the retry must back off"
+        );
+        s.script.fail.store(false, Ordering::SeqCst);
+        settle(&s.pool, (1, 1));
+        assert_eq!(s.metrics.instance_counts().0, 1);
+    }
+
+    fn store(memory: usize) -> Store<HostState> {
+        let s = pool(1, 1, Duration::from_secs(1));
+        let mut store = Store::new(
+            &s.pool.inner.engine,
+            HostState::new(s.pool.inner.shared.clone(), memory),
+        );
+        store.limiter(|h| &mut h.limits);
+        store
+    }
+
+    #[test]
+    fn a_refused_grow_is_the_cause_whatever_ended_the_call() {
+        let mut store = store(1 << 20);
+        let r: Result<(), Fault> = run(&mut store, |s| {
+            let grow = wasmtime::ResourceLimiter::memory_growing(
+                &mut s.data_mut().limits,
+                1 << 20,
+                2 << 20,
+                None,
+            );
+            assert!(grow.is_err(), "over the cap");
+            // The guest's reaction (here: running out of time) is not the cause.
+            Err(Trap::Interrupt.into())
+        });
+        assert_eq!(r, Err(Fault::Memory));
+        let r: Result<(), Fault> = run(&mut store, |_| Err(Trap::Interrupt.into()));
+        assert_eq!(r, Err(Fault::Deadline), "the next call starts afresh");
+    }
+
+    #[test]
+    fn faults_read_as_their_cause() {
+        // As wasmtime reports a trap: the code, under a backtrace.
+        let trap = |t: Trap| {
+            wasmtime::Error::from(t).context("error while executing at wasm backtrace:\n 0: f")
+        };
+        assert_eq!(
+            Fault::from_wasm(&trap(Trap::StackOverflow)),
+            Fault::Trap("stack overflow".into())
+        );
+        assert_eq!(Fault::from_wasm(&trap(Trap::Interrupt)), Fault::Deadline);
+        let Fault::Trap(oob) = Fault::from_wasm(&trap(Trap::MemoryOutOfBounds)) else {
+            panic!("a trap")
+        };
+        assert!(oob.starts_with("out of bounds memory access"), "{oob}");
+        let host = wasmtime::Error::msg("resource table has no free keys")
+            .context("error while executing at wasm backtrace:\n 0: f");
+        assert_eq!(
+            Fault::from_wasm(&host),
+            Fault::Trap("resource table has no free keys".into())
+        );
+    }
+
+    #[test]
+    fn warm_size_is_bounded_by_the_cap() {
+        assert_eq!(warm_size(1), 1);
+        assert_eq!(warm_size(2), 2);
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+        assert_eq!(warm_size(1024), cpus.max(2));
+        assert_eq!(checkout_wait(Duration::from_secs(5)), MAX_CHECKOUT_WAIT);
+        assert_eq!(
+            checkout_wait(Duration::from_millis(2)),
+            Duration::from_millis(2)
+        );
     }
 }

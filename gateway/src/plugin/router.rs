@@ -7,12 +7,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode};
 use wasmtime::Store;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, Linker, Resource};
 
 use super::bindings::router::{Router, RouterPre};
 use super::bindings::types;
 use super::host::{HostState, RequestView, UpstreamInfo, UpstreamView};
-use super::pool::{Fault, Pool, World, guarded};
+use super::pool::{Fault, Instance, Pool, World};
 use crate::body::{self, Body};
 
 pub use types::Candidate;
@@ -95,46 +95,35 @@ pub(super) fn choose(
 ) -> Result<Decision, Fault> {
     let mut lease = pool.checkout()?;
     let inst = lease.get();
-    let view = RequestView {
-        parts: std::mem::replace(parts, empty_parts()),
-        client: ctx.client,
-        scheme: ctx.scheme,
-        route: ctx.route.clone(),
-    };
-    let table = &mut inst.store.data_mut().table;
-    let req = table.push(view).map_err(|e| Fault::Trap(e.to_string()));
-    let up = table.push(UpstreamView(upstream.clone()));
-    let (req, up) = match (req, up) {
-        (Ok(r), Ok(u)) => (r, u),
-        _ => return Err(Fault::Trap("resource table full".into())),
-    };
-    let (req_borrow, up_borrow) = (
-        wasmtime::component::Resource::<RequestView>::new_borrow(req.rep()),
-        wasmtime::component::Resource::<UpstreamView>::new_borrow(up.rep()),
-    );
-    let answer = guarded(|| {
-        inst.guest
-            .call_choose(&mut inst.store, req_borrow, up_borrow, candidates)
-    });
-    let table = &mut inst.store.data_mut().table;
-    if let Ok(view) = table.delete(req) {
-        *parts = view.parts;
-    }
-    let _ = table.delete(up);
-    match answer {
-        Ok(decision) => {
-            let d = convert(decision, candidates.len());
-            if d.is_ok() {
-                lease.release();
-            }
-            d
-        }
-        Err(f) => Err(f),
-    }
+    let req =
+        inst.store
+            .data_mut()
+            .lend_request(parts, ctx.client, ctx.scheme, ctx.route.clone())?;
+    // Every outcome of the call, a fault included, comes back here before
+    // anything returns, so the head is always handed back: the on-error
+    // fallback forwards it.
+    let answer = call(inst, &req, upstream, candidates);
+    inst.store.data_mut().take_back_request(req, parts);
+    let decision = convert(answer?, candidates.len())?;
+    lease.release();
+    Ok(decision)
 }
 
-fn empty_parts() -> http::request::Parts {
-    http::Request::new(()).into_parts().0
+fn call(
+    inst: &mut Instance<Router>,
+    req: &Resource<RequestView>,
+    upstream: &Arc<UpstreamInfo>,
+    candidates: &[Candidate],
+) -> Result<types::Decision, Fault> {
+    let up = inst.store.data_mut().lend_upstream(upstream)?;
+    let (req_borrow, up_borrow) = (
+        Resource::<RequestView>::new_borrow(req.rep()),
+        Resource::<UpstreamView>::new_borrow(up.rep()),
+    );
+    let answer =
+        inst.run(|guest, store| guest.call_choose(store, req_borrow, up_borrow, candidates));
+    inst.store.data_mut().take_back_upstream(up);
+    answer
 }
 
 fn convert(d: types::Decision, candidates: usize) -> Result<Decision, Fault> {

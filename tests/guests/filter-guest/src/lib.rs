@@ -2,8 +2,14 @@
 //! `x-filter-response: <tag>` to responses, answers `403` itself for paths
 //! under `deny` (config), and replaces a `418` from upstream with its own
 //! answer. Configured as a `balancer:` it must fail to load (wrong world).
+//! With `leak: <n>` its init leaves `n` host handles allocated: with all but
+//! one (1023) the host can lend it a request but not a response too; with
+//! all of them (1024), not even the request.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "filter" });
+
+#[path = "../../leak.rs"]
+mod leak;
 
 use std::sync::OnceLock;
 
@@ -30,6 +36,9 @@ impl Guest for Tagger {
         let tag = get("tag").unwrap_or_else(|| "filter".into());
         let deny = get("deny").unwrap_or_else(|| "/denied".into());
         let _ = CONFIG.set((tag, deny));
+        if let Some(n) = get("leak") {
+            leak::leak_handles(n.parse().map_err(|_| format!("leak: {n:?}"))?);
+        }
         Ok(())
     }
 
