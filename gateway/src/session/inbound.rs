@@ -28,8 +28,14 @@ impl ClientBodyError {
             };
         }
         let malformed = find::<hyper::Error>(inner).is_some_and(hyper::Error::is_parse)
-            || find::<std::io::Error>(inner)
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::InvalidData);
+            // hyper's chunked decoder reports a bad size line or a missing CRLF
+            // as InvalidInput; an early end of the stream is UnexpectedEof (an abort).
+            || find::<std::io::Error>(inner).is_some_and(|e| {
+                matches!(
+                    e.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+                )
+            });
         let source: BoxError = self.0.to_string().into();
         if malformed {
             ProxyError::ClientBody { source }

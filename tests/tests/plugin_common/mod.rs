@@ -147,13 +147,26 @@ impl SourceClient {
     }
 }
 
-pub fn admin_metrics_line(metrics: &str, prefix: &str) -> u64 {
+/// The value of the sample written as `name{a="x",…}`: the same metric name
+/// with at least those labels, in any order (every sample also carries the
+/// node's `node` and `region`).
+pub fn admin_metrics_line(metrics: &str, sample: &str) -> u64 {
+    let (name, labels) = match sample.split_once('{') {
+        Some((n, l)) => (n, l.trim_end_matches('}')),
+        None => (sample, ""),
+    };
+    let wanted: Vec<&str> = labels.split(',').filter(|l| !l.is_empty()).collect();
     metrics
         .lines()
-        .find(|l| l.starts_with(prefix))
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            let (n, rest) = l.split_once(['{', ' ']).unwrap_or((l, ""));
+            let have = rest.rsplit_once('}').map_or("", |(labels, _)| labels);
+            n == name && wanted.iter().all(|w| have.split(',').any(|h| h == *w))
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {prefix} in:\n{metrics}"))
+        .unwrap_or_else(|| panic!("no metric {sample} in:\n{metrics}"))
 }
 
 pub fn loopback(i: u8) -> IpAddr {
