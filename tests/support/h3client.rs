@@ -253,13 +253,23 @@ impl H3Client {
         let (mut tx, mut rx) = stream.split();
         // Send and receive concurrently: the gateway may answer before the body ends.
         let sending = async move {
+            let mut body_sent = false;
             for chunk in chunks {
+                body_sent |= !chunk.is_empty();
                 tx.send_data(chunk).await.context("send body")?;
             }
             if let Some(t) = trailers {
+                body_sent = true;
                 tx.send_trailers(t).await.context("send trailers")?;
             }
-            tx.finish().await.context("finish request")?;
+            // With nothing left to send but the FIN, a server that has answered
+            // may stop the stream with H3_NO_ERROR first (RFC 9114 §4.1): that
+            // loses nothing.
+            if let Err(e) = tx.finish().await
+                && body_sent
+            {
+                return Err(anyhow::Error::new(e).context("finish request"));
+            }
             anyhow::Ok(())
         };
         let receiving = async move {
