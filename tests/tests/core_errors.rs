@@ -40,6 +40,20 @@ async fn metric(gw: &Gateway, metric: &str, labels: &[&str]) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Polls `metric` until it reaches `want` (the count lands as the request
+/// ends, which may be a moment after the client saw its answer).
+async fn metric_reaches(gw: &Gateway, name: &str, want: f64) -> f64 {
+    let mut seen = 0.0;
+    for _ in 0..100 {
+        seen = metric(gw, name, &[]).await;
+        if seen >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    seen
+}
+
 /// An upstream that reads the whole request body before answering.
 async fn reading_upstream() -> Upstream {
     Upstream::start(|req: http::Request<hyper::body::Incoming>| async move {
@@ -66,14 +80,7 @@ async fn a_client_that_aborts_its_upload_is_not_an_upstream_error() {
         .unwrap();
     eventually("the upstream sees the request", || up.hits() == 1).await;
     drop(s);
-    let mut aborted = 0.0;
-    for _ in 0..100 {
-        aborted = metric(&gw, "edgeward_client_aborted_total", &[]).await;
-        if aborted >= 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let aborted = metric_reaches(&gw, "edgeward_client_aborted_total", 1.0).await;
     assert_eq!(aborted, 1.0, "the abort is counted as the client's");
     assert_eq!(
         metric(&gw, "edgeward_upstream_errors_total", &[]).await,
@@ -104,14 +111,7 @@ async fn a_malformed_chunked_body_is_a_bad_request() {
         !answer.contains(" 502 ") && !answer.contains(" 500 "),
         "a broken client body is not a gateway or upstream failure:\n{answer}"
     );
-    let mut bad = 0.0;
-    for _ in 0..100 {
-        bad = metric(&gw, "edgeward_bad_requests_total", &[]).await;
-        if bad >= 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let bad = metric_reaches(&gw, "edgeward_bad_requests_total", 1.0).await;
     assert_eq!(bad, 1.0, "counted as a bad request:\n{answer}");
     assert_eq!(
         metric(&gw, "edgeward_upstream_errors_total", &[]).await,
