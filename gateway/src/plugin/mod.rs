@@ -6,6 +6,7 @@
 mod bindings;
 pub use crate::builtins as builtin;
 mod engine;
+mod fault;
 mod filter;
 mod host;
 pub mod limit;

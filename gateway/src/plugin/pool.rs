@@ -25,18 +25,20 @@
 //! so about that many can be in flight at once; the headroom up to
 //! `instances` is grown on demand, and instances are never shrunk away.
 
+#[cfg(test)]
 use std::cell::Cell;
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store};
 
 use super::FAULT_LOG_WINDOW;
 use super::engine::deadline_ticks;
 use super::host::{HostState, PluginShared};
 use super::limit::BurstLog;
+
+pub use super::fault::{Fault, guarded};
 
 /// Time a new instance's `init` may take: it runs once per instance, off the
 /// hot path, and interpreters (componentize-py) need far more than a call.
@@ -54,115 +56,11 @@ const MAX_CHECKOUT_WAIT: Duration = Duration::from_millis(50);
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(10);
 
-/// Why a call did not produce an answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Fault {
-    #[error("ran past its deadline")]
-    Deadline,
-    #[error("exceeded its memory limit")]
-    Memory,
-    #[error("trapped: {0}")]
-    Trap(String),
-    #[error("every instance is busy")]
-    Busy,
-    #[error("returned an invalid answer: {0}")]
-    Invalid(String),
-    #[error("init failed: {0}")]
-    Init(String),
-}
-
-impl Fault {
-    /// Metric label.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Deadline => "deadline",
-            Self::Memory => "memory",
-            Self::Trap(_) => "trap",
-            Self::Busy => "busy",
-            Self::Invalid(_) => "invalid",
-            Self::Init(_) => "init",
-        }
-    }
-
-    /// The fault an error from guest code stands for, with a first line a
-    /// person can read: wasmtime's own text starts with the backtrace
-    /// header ("error while executing at wasm backtrace:"). Memory faults are
-    /// told apart by the memory cap, not here (see [`Instance::run`]).
-    pub fn from_wasm(e: &wasmtime::Error) -> Self {
-        if let Some(trap) = e.downcast_ref::<Trap>() {
-            return match trap {
-                Trap::Interrupt => Self::Deadline,
-                Trap::StackOverflow => Self::Trap("stack overflow".into()),
-                Trap::UnreachableCodeReached => {
-                    Self::Trap("wasm `unreachable` executed (how a Rust guest panics)".into())
-                }
-                Trap::MemoryOutOfBounds => Self::Trap(
-                    "out of bounds memory access (in a Rust guest, often deep recursion \
-                     overflowing its shadow stack)"
-                        .into(),
-                ),
-                other => Self::Trap(other.to_string()),
-            };
-        }
-        // A host function failed (a WASI call out of handles, say): its own
-        // message is the cause.
-        let cause = e.root_cause().to_string();
-        Self::Trap(cause.lines().next().unwrap_or("").to_owned())
-    }
-}
-
-thread_local! {
-    /// Set while this thread runs guest code, so the panic hook stays quiet
-    /// for panics that [`guarded`] turns into faults.
-    static IN_PLUGIN: Cell<bool> = const { Cell::new(false) };
-}
-
 #[cfg(test)]
 thread_local! {
     /// Instances created on this thread, so tests can tell that a checkout
     /// never instantiates on its caller's thread.
     static CREATED_HERE: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Runs guest code. A host function that panics inside it (wasmtime-wasi's
-/// blocking calls panic on a Tokio worker thread, and a hostile guest can make
-/// them) unwinds to here and becomes a trap: the instance is discarded like
-/// any other faulting one.
-pub fn guarded<R>(f: impl FnOnce() -> wasmtime::Result<R>) -> Result<R, Fault> {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !IN_PLUGIN.with(Cell::get) {
-                previous(info);
-            }
-        }));
-    });
-    IN_PLUGIN.with(|c| c.set(true));
-    let r = std::panic::catch_unwind(AssertUnwindSafe(f));
-    IN_PLUGIN.with(|c| c.set(false));
-    match r {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(Fault::from_wasm(&e)),
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            // wasmtime-wasi's blocking calls (stdio flush, poll) cannot run on a
-            // Tokio worker; plugins have no stdio or I/O to wait on anyway.
-            if msg.contains("runtime") {
-                return Err(Fault::Trap(
-                    "the guest made a blocking WASI call (stdio, poll); plugins may not".into(),
-                ));
-            }
-            let first = msg.lines().next().unwrap_or("").to_owned();
-            Err(Fault::Trap(format!(
-                "a host call the guest made panicked: {first}"
-            )))
-        }
-    }
 }
 
 /// How one world is instantiated and initialised from its generated bindings.
@@ -562,6 +460,7 @@ mod tests {
     use super::*;
     use crate::plugin::PluginMetrics;
     use crate::plugin::limit::LogLimiter;
+    use wasmtime::Trap;
 
     /// A world with no Wasm in it, whose `init` succeeds or fails on cue, so
     /// the pool's bookkeeping is tested on its own and quickly.
