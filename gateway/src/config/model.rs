@@ -64,8 +64,15 @@ pub struct ListenerConfig {
     pub address: Spanned<String>,
     /// TLS settings; without them the listener serves plaintext HTTP/1.1 and h2c.
     pub tls: Option<TlsConfig>,
-    /// Time a client has to send a complete request head. Default: 10s.
+    /// Time a client has to send a complete request head; the first one is
+    /// timed from accept, protocol sniff and TLS handshake included. Default: 10s.
     pub header_read_timeout: Option<Spanned<String>>,
+    /// A connection with no request in flight for this long is closed. Default: 60s.
+    pub idle_timeout: Option<Spanned<String>>,
+    /// A response write that makes no progress for this long (a client that
+    /// stopped reading, an HTTP/2 stream with a zero window) drops the
+    /// response and its upstream connection. Default: 30s.
+    pub send_timeout: Option<Spanned<String>>,
     /// Largest request head accepted, e.g. `64KiB`. Default: 64KiB (minimum 8KiB).
     pub max_header_size: Option<Spanned<String>>,
     /// Concurrent HTTP/2 streams per connection. Default: 256.
@@ -136,6 +143,11 @@ pub struct CertificateConfig {
 pub struct AdminConfig {
     /// `ip:port` of the admin listener, e.g. `127.0.0.1:9901`.
     pub address: Spanned<String>,
+    /// Bearer token every endpoint but `/healthz` and `/readyz` requires
+    /// (`Authorization: Bearer <token>`). Required unless the address is loopback.
+    pub token: Option<Spanned<String>>,
+    /// A file holding the token (surrounding whitespace ignored), instead of `token`.
+    pub token_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

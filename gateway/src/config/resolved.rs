@@ -17,6 +17,8 @@ pub struct Config {
     pub node: Node,
     pub listeners: Vec<Listener>,
     pub admin: Option<SocketAddr>,
+    /// The admin API's bearer token; `None` leaves it open (loopback only).
+    pub admin_token: Option<Arc<str>>,
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
     pub drain_timeout: Duration,
@@ -39,6 +41,8 @@ pub struct Listener {
     pub addr: SocketAddr,
     pub tls: Option<Vec<TlsCert>>,
     pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub send_timeout: Duration,
     pub max_header_size: usize,
     pub max_concurrent_streams: u32,
     pub keep_alive: bool,

@@ -1,6 +1,7 @@
 //! Accept loops. Each protocol adapter turns its connections' requests into
 //! `http::Request<Body>` and hands them to the one [`session::handle`].
 
+pub mod conn;
 mod h3body;
 mod h3quic;
 pub mod quic;
@@ -12,9 +13,8 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use arc_swap::ArcSwap;
@@ -23,6 +23,7 @@ use crate::body;
 use crate::config::{Listener, Protocols};
 use crate::node::Node;
 use crate::session::{self, ConnInfo};
+use conn::{ConnGuard, LogLimit, Timed, Timeouts};
 
 /// ALPN we offer on TLS, in preference order.
 pub const ALPN_H2_H1: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -74,13 +75,19 @@ impl HttpBuilders {
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout)
             .max_buf_size(config.max_header_size)
+            // The byte limit is the one that matters; hyper's default of 100
+            // fields would answer 431 to a small head with many short fields.
+            .max_headers((config.max_header_size / 64).max(100))
             .keep_alive(config.keep_alive);
         http.http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(config.max_concurrent_streams)
             .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
             .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_timeout(Duration::from_secs(20));
+            .keep_alive_timeout(Duration::from_secs(20))
+            // Prompt rapid reset: streams reset before we accept them.
+            .max_pending_accept_reset_streams(Some(20))
+            .max_local_error_reset_streams(Some(256));
         Self {
             http1: http.clone().http1_only(),
             http2: http.clone().http2_only(),
@@ -106,7 +113,7 @@ pub struct ConnSettings {
     protocols: Protocols,
     /// Set on TLS listeners that also serve h3, so HTTP/1.1 and HTTP/2 clients learn of it.
     alt_svc: Option<http::HeaderValue>,
-    handshake_timeout: Duration,
+    timeouts: Timeouts,
 }
 
 impl ConnSettings {
@@ -138,7 +145,11 @@ impl ConnSettings {
             http,
             protocols: config.protocols,
             alt_svc,
-            handshake_timeout: config.header_read_timeout,
+            timeouts: Timeouts {
+                first_request: config.header_read_timeout,
+                idle: config.idle_timeout,
+                send: config.send_timeout,
+            },
         })
     }
 }
@@ -179,51 +190,68 @@ impl TcpServer {
     /// Accepts until `stop` turns true, then lets open connections finish their
     /// in-flight requests (HTTP/1.1 closes after the current response, HTTP/2 sends GOAWAY).
     pub async fn serve(self, node: Arc<Node>, mut stop: watch::Receiver<bool>) {
-        let graceful = GracefulShutdown::new();
+        let (alive, mut drained) = mpsc::channel::<()>(1);
         let name: Arc<str> = Arc::from(self.config.name.as_str());
         let scheme = if self.config.tls.is_some() {
             "https"
         } else {
             "http"
         };
+        let mut backoff = AcceptBackoff::default();
         loop {
             let accepted = tokio::select! {
                 a = self.socket.accept() => a,
                 _ = stop.wait_for(|s| *s) => break,
             };
             let (stream, client) = match accepted {
-                Ok(a) => a,
+                Ok(a) => {
+                    backoff.reset();
+                    a
+                }
                 Err(e) => {
-                    // Out of descriptors or a transient network error: back off, keep serving.
-                    tracing::warn!(listener = %name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    backoff.failed(&name, &e).await;
                     continue;
                 }
             };
             let _ = stream.set_nodelay(true);
+            let settings = self.settings.load_full();
+            let timeouts = settings.timeouts;
+            let deadline = tokio::time::Instant::now() + timeouts.first_request;
             let conn = ConnInfo {
                 client,
                 scheme,
                 listener: name.clone(),
             };
-            let settings = self.settings.load_full();
+            let guard = Arc::new(ConnGuard::default());
             let node = node.clone();
             let alt_svc = settings.alt_svc.clone();
+            let svc_guard = guard.clone();
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let node = node.clone();
                 let conn = conn.clone();
                 let alt_svc = alt_svc.clone();
+                let token = svc_guard.request();
+                let refused = svc_guard.is_tripped();
                 async move {
+                    if refused {
+                        token.done();
+                        return Ok(conn::refused());
+                    }
                     let mut resp = session::handle(&node, req.map(body::boxed), &conn).await;
                     if let Some(v) = alt_svc {
                         // Ours replaces any upstream's: it describes this hop, not theirs.
                         resp.headers_mut().insert(http::header::ALT_SVC, v);
                     }
-                    Ok::<_, std::convert::Infallible>(resp)
+                    Ok::<_, std::convert::Infallible>(
+                        resp.map(|b| conn::relay(b, timeouts.send, token)),
+                    )
                 }
             });
-            let watcher = graceful.watcher();
+            let stop = stop.clone();
+            let alive = alive.clone();
             tokio::spawn(async move {
+                let _alive = alive;
+                let stream = Timed::new(stream, timeouts.send);
                 let http = &settings.http;
                 let result = match &settings.tls {
                     None => {
@@ -233,23 +261,30 @@ impl TcpServer {
                         let conn = http
                             .get(serve)
                             .serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(conn).await
+                        conn::drive(
+                            conn,
+                            |c| c.graceful_shutdown(),
+                            &guard,
+                            timeouts,
+                            deadline,
+                            stop,
+                        )
+                        .await
                     }
                     Some(acceptor) => {
+                        // The handshake counts against the first request's deadline.
                         let handshake = acceptor.accept(stream);
-                        let stream =
-                            match tokio::time::timeout(settings.handshake_timeout, handshake).await
-                            {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%client, error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%client, "TLS handshake timed out");
-                                    return;
-                                }
-                            };
+                        let stream = match tokio::time::timeout_at(deadline, handshake).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%client, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%client, "TLS handshake timed out");
+                                return;
+                            }
+                        };
                         let alpn = stream.get_ref().1.alpn_protocol();
                         let Some(serve) = tls_serve(alpn, settings.protocols) else {
                             tracing::debug!(%client, "no application protocol in common");
@@ -258,7 +293,15 @@ impl TcpServer {
                         let conn = http
                             .get(serve)
                             .serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(conn).await
+                        conn::drive(
+                            conn,
+                            |c| c.graceful_shutdown(),
+                            &guard,
+                            timeouts,
+                            deadline,
+                            stop,
+                        )
+                        .await
                     }
                 };
                 if let Err(e) = result {
@@ -267,7 +310,32 @@ impl TcpServer {
             });
         }
         drop(self.socket);
-        graceful.shutdown().await;
+        drop(alive);
+        // Every connection task holds a sender; `None` once the last has ended.
+        let _ = drained.recv().await;
+    }
+}
+
+/// Accept failures (out of descriptors, mostly) back off exponentially up to
+/// a second instead of spinning, and log at most one line a second.
+#[derive(Default)]
+pub struct AcceptBackoff {
+    delay: Duration,
+}
+
+static ACCEPT_LOG: LogLimit = LogLimit::new();
+
+impl AcceptBackoff {
+    pub fn reset(&mut self) {
+        self.delay = Duration::ZERO;
+    }
+
+    pub async fn failed(&mut self, listener: &str, e: &std::io::Error) {
+        if let Some(suppressed) = ACCEPT_LOG.allow() {
+            tracing::warn!(%listener, error = %e, suppressed, "accept failed; backing off");
+        }
+        self.delay = (self.delay * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        tokio::time::sleep(self.delay).await;
     }
 }
 
