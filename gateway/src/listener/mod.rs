@@ -214,6 +214,7 @@ impl TcpServer {
                 }
             };
             let _ = stream.set_nodelay(true);
+            let local = stream.local_addr().ok();
             let settings = self.settings.load_full();
             let timeouts = settings.timeouts;
             let deadline = tokio::time::Instant::now() + timeouts.first_request;
@@ -237,7 +238,9 @@ impl TcpServer {
                         token.done();
                         return Ok(conn::refused());
                     }
-                    let mut resp = session::handle(&node, req.map(body::boxed), &conn).await;
+                    let mut req = req.map(body::boxed);
+                    default_host(&mut req, local);
+                    let mut resp = session::handle(&node, req, &conn).await;
                     if let Some(v) = alt_svc {
                         // Ours replaces any upstream's: it describes this hop, not theirs.
                         resp.headers_mut().insert(http::header::ALT_SVC, v);
@@ -313,6 +316,20 @@ impl TcpServer {
         drop(alive);
         // Every connection task holds a sender; `None` once the last has ended.
         let _ = drained.recv().await;
+    }
+}
+
+/// An HTTP/1.0 request may come without `Host`; what we send on is HTTP/1.1,
+/// which must carry one (RFC 9112 §3.2): the address the client connected to.
+fn default_host<B>(req: &mut http::Request<B>, local: Option<std::net::SocketAddr>) {
+    if req.version() > http::Version::HTTP_10
+        || req.uri().authority().is_some()
+        || req.headers().contains_key(http::header::HOST)
+    {
+        return;
+    }
+    if let Some(v) = local.and_then(|a| http::HeaderValue::from_str(&a.to_string()).ok()) {
+        req.headers_mut().insert(http::header::HOST, v);
     }
 }
 
