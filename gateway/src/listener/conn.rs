@@ -152,6 +152,12 @@ impl LogLimit {
     }
 }
 
+impl Default for LogLimit {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 static TRIPPED_LOG: LogLimit = LogLimit::new();
 
 /// Runs one connection future under `guard`'s rules until it ends, `stop`
@@ -372,7 +378,7 @@ impl http_body::Body for Relayed {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.hint.clone()
+        self.hint
     }
 }
 
