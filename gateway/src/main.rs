@@ -9,7 +9,7 @@ use edgeward::{config, demo, server};
 #[derive(Parser)]
 #[command(name = "edgeward", version, about = "Edgeward: a regional edge gateway", long_about = None)]
 struct Cli {
-    /// Log filter, e.g. `info`, `edgeward=debug`, `edgeward::access=info`. Overrides RUST_LOG.
+    /// Log filter, e.g. `info`, `edgeward=debug`. Overrides RUST_LOG. The access log (`access-log:`) is apart from it.
     #[arg(long, global = true)]
     log: Option<String>,
     #[command(subcommand)]

@@ -1,5 +1,6 @@
 //! `edgeward.yaml`: the model, loading with located errors, and validation.
 
+pub mod access_log;
 pub mod cache;
 pub mod compress;
 mod error;

@@ -29,9 +29,10 @@ pub struct ConfigFile {
     /// Shutdown behaviour.
     #[serde(default)]
     pub shutdown: ShutdownConfig,
-    /// One `tracing` line per request at target `edgeward::access`. Default: false.
+    /// One line per request, apart from the application log: `true` (JSON on
+    /// stdout) or `{path: FILE, format: json|combined}`. Default: false.
     #[serde(default)]
-    pub access_log: bool,
+    pub access_log: super::access_log::AccessLogYaml,
     /// The response cache's store. Default: 256MiB; routes opt in with `cache:`.
     #[serde(default)]
     pub cache: super::cache::CacheYaml,
@@ -77,6 +78,9 @@ pub struct ListenerConfig {
     pub max_header_size: Option<Spanned<String>>,
     /// Concurrent HTTP/2 streams per connection. Default: 256.
     pub max_concurrent_streams: Option<u32>,
+    /// Keep the client's `X-Request-Id` (a balancer in front sets it) instead
+    /// of generating one. Default: false.
+    pub trust_request_id: Option<bool>,
     /// Keep idle HTTP/1.1 connections open for reuse. Default: true.
     pub keep_alive: Option<bool>,
     /// Protocols served: `h1` and `h2` over TCP, `h3` over QUIC on the same

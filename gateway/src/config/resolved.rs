@@ -22,7 +22,7 @@ pub struct Config {
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
     pub drain_timeout: Duration,
-    pub access_log: bool,
+    pub access_log: Option<super::access_log::AccessLog>,
     pub cache: super::cache::CacheSettings,
     /// Every plugin some upstream or route uses (plus those defined but unused).
     pub plugins: Vec<super::plugins::PluginSpec>,
@@ -46,6 +46,7 @@ pub struct Listener {
     pub max_header_size: usize,
     pub max_concurrent_streams: u32,
     pub keep_alive: bool,
+    pub trust_request_id: bool,
     pub protocols: Protocols,
     /// Present exactly when `protocols.h3`.
     pub quic: Option<Quic>,

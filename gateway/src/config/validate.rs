@@ -251,7 +251,7 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
             upstreams,
             routes,
             drain_timeout,
-            access_log: raw.access_log,
+            access_log: super::access_log::resolve(&raw.access_log, base),
             cache,
             plugins,
         })
@@ -327,6 +327,7 @@ fn listener(
         max_header_size,
         max_concurrent_streams: l.max_concurrent_streams.unwrap_or(256).max(1),
         keep_alive: l.keep_alive.unwrap_or(true),
+        trust_request_id: l.trust_request_id.unwrap_or(false),
         protocols: quic::protocols(c, i, l),
         quic: quic::settings(c, i, l, max_header_size),
     })

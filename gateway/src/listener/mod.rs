@@ -114,6 +114,7 @@ pub struct ConnSettings {
     /// Set on TLS listeners that also serve h3, so HTTP/1.1 and HTTP/2 clients learn of it.
     alt_svc: Option<http::HeaderValue>,
     timeouts: Timeouts,
+    trust_request_id: bool,
 }
 
 impl ConnSettings {
@@ -145,6 +146,7 @@ impl ConnSettings {
             http,
             protocols: config.protocols,
             alt_svc,
+            trust_request_id: config.trust_request_id,
             timeouts: Timeouts {
                 first_request: config.header_read_timeout,
                 idle: config.idle_timeout,
@@ -222,6 +224,7 @@ impl TcpServer {
                 client,
                 scheme,
                 listener: name.clone(),
+                trust_request_id: settings.trust_request_id,
             };
             let guard = Arc::new(ConnGuard::default());
             let node = node.clone();

@@ -10,6 +10,7 @@
 //! one [`ProxyError`], turned into a response, a counter and a log line in
 //! [`log`] only.
 
+pub mod access;
 mod cached;
 pub mod error;
 mod filters;
@@ -17,6 +18,7 @@ pub mod headers;
 mod inbound;
 mod log;
 mod proxy;
+pub mod request_id;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +40,8 @@ pub struct ConnInfo {
     /// `https` when the connection is TLS or QUIC.
     pub scheme: &'static str,
     pub listener: Arc<str>,
+    /// Keep a client's `X-Request-Id` instead of generating one.
+    pub trust_request_id: bool,
 }
 
 type Answer = Result<Response<Body>, ProxyError>;
@@ -61,8 +65,9 @@ pub struct Session {
 }
 
 /// Serves one request; never fails: errors become responses in the log phase.
-pub async fn handle(node: &Arc<Node>, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
+pub async fn handle(node: &Arc<Node>, mut req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
     let generation = node.generation();
+    let request_id = request_id::ensure(req.headers_mut(), conn.trust_request_id);
     let mut record = log::Record::start(node, &generation, conn, &req);
     // 1. inbound checks, 2. route
     let routed =
@@ -85,7 +90,10 @@ pub async fn handle(node: &Arc<Node>, req: Request<Body>, conn: &ConnInfo) -> Re
             answer
         }
     };
-    record.finish(answer)
+    let mut resp = record.finish(answer);
+    resp.headers_mut()
+        .insert(request_id::X_REQUEST_ID.clone(), request_id);
+    resp
 }
 
 /// First matching route, in configuration order.
