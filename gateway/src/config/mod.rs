@@ -4,6 +4,7 @@ pub mod access_log;
 pub mod cache;
 pub mod compress;
 mod error;
+pub mod limits;
 mod load;
 pub mod model;
 pub mod plugins;

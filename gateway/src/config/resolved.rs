@@ -134,6 +134,7 @@ pub struct Route {
     pub compression: Option<Arc<super::compress::Compression>>,
     /// Names of filter plugins, in order.
     pub filters: Vec<String>,
+    pub rate_limit: Option<super::limits::RateLimit>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -614,6 +614,7 @@ fn route(
         cache: None,
         compression: None,
         filters: Vec::new(),
+        rate_limit: None,
     })
 }
 
@@ -627,6 +628,10 @@ fn edge_stages(
     issues: &mut Vec<super::cache::Issue>,
 ) {
     let path = format!("routes[{i}]");
+    route.rate_limit = r
+        .rate_limit
+        .as_ref()
+        .and_then(|y| super::limits::resolve(y, &format!("{path}.rate-limit"), issues));
     route.cache = r
         .cache
         .as_ref()

@@ -20,7 +20,8 @@
 //!                                                 edgeward_upstream_{connect_errors,timeouts,retries}_total{upstream}
 //! edgeward_endpoint_{in_flight_requests,healthy,latency_ewma_seconds}{upstream,endpoint}
 //! edgeward_requests_by_protocol_total{protocol}   edgeward_{no_route,bad_requests,client_aborted,internal_errors,
-//! edgeward_generation, edgeward_reloads_total{result}   upstream_errors,plugin_failures,no_endpoint}_total
+//! edgeward_generation, edgeward_reloads_total{result}   upstream_errors,plugin_failures,no_endpoint,
+//!                                                 rate_limited}_total
 //! edgeward_cache_*, edgeward_plugin_*             (from the sources)
 //! ```
 
@@ -96,6 +97,8 @@ pub struct NodeMetrics {
     pub plugin_failures: Counter,
     /// Requests answered 503 because no endpoint could take them.
     pub no_endpoint: Counter,
+    /// Requests answered 429 by a route's `rate-limit`.
+    pub rate_limited: Counter,
 }
 
 impl NodeMetrics {
@@ -154,6 +157,10 @@ impl NodeMetrics {
             "edgeward_no_endpoint",
             "Requests answered 503 because no endpoint could take them",
         );
+        let rate_limited = counter(
+            "edgeward_rate_limited",
+            "Requests answered 429 by a route's rate limit",
+        );
         let generation = Gauge::default();
         registry.register(
             "edgeward_generation",
@@ -196,6 +203,7 @@ impl NodeMetrics {
             upstream_errors,
             plugin_failures,
             no_endpoint,
+            rate_limited,
         }
     }
 
