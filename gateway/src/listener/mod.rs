@@ -87,7 +87,9 @@ impl HttpBuilders {
             .keep_alive_timeout(Duration::from_secs(20))
             // Prompt rapid reset: streams reset before we accept them.
             .max_pending_accept_reset_streams(Some(20))
-            .max_local_error_reset_streams(Some(256));
+            .max_local_error_reset_streams(Some(256))
+            // WebSocket over HTTP/2 (RFC 8441).
+            .enable_connect_protocol();
         Self {
             http1: http.clone().http1_only(),
             http2: http.clone().http2_only(),
@@ -266,7 +268,7 @@ impl TcpServer {
                         };
                         let conn = http
                             .get(serve)
-                            .serve_connection(TokioIo::new(stream), service);
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service);
                         conn::drive(
                             conn,
                             |c| c.graceful_shutdown(),
@@ -298,7 +300,7 @@ impl TcpServer {
                         };
                         let conn = http
                             .get(serve)
-                            .serve_connection(TokioIo::new(stream), service);
+                            .serve_connection_with_upgrades(TokioIo::new(stream), service);
                         conn::drive(
                             conn,
                             |c| c.graceful_shutdown(),

@@ -21,7 +21,7 @@
 //! edgeward_endpoint_{in_flight_requests,healthy,latency_ewma_seconds}{upstream,endpoint}
 //! edgeward_requests_by_protocol_total{protocol}   edgeward_{no_route,bad_requests,client_aborted,internal_errors,
 //! edgeward_generation, edgeward_reloads_total{result}   upstream_errors,plugin_failures,no_endpoint,
-//!                                                 rate_limited}_total
+//!                                                 rate_limited,upgrades}_total
 //! edgeward_cache_*, edgeward_plugin_*             (from the sources)
 //! ```
 
@@ -99,6 +99,8 @@ pub struct NodeMetrics {
     pub no_endpoint: Counter,
     /// Requests answered 429 by a route's `rate-limit`.
     pub rate_limited: Counter,
+    /// Upgrades (WebSocket and others) tunnelled to an upstream.
+    pub upgrades: Counter,
 }
 
 impl NodeMetrics {
@@ -161,6 +163,10 @@ impl NodeMetrics {
             "edgeward_rate_limited",
             "Requests answered 429 by a route's rate limit",
         );
+        let upgrades = counter(
+            "edgeward_upgrades",
+            "Upgrades (WebSocket and others) tunnelled to an upstream",
+        );
         let generation = Gauge::default();
         registry.register(
             "edgeward_generation",
@@ -204,6 +210,7 @@ impl NodeMetrics {
             plugin_failures,
             no_endpoint,
             rate_limited,
+            upgrades,
         }
     }
 

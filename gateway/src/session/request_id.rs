@@ -40,6 +40,26 @@ fn random64() -> u64 {
     h.finish()
 }
 
+/// 16 random bytes in base64, as a `Sec-WebSocket-Key` (RFC 6455 §4.1).
+pub fn random_key() -> String {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&random64().to_be_bytes());
+    bytes[8..].copy_from_slice(&random64().to_be_bytes());
+    let mut out = String::with_capacity(24);
+    for chunk in bytes.chunks(3) {
+        let n =
+            chunk.iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b)) << (8 * (3 - chunk.len()));
+        for i in 0..=chunk.len() {
+            out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    while out.len() % 4 != 0 {
+        out.push('=');
+    }
+    out
+}
+
 /// RFC 9562 §5.7: 48 bits of Unix milliseconds, version 7, 74 random bits.
 fn uuid_v7() -> String {
     let ms = SystemTime::now()
