@@ -26,13 +26,9 @@ async fn echo_server() -> SocketAddr {
                     return;
                 };
                 while let Some(Ok(m)) = ws.next().await {
-                    match m {
-                        Message::Text(_) | Message::Binary(_) => {
-                            if ws.send(m).await.is_err() {
-                                return;
-                            }
-                        }
-                        _ => {}
+                    let echo = matches!(m, Message::Text(_) | Message::Binary(_));
+                    if echo && ws.send(m).await.is_err() {
+                        return;
                     }
                 }
             });
