@@ -113,7 +113,7 @@ impl Session {
     /// Phases 3–9 for a routed request.
     async fn run(&mut self, req: Request<Body>, record: &mut log::Record) -> Answer {
         if let Some(limit) = &self.route().rate_limit
-            && let Err(resp) =
+            && let Some(resp) =
                 ratelimit::check(&self.route_rt().name, limit, &req, self.conn.client.ip())
         {
             self.node.metrics.rate_limited.inc();

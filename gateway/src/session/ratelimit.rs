@@ -3,7 +3,7 @@
 //! region-wide store can later take over — so a reload keeps them.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
@@ -65,9 +65,7 @@ fn key(route: &str, limit: &RateLimit, req: &Request<Body>, client: IpAddr) -> S
 /// Takes one token; `Err(seconds until one is available)` when there is none.
 fn take(key: String, limit: &RateLimit) -> Result<u32, f64> {
     let b = buckets();
-    let mut h = b.hasher.build_hasher();
-    key.hash(&mut h);
-    let shard = &b.shards[(h.finish() as usize) % SHARDS];
+    let shard = &b.shards[(b.hasher.hash_one(&key) as usize) % SHARDS];
     let mut map = shard.lock().unwrap_or_else(|e| e.into_inner());
     let now = Instant::now();
     let burst = f64::from(limit.burst);
@@ -94,17 +92,14 @@ fn take(key: String, limit: &RateLimit) -> Result<u32, f64> {
     }
 }
 
-/// `Err(429)` when the request is over its route's limit.
+/// The 429 to answer when the request is over its route's limit.
 pub fn check(
     route: &str,
     limit: &RateLimit,
     req: &Request<Body>,
     client: IpAddr,
-) -> Result<(), Response<Body>> {
-    let wait = match take(key(route, limit, req, client), limit) {
-        Ok(_) => return Ok(()),
-        Err(wait) => wait,
-    };
+) -> Option<Response<Body>> {
+    let wait = take(key(route, limit, req, client), limit).err()?;
     let secs = (wait.ceil() as u64).max(1);
     let mut resp = local_response(
         StatusCode::TOO_MANY_REQUESTS,
@@ -119,5 +114,5 @@ pub fn check(
     if let Ok(v) = HeaderValue::from_str(&limit.policy) {
         h.insert("ratelimit-policy", v);
     }
-    Err(resp)
+    Some(resp)
 }

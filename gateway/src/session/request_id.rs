@@ -54,7 +54,7 @@ pub fn random_key() -> String {
             out.push(B64[((n >> (18 - 6 * i)) & 63) as usize] as char);
         }
     }
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push('=');
     }
     out
