@@ -306,3 +306,53 @@ async fn prompt_rapid_reset_is_cut_off_too() {
     assert!(opened < 3000, "the connection took all 3000 prompt resets");
     assert!(hits <= 200, "{hits} reset requests reached the upstream");
 }
+
+#[tokio::test]
+async fn idle_sockets_beyond_the_per_ip_cap_are_refused_and_others_served() {
+    let up = Upstream::echo("a").await;
+    let yaml = format!(
+        "listeners:\n  - name: http\n    address: 127.0.0.1:0\n    header-read-timeout: 30s\n\
+         \x20   max-connections-per-ip: 100\n\
+         admin:\n  address: 127.0.0.1:0\n\
+         upstreams:\n  a:\n    endpoints: [\"{}\"]\nroutes:\n  - upstream: a\n",
+        up.addr
+    );
+    let gw = Gateway::start(&yaml).await.unwrap();
+    let addr = gw.addr("http");
+    let mut socks = Vec::new();
+    for _ in 0..2000 {
+        socks.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // The refused ones are closed at once; the first 100 stay open.
+    let mut closed = 0;
+    for s in &mut socks {
+        if closed_within(s, Duration::from_millis(20)).await.is_some() {
+            closed += 1;
+        }
+    }
+    assert!(
+        (1890..=1900).contains(&closed),
+        "{closed} of 2000 idle sockets were refused under a cap of 100"
+    );
+    // Another client is served while the 100 idle ones are still open.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let r = send
+        .send_request(
+            Request::get("/ok")
+                .header("host", "t")
+                .body(empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let m = gw.metrics().await;
+    assert!(m.value("edgeward_connections_refused_total", &[]) >= 1890.0);
+    drop(socks);
+}

@@ -76,6 +76,11 @@ pub struct ListenerConfig {
     pub send_timeout: Option<Spanned<String>>,
     /// Largest request head accepted, e.g. `64KiB`. Default: 64KiB (minimum 8KiB).
     pub max_header_size: Option<Spanned<String>>,
+    /// Open connections this listener holds at most; more are closed at
+    /// accept. Default: 20000.
+    pub max_connections: Option<usize>,
+    /// Open connections one client IP may hold. Default: 1024.
+    pub max_connections_per_ip: Option<usize>,
     /// Concurrent HTTP/2 streams per connection. Default: 256.
     pub max_concurrent_streams: Option<u32>,
     /// Keep the client's `X-Request-Id` (a balancer in front sets it) instead

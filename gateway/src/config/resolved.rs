@@ -47,6 +47,8 @@ pub struct Listener {
     pub max_concurrent_streams: u32,
     pub keep_alive: bool,
     pub trust_request_id: bool,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     pub protocols: Protocols,
     /// Present exactly when `protocols.h3`.
     pub quic: Option<Quic>,

@@ -328,6 +328,8 @@ fn listener(
         max_concurrent_streams: l.max_concurrent_streams.unwrap_or(256).max(1),
         keep_alive: l.keep_alive.unwrap_or(true),
         trust_request_id: l.trust_request_id.unwrap_or(false),
+        max_connections: l.max_connections.unwrap_or(20_000).max(1),
+        max_connections_per_ip: l.max_connections_per_ip.unwrap_or(1024).max(1),
         protocols: quic::protocols(c, i, l),
         quic: quic::settings(c, i, l, max_header_size),
     })

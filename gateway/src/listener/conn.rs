@@ -124,6 +124,62 @@ impl Drop for InFlight {
     }
 }
 
+/// Open connections of one listener, in total and per client IP.
+#[derive(Default)]
+pub struct Census {
+    open: Mutex<(usize, std::collections::HashMap<std::net::IpAddr, usize>)>,
+}
+
+/// One admitted connection; leaves the census when dropped.
+pub struct Admitted {
+    census: std::sync::Arc<Census>,
+    ip: std::net::IpAddr,
+}
+
+impl Census {
+    /// Admits a connection from `ip` unless a cap is reached.
+    pub fn admit(
+        self: &std::sync::Arc<Self>,
+        ip: std::net::IpAddr,
+        max: usize,
+        per_ip: usize,
+    ) -> Option<Admitted> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.1.get(&ip).copied().unwrap_or(0);
+        if open.0 >= max || n >= per_ip {
+            return None;
+        }
+        open.0 += 1;
+        open.1.insert(ip, n + 1);
+        Some(Admitted {
+            census: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        let mut open = self.census.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.0 -= 1;
+        if let Some(n) = open.1.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.1.remove(&self.ip);
+            }
+        }
+    }
+}
+
+static REFUSED_LOG: LogLimit = LogLimit::new();
+
+/// Logs (rate-limited) a connection refused by a cap.
+pub fn refused_connection(listener: &str, ip: std::net::IpAddr) {
+    if let Some(suppressed) = REFUSED_LOG.allow() {
+        tracing::warn!(%listener, client = %ip, suppressed, "connection refused: max-connections or max-connections-per-ip reached");
+    }
+}
+
 /// Warns at most once per second about peer-triggered or resource events,
 /// saying how many were suppressed in between.
 pub struct LogLimit {

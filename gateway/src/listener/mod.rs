@@ -117,6 +117,8 @@ pub struct ConnSettings {
     alt_svc: Option<http::HeaderValue>,
     timeouts: Timeouts,
     trust_request_id: bool,
+    max_connections: usize,
+    max_connections_per_ip: usize,
 }
 
 impl ConnSettings {
@@ -149,6 +151,8 @@ impl ConnSettings {
             protocols: config.protocols,
             alt_svc,
             trust_request_id: config.trust_request_id,
+            max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
             timeouts: Timeouts {
                 first_request: config.header_read_timeout,
                 idle: config.idle_timeout,
@@ -202,6 +206,7 @@ impl TcpServer {
             "http"
         };
         let mut backoff = AcceptBackoff::default();
+        let census = Arc::new(conn::Census::default());
         loop {
             let accepted = tokio::select! {
                 a = self.socket.accept() => a,
@@ -217,9 +222,19 @@ impl TcpServer {
                     continue;
                 }
             };
+            let settings = self.settings.load_full();
+            let Some(admitted) = census.admit(
+                client.ip(),
+                settings.max_connections,
+                settings.max_connections_per_ip,
+            ) else {
+                node.metrics.connections_refused.inc();
+                conn::refused_connection(&name, client.ip());
+                drop(stream);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let local = stream.local_addr().ok();
-            let settings = self.settings.load_full();
             let timeouts = settings.timeouts;
             let deadline = tokio::time::Instant::now() + timeouts.first_request;
             let conn = ConnInfo {
@@ -258,7 +273,7 @@ impl TcpServer {
             let stop = stop.clone();
             let alive = alive.clone();
             tokio::spawn(async move {
-                let _alive = alive;
+                let _alive = (alive, admitted);
                 let stream = Timed::new(stream, timeouts.send);
                 let http = &settings.http;
                 let result = match &settings.tls {

@@ -21,7 +21,8 @@
 //! edgeward_endpoint_{in_flight_requests,healthy,latency_ewma_seconds}{upstream,endpoint}
 //! edgeward_requests_by_protocol_total{protocol}   edgeward_{no_route,bad_requests,client_aborted,internal_errors,
 //! edgeward_generation, edgeward_reloads_total{result}   upstream_errors,plugin_failures,no_endpoint,
-//!                                                 rate_limited,upgrades}_total
+//!                                                 rate_limited,upgrades,
+//!                                                 connections_refused}_total
 //! edgeward_cache_*, edgeward_plugin_*             (from the sources)
 //! ```
 
@@ -101,6 +102,9 @@ pub struct NodeMetrics {
     pub rate_limited: Counter,
     /// Upgrades (WebSocket and others) tunnelled to an upstream.
     pub upgrades: Counter,
+    /// Connections closed at accept: over a listener's `max-connections` or
+    /// `max-connections-per-ip`.
+    pub connections_refused: Counter,
 }
 
 impl NodeMetrics {
@@ -167,6 +171,10 @@ impl NodeMetrics {
             "edgeward_upgrades",
             "Upgrades (WebSocket and others) tunnelled to an upstream",
         );
+        let connections_refused = counter(
+            "edgeward_connections_refused",
+            "Connections closed at accept by max-connections or max-connections-per-ip",
+        );
         let generation = Gauge::default();
         registry.register(
             "edgeward_generation",
@@ -211,6 +219,7 @@ impl NodeMetrics {
             no_endpoint,
             rate_limited,
             upgrades,
+            connections_refused,
         }
     }
 
