@@ -64,7 +64,9 @@ fn tls_serve(alpn: Option<&[u8]>, protocols: Protocols) -> Option<Serve> {
 /// One connection builder per way of serving, all with the listener's limits.
 struct HttpBuilders {
     sniff: auto::Builder<TokioExecutor>,
-    http1: auto::Builder<TokioExecutor>,
+    /// hyper's own: the auto builder's upgrade support ignores `http1_only`
+    /// and would sniff (and serve) HTTP/2 on an h1-only connection.
+    http1: hyper::server::conn::http1::Builder,
     http2: auto::Builder<TokioExecutor>,
 }
 
@@ -90,20 +92,64 @@ impl HttpBuilders {
             .max_local_error_reset_streams(Some(256))
             // WebSocket over HTTP/2 (RFC 8441).
             .enable_connect_protocol();
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout)
+            .max_buf_size(config.max_header_size)
+            .max_headers((config.max_header_size / 64).max(100))
+            .keep_alive(config.keep_alive);
         Self {
-            http1: http.clone().http1_only(),
+            http1,
             http2: http.clone().http2_only(),
             sniff: http,
         }
     }
+}
 
-    fn get(&self, serve: Serve) -> &auto::Builder<TokioExecutor> {
-        match serve {
-            Serve::Sniff => &self.sniff,
-            Serve::Http1 => &self.http1,
-            Serve::Http2 => &self.http2,
+/// Serves one connection's `$io` as `$serve` says, under [`conn::drive`].
+macro_rules! serve_io {
+    ($http:expr, $serve:expr, $io:expr, $service:expr, $guard:expr, $timeouts:expr, $deadline:expr, $stop:expr) => {
+        match $serve {
+            Serve::Sniff => {
+                let c = $http.sniff.serve_connection_with_upgrades($io, $service);
+                conn::drive(
+                    c,
+                    |c| c.graceful_shutdown(),
+                    $guard,
+                    $timeouts,
+                    $deadline,
+                    $stop,
+                )
+                .await
+            }
+            Serve::Http1 => {
+                let c = $http.http1.serve_connection($io, $service).with_upgrades();
+                conn::drive(
+                    c,
+                    |c| c.graceful_shutdown(),
+                    $guard,
+                    $timeouts,
+                    $deadline,
+                    $stop,
+                )
+                .await
+                .map_err(Into::into)
+            }
+            Serve::Http2 => {
+                let c = $http.http2.serve_connection($io, $service);
+                conn::drive(
+                    c,
+                    |c| c.graceful_shutdown(),
+                    $guard,
+                    $timeouts,
+                    $deadline,
+                    $stop,
+                )
+                .await
+            }
         }
-    }
+    };
 }
 
 /// How a TCP listener serves its connections: rebuilt from each generation's
@@ -281,18 +327,8 @@ impl TcpServer {
                         let Some(serve) = plaintext_serve(settings.protocols) else {
                             return;
                         };
-                        let conn = http
-                            .get(serve)
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        conn::drive(
-                            conn,
-                            |c| c.graceful_shutdown(),
-                            &guard,
-                            timeouts,
-                            deadline,
-                            stop,
-                        )
-                        .await
+                        let io = TokioIo::new(stream);
+                        serve_io!(http, serve, io, service, &guard, timeouts, deadline, stop)
                     }
                     Some(acceptor) => {
                         // The handshake counts against the first request's deadline.
@@ -313,18 +349,8 @@ impl TcpServer {
                             tracing::debug!(%client, "no application protocol in common");
                             return;
                         };
-                        let conn = http
-                            .get(serve)
-                            .serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        conn::drive(
-                            conn,
-                            |c| c.graceful_shutdown(),
-                            &guard,
-                            timeouts,
-                            deadline,
-                            stop,
-                        )
-                        .await
+                        let io = TokioIo::new(stream);
+                        serve_io!(http, serve, io, service, &guard, timeouts, deadline, stop)
                     }
                 };
                 if let Err(e) = result {
