@@ -39,7 +39,7 @@ async fn echo_server() -> SocketAddr {
 
 async fn gateway(up: SocketAddr) -> Gateway {
     Gateway::start(&format!(
-        "listeners:\n  - name: http\n    address: 127.0.0.1:0\n\
+        "listeners:\n  - name: http\n    address: 127.0.0.1:0\n    idle-timeout: 1s\n\
          admin:\n  address: 127.0.0.1:0\n\
          upstreams:\n  ws:\n    endpoints: [\"{up}\"]\nroutes:\n  - name: ws\n    upstream: ws\n"
     ))
@@ -62,6 +62,9 @@ where
             other => panic!("size {size}: got {other:?}"),
         }
     }
+    // Quiet for longer than the listener's idle-timeout: a tunnel keeps its
+    // connection busy, so it stays open.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     ws.send(Message::Text("héllo".into())).await.unwrap();
     assert_eq!(
         ws.next().await.unwrap().unwrap(),

@@ -180,6 +180,26 @@ pub fn refused_connection(listener: &str, ip: std::net::IpAddr) {
     }
 }
 
+/// Keeps a connection busy while an upgraded stream (a WebSocket over
+/// HTTP/2) lives on it; ends the request cleanly when dropped.
+struct Busy(Option<InFlight>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.done();
+        }
+    }
+}
+
+/// The hold a tunnel on this connection takes (see `session::upgrade::ConnHold`).
+pub fn hold(guard: &std::sync::Arc<ConnGuard>) -> crate::session::upgrade::ConnHold {
+    let guard = guard.clone();
+    crate::session::upgrade::ConnHold(std::sync::Arc::new(move || {
+        Box::new(Busy(Some(guard.request()))) as Box<dyn Send>
+    }))
+}
+
 /// Warns at most once per second about peer-triggered or resource events,
 /// saying how many were suppressed in between.
 pub struct LogLimit {

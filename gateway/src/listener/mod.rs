@@ -293,12 +293,14 @@ impl TcpServer {
             let node = node.clone();
             let alt_svc = settings.alt_svc.clone();
             let svc_guard = guard.clone();
+            let conn_hold = conn::hold(&guard);
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let node = node.clone();
                 let conn = conn.clone();
                 let alt_svc = alt_svc.clone();
                 let token = svc_guard.request();
                 let refused = svc_guard.is_tripped();
+                let hold = conn_hold.clone();
                 async move {
                     if refused {
                         token.done();
@@ -306,6 +308,7 @@ impl TcpServer {
                     }
                     let mut req = req.map(body::boxed);
                     default_host(&mut req, local);
+                    req.extensions_mut().insert(hold);
                     let mut resp = session::handle(&node, req, &conn).await;
                     if let Some(v) = alt_svc {
                         // Ours replaces any upstream's: it describes this hop, not theirs.

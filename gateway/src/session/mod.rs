@@ -20,7 +20,7 @@ mod log;
 mod proxy;
 mod ratelimit;
 pub mod request_id;
-mod upgrade;
+pub mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

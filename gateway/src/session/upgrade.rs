@@ -22,12 +22,19 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// A tunnel with no byte in either direction for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(300);
 
+/// Put in a request's extensions by the listener: called when a tunnel
+/// starts, it returns a token that keeps the client's connection counted as
+/// busy (not idle) until the token is dropped with the tunnel.
+#[derive(Clone)]
+pub struct ConnHold(pub Arc<dyn Fn() -> Box<dyn Send> + Send + Sync>);
+
 /// An upgrade the client asked for, waiting for the upstream's answer.
 pub struct Pending {
     protocol: HeaderValue,
     /// Extended CONNECT: the client expects 200, not 101.
     h2: bool,
     client: OnUpgrade,
+    hold: Option<ConnHold>,
 }
 
 fn connection_has_upgrade(parts: &request::Parts) -> bool {
@@ -54,6 +61,7 @@ pub fn take(parts: &mut request::Parts) -> Option<Pending> {
             protocol,
             h2: false,
             client,
+            hold: parts.extensions.remove::<ConnHold>(),
         });
     }
     if parts.version == Version::HTTP_2 && parts.method == Method::CONNECT {
@@ -73,6 +81,7 @@ pub fn take(parts: &mut request::Parts) -> Option<Pending> {
             protocol,
             h2: true,
             client,
+            hold: parts.extensions.remove::<ConnHold>(),
         });
     }
     None
@@ -103,7 +112,9 @@ pub fn switched<B>(
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     counter.inc();
+    let hold = p.hold.as_ref().map(|h| (h.0)());
     tokio::spawn(async move {
+        let _hold = hold;
         let (client, upstream) = tokio::join!(p.client, upstream);
         let (Ok(client), Ok(upstream)) = (client, upstream) else {
             tracing::debug!("an upgrade did not complete on both sides");
