@@ -72,6 +72,8 @@ async fn a_request_id_is_generated_forwarded_returned_and_logged() {
         "bytes_in",
         "bytes_out",
         "duration_ms",
+        "upstream_ms",
+        "tls_sni",
     ] {
         assert!(first.get(field).is_some(), "{field} missing: {first}");
     }
@@ -82,6 +84,8 @@ async fn a_request_id_is_generated_forwarded_returned_and_logged() {
     assert_eq!(first["bytes_in"], 5);
     assert!(first["bytes_out"].as_u64().unwrap() > 0);
     assert_eq!(first["endpoint"], up.addr.to_string());
+    assert!(first["upstream_ms"].as_f64().unwrap() > 0.0, "{first}");
+    assert!(first["tls_sni"].is_null(), "plaintext has no SNI: {first}");
     let second: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
     assert_eq!(second["protocol"], "HTTP/2");
     assert_eq!(second["request_id"], "client-chosen");
@@ -111,4 +115,46 @@ async fn the_combined_format_is_one_line_per_request() {
     assert!(text.starts_with("127.0.0.1 - - ["), "{text}");
     assert!(text.contains("\"GET /c HTTP/1.1\" 200 "), "{text}");
     assert!(text.contains(&id), "{text}");
+}
+
+#[tokio::test]
+async fn the_access_log_names_the_tls_server_name() {
+    let up = Upstream::echo("a").await;
+    let cert = edgeward_e2e::TestCert::new(&["shop.test"]);
+    let yaml = format!(
+        "listeners:\n  - name: https\n    address: 127.0.0.1:0\n\
+         \x20   tls:\n      certificates: [{{cert: c.pem, key: c.key}}]\n\
+         access-log: {{path: access.log}}\n\
+         upstreams:\n  a:\n    endpoints: [\"{}\"]\nroutes:\n  - upstream: a\n",
+        up.addr
+    );
+    let gw = Gateway::start_with(
+        &yaml,
+        &[
+            ("c.pem", cert.cert_pem.as_bytes()),
+            ("c.key", cert.key_pem.as_bytes()),
+        ],
+    )
+    .await
+    .unwrap();
+    let mut c = edgeward_e2e::TlsClient::connect(gw.addr("https"), "shop.test", &cert, &[b"h2"])
+        .await
+        .unwrap();
+    let r = c
+        .fetch(Request::get("https://shop.test/s").body(empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let path = gw.dir.path().join("access.log");
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = std::fs::read_to_string(&path).unwrap_or_default();
+        if !text.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(line["tls_sni"], "shop.test", "{line}");
+    assert_eq!(line["host"], "shop.test", "{line}");
 }

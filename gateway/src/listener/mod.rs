@@ -294,6 +294,9 @@ impl TcpServer {
             let alt_svc = settings.alt_svc.clone();
             let svc_guard = guard.clone();
             let conn_hold = conn::hold(&guard);
+            // Set once the TLS handshake is done, before any request is read.
+            let conn_sni = Arc::new(std::sync::OnceLock::<session::access::Sni>::new());
+            let svc_sni = conn_sni.clone();
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let node = node.clone();
                 let conn = conn.clone();
@@ -301,6 +304,7 @@ impl TcpServer {
                 let token = svc_guard.request();
                 let refused = svc_guard.is_tripped();
                 let hold = conn_hold.clone();
+                let sni = svc_sni.clone();
                 async move {
                     if refused {
                         token.done();
@@ -309,6 +313,9 @@ impl TcpServer {
                     let mut req = req.map(body::boxed);
                     default_host(&mut req, local);
                     req.extensions_mut().insert(hold);
+                    if let Some(sni) = sni.get() {
+                        req.extensions_mut().insert(sni.clone());
+                    }
                     let mut resp = session::handle(&node, req, &conn).await;
                     if let Some(v) = alt_svc {
                         // Ours replaces any upstream's: it describes this hop, not theirs.
@@ -347,6 +354,9 @@ impl TcpServer {
                                 return;
                             }
                         };
+                        if let Some(name) = stream.get_ref().1.server_name() {
+                            let _ = conn_sni.set(session::access::Sni(Arc::from(name)));
+                        }
                         let alpn = stream.get_ref().1.alpn_protocol();
                         let Some(serve) = tls_serve(alpn, settings.protocols) else {
                             tracing::debug!(%client, "no application protocol in common");

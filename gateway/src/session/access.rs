@@ -15,6 +15,11 @@ use crate::config::access_log::{AccessLog, AccessLogFormat};
 
 const QUEUE: usize = 64 << 10;
 
+/// The TLS server name a connection's client sent, put in each request's
+/// extensions by the listener.
+#[derive(Clone, Debug)]
+pub struct Sni(pub Arc<str>);
+
 /// Everything one line says.
 pub struct Entry<'a> {
     pub client: std::net::SocketAddr,
@@ -33,6 +38,9 @@ pub struct Entry<'a> {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub duration: std::time::Duration,
+    /// Until the upstream's response head.
+    pub upstream: Option<std::time::Duration>,
+    pub sni: Option<&'a str>,
 }
 
 struct Writer {
@@ -121,6 +129,8 @@ fn json(e: &Entry) -> String {
         "bytes_in": e.bytes_in,
         "bytes_out": e.bytes_out,
         "duration_ms": e.duration.as_secs_f64() * 1000.0,
+        "upstream_ms": e.upstream.map(|d| d.as_secs_f64() * 1000.0),
+        "tls_sni": e.sni,
     });
     format!("{v}\n")
 }

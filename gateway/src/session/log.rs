@@ -57,6 +57,11 @@ impl Record {
                     referer: h(http::header::REFERER),
                     request_id: h(super::request_id::X_REQUEST_ID.clone()),
                     cache: None,
+                    upstream: None,
+                    sni: req
+                        .extensions()
+                        .get::<super::access::Sni>()
+                        .map(|s| s.0.clone()),
                 })
             }),
             route: None,
@@ -75,6 +80,10 @@ impl Record {
     /// What the session learnt that the log line names.
     pub fn ended(&mut self, s: &Session) {
         self.endpoint = s.endpoint_name();
+        if let Some(a) = &mut self.access {
+            let us = s.upstream_us.load(Ordering::Relaxed);
+            a.upstream = (us > 0).then(|| Duration::from_micros(us));
+        }
     }
 
     /// Turns the answer into the response the client gets, and measures it
@@ -166,6 +175,9 @@ struct Access {
     referer: Option<http::HeaderValue>,
     request_id: Option<http::HeaderValue>,
     cache: Option<http::HeaderValue>,
+    /// Until the upstream's response head (proxied requests only).
+    upstream: Option<Duration>,
+    sni: Option<Arc<str>>,
 }
 
 fn access_line(
@@ -205,6 +217,8 @@ fn access_line(
             bytes_in,
             bytes_out,
             duration: elapsed,
+            upstream: a.upstream,
+            sni: a.sni.as_deref(),
         },
     );
 }

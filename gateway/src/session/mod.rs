@@ -64,6 +64,8 @@ pub struct Session {
     kept: Option<Arc<http::request::Parts>>,
     /// 1 + index of the endpoint last tried; 0 while none was.
     endpoint: Arc<AtomicUsize>,
+    /// Microseconds until the upstream's response head, for the access log.
+    upstream_us: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Serves one request; never fails: errors become responses in the log phase.
@@ -86,6 +88,7 @@ pub async fn handle(node: &Arc<Node>, mut req: Request<Body>, conn: &ConnInfo) -
                 want: Encoding::Identity,
                 kept: None,
                 endpoint: Arc::default(),
+                upstream_us: Arc::default(),
             };
             let answer = session.run(req, &mut record).await;
             record.ended(&session);

@@ -138,6 +138,10 @@ impl Session {
                         _ => None,
                     };
                     let ttfb = started.elapsed();
+                    self.upstream_us.store(
+                        u64::try_from(ttfb.as_micros()).unwrap_or(u64::MAX),
+                        Ordering::Relaxed,
+                    );
                     stats.succeeded(ttfb);
                     upstream_metrics.first_byte(ttfb);
                     let status = resp.status();
