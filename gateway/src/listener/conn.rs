@@ -408,6 +408,8 @@ pub fn relay(body: Body, send: Duration, token: InFlight) -> Body {
     }
     let hint = body.size_hint();
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
+    let stalled = std::sync::Arc::new(AtomicBool::new(false));
+    let stalled_tx = stalled.clone();
     tokio::spawn(async move {
         let mut body = std::pin::pin!(body);
         loop {
@@ -427,19 +429,23 @@ pub fn relay(body: Body, send: Duration, token: InFlight) -> Body {
                 // The client went away (the token counts a cancel), or stalled.
                 Ok(Err(_)) => return,
                 Err(_) => {
+                    // The channel's one slot is taken: the receiver learns of
+                    // the failure from the flag once it drains, so the body
+                    // ends in an error, never as if complete.
+                    stalled_tx.store(true, Ordering::Release);
                     token.done();
-                    let _ = tx.try_send(Err("the client read nothing for the send timeout".into()));
                     return;
                 }
             }
         }
     });
-    http_body_util::BodyExt::boxed_unsync(Relayed { rx, hint })
+    http_body_util::BodyExt::boxed_unsync(Relayed { rx, hint, stalled })
 }
 
 struct Relayed {
     rx: mpsc::Receiver<Result<Frame<Bytes>, BoxError>>,
     hint: SizeHint,
+    stalled: std::sync::Arc<AtomicBool>,
 }
 
 impl http_body::Body for Relayed {
@@ -450,7 +456,12 @@ impl http_body::Body for Relayed {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.rx.poll_recv(cx)
+        match ready!(self.rx.poll_recv(cx)) {
+            None if self.stalled.swap(false, Ordering::Acquire) => Poll::Ready(Some(Err(
+                "the client read nothing for the send timeout".into(),
+            ))),
+            other => Poll::Ready(other),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
