@@ -9,7 +9,7 @@ use edgeward::{config, demo, server};
 #[derive(Parser)]
 #[command(name = "edgeward", version, about = "Edgeward: a regional edge gateway", long_about = None)]
 struct Cli {
-    /// Log filter, e.g. `info`, `edgeward=debug`, `edgeward::access=info`. Overrides RUST_LOG.
+    /// Log filter, e.g. `info`, `edgeward=debug`. Overrides RUST_LOG. The access log (`access-log:`) is apart from it.
     #[arg(long, global = true)]
     log: Option<String>,
     #[command(subcommand)]
@@ -52,10 +52,29 @@ enum Command {
 /// buffer is full, lines are dropped rather than waited for. Keep the guard
 /// alive until exit: dropping it flushes what is buffered.
 fn init_logs(filter: Option<&str>) -> tracing_appender::non_blocking::WorkerGuard {
-    let filter = filter
-        .map(tracing_subscriber::EnvFilter::new)
-        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let text = filter
+        .map(str::to_owned)
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    let mut filter = tracing_subscriber::EnvFilter::new(&text);
+    // What the protocol crates warn about is mostly what a peer did (a flood
+    // of PINGs, a slow head): a peer must not be able to write our log, so
+    // they log errors only unless the filter names them.
+    for krate in [
+        "h2",
+        "hyper",
+        "hyper_util",
+        "h3",
+        "quinn",
+        "quinn_proto",
+        "rustls",
+    ] {
+        if !text.contains(krate)
+            && let Ok(d) = format!("{krate}=error").parse()
+        {
+            filter = filter.add_directive(d);
+        }
+    }
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,21 +1,25 @@
 //! The admin listener: liveness, readiness and metrics for operators and probes,
 //! cache purges, and reloads.
 
+mod auth;
 mod purge;
 mod reload;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::body::{Body, local_response};
+use crate::listener::AcceptBackoff;
+use crate::listener::conn::{self, ConnGuard, Timed, Timeouts};
 use crate::node::Node;
 pub use reload::ReloadReply;
 
@@ -61,6 +65,13 @@ fn route<B>(req: &Request<B>, node: &Node, ready: &Readiness) -> Response<Body> 
     }
 }
 
+/// The admin listener's timers: the same hygiene as a traffic listener's defaults.
+const TIMEOUTS: Timeouts = Timeouts {
+    first_request: Duration::from_secs(10),
+    idle: Duration::from_secs(60),
+    send: Duration::from_secs(30),
+};
+
 /// Serves until `stop` turns true.
 pub async fn serve(
     socket: TcpListener,
@@ -69,30 +80,67 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
     reloads: tokio::sync::mpsc::Sender<ReloadReply>,
 ) {
-    let http = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(TIMEOUTS.first_request);
+    http.http2().timer(TokioTimer::new());
+    let http = Arc::new(http);
+    let mut backoff = AcceptBackoff::default();
     loop {
-        let (stream, _) = tokio::select! {
-            a = socket.accept() => match a {
-                Ok(a) => a,
-                Err(_) => continue,
-            },
+        let accepted = tokio::select! {
+            a = socket.accept() => a,
             _ = stop.wait_for(|s| *s) => return,
         };
-        let (node, ready, http, reloads) =
-            (node.clone(), ready.clone(), http.clone(), reloads.clone());
+        let stream = match accepted {
+            Ok((s, _)) => {
+                backoff.reset();
+                s
+            }
+            Err(e) => {
+                backoff.failed("admin", &e).await;
+                continue;
+            }
+        };
+        let deadline = tokio::time::Instant::now() + TIMEOUTS.first_request;
+        let guard = Arc::new(ConnGuard::default());
+        let (node, ready, http, reloads, stop, svc_guard) = (
+            node.clone(),
+            ready.clone(),
+            http.clone(),
+            reloads.clone(),
+            stop.clone(),
+            guard.clone(),
+        );
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let (node, ready, reloads) = (node.clone(), ready.clone(), reloads.clone());
+                let token = svc_guard.request();
                 async move {
-                    let resp = match req.uri().path() {
-                        "/admin/cache/purge" => purge::handle(req, &node).await,
-                        "/admin/reload" => reload::handle(req, &node, &reloads).await,
-                        _ => route(&req, &node, &ready),
+                    let generation = node.generation();
+                    let resp = match auth::check(&req, generation.config.admin_token.as_deref()) {
+                        Some(denied) => denied,
+                        None => match req.uri().path() {
+                            "/admin/cache/purge" => purge::handle(req, &node).await,
+                            "/admin/reload" => reload::handle(req, &node, &reloads).await,
+                            _ => route(&req, &node, &ready),
+                        },
                     };
+                    token.done();
                     Ok::<_, Infallible>(resp)
                 }
             });
-            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+            let stream = Timed::new(stream, TIMEOUTS.send);
+            let conn = http.serve_connection(TokioIo::new(stream), svc);
+            let _ = conn::drive(
+                conn,
+                |c| c.graceful_shutdown(),
+                &guard,
+                TIMEOUTS,
+                deadline,
+                stop,
+            )
+            .await;
         });
     }
 }

@@ -1,8 +1,10 @@
 //! `edgeward.yaml`: the model, loading with located errors, and validation.
 
+pub mod access_log;
 pub mod cache;
 pub mod compress;
 mod error;
+pub mod limits;
 mod load;
 pub mod model;
 pub mod plugins;

@@ -29,9 +29,10 @@ pub struct ConfigFile {
     /// Shutdown behaviour.
     #[serde(default)]
     pub shutdown: ShutdownConfig,
-    /// One `tracing` line per request at target `edgeward::access`. Default: false.
+    /// One line per request, apart from the application log: `true` (JSON on
+    /// stdout) or `{path: FILE, format: json|combined}`. Default: false.
     #[serde(default)]
-    pub access_log: bool,
+    pub access_log: super::access_log::AccessLogYaml,
     /// The response cache's store. Default: 256MiB; routes opt in with `cache:`.
     #[serde(default)]
     pub cache: super::cache::CacheYaml,
@@ -64,12 +65,27 @@ pub struct ListenerConfig {
     pub address: Spanned<String>,
     /// TLS settings; without them the listener serves plaintext HTTP/1.1 and h2c.
     pub tls: Option<TlsConfig>,
-    /// Time a client has to send a complete request head. Default: 10s.
+    /// Time a client has to send a complete request head; the first one is
+    /// timed from accept, protocol sniff and TLS handshake included. Default: 10s.
     pub header_read_timeout: Option<Spanned<String>>,
+    /// A connection with no request in flight for this long is closed. Default: 60s.
+    pub idle_timeout: Option<Spanned<String>>,
+    /// A response write that makes no progress for this long (a client that
+    /// stopped reading, an HTTP/2 stream with a zero window) drops the
+    /// response and its upstream connection. Default: 30s.
+    pub send_timeout: Option<Spanned<String>>,
     /// Largest request head accepted, e.g. `64KiB`. Default: 64KiB (minimum 8KiB).
     pub max_header_size: Option<Spanned<String>>,
+    /// Open connections this listener holds at most; more are closed at
+    /// accept. Default: 20000.
+    pub max_connections: Option<usize>,
+    /// Open connections one client IP may hold. Default: 1024.
+    pub max_connections_per_ip: Option<usize>,
     /// Concurrent HTTP/2 streams per connection. Default: 256.
     pub max_concurrent_streams: Option<u32>,
+    /// Keep the client's `X-Request-Id` (a balancer in front sets it) instead
+    /// of generating one. Default: false.
+    pub trust_request_id: Option<bool>,
     /// Keep idle HTTP/1.1 connections open for reuse. Default: true.
     pub keep_alive: Option<bool>,
     /// Protocols served: `h1` and `h2` over TCP, `h3` over QUIC on the same
@@ -136,6 +152,11 @@ pub struct CertificateConfig {
 pub struct AdminConfig {
     /// `ip:port` of the admin listener, e.g. `127.0.0.1:9901`.
     pub address: Spanned<String>,
+    /// Bearer token every endpoint but `/healthz` and `/readyz` requires
+    /// (`Authorization: Bearer <token>`). Required unless the address is loopback.
+    pub token: Option<Spanned<String>>,
+    /// A file holding the token (surrounding whitespace ignored), instead of `token`.
+    pub token_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -243,6 +264,9 @@ pub struct RouteConfig {
     pub cache: Option<super::cache::RouteCacheYaml>,
     /// Compression for this route, over the global block. Default: the global block.
     pub compression: Option<super::compress::CompressionYaml>,
+    /// A token bucket per client IP (or route, header, cookie); requests over
+    /// it get 429 with `Retry-After`. Default: none.
+    pub rate_limit: Option<Spanned<super::limits::RateLimitYaml>>,
     /// Filter plugins run on this route's requests and responses, in order. Default: none.
     #[serde(default)]
     pub filters: Vec<Spanned<String>>,

@@ -17,10 +17,12 @@ pub struct Config {
     pub node: Node,
     pub listeners: Vec<Listener>,
     pub admin: Option<SocketAddr>,
+    /// The admin API's bearer token; `None` leaves it open (loopback only).
+    pub admin_token: Option<Arc<str>>,
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
     pub drain_timeout: Duration,
-    pub access_log: bool,
+    pub access_log: Option<super::access_log::AccessLog>,
     pub cache: super::cache::CacheSettings,
     /// Every plugin some upstream or route uses (plus those defined but unused).
     pub plugins: Vec<super::plugins::PluginSpec>,
@@ -39,9 +41,14 @@ pub struct Listener {
     pub addr: SocketAddr,
     pub tls: Option<Vec<TlsCert>>,
     pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub send_timeout: Duration,
     pub max_header_size: usize,
     pub max_concurrent_streams: u32,
     pub keep_alive: bool,
+    pub trust_request_id: bool,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     pub protocols: Protocols,
     /// Present exactly when `protocols.h3`.
     pub quic: Option<Quic>,
@@ -129,6 +136,7 @@ pub struct Route {
     pub compression: Option<Arc<super::compress::Compression>>,
     /// Names of filter plugins, in order.
     pub filters: Vec<String>,
+    pub rate_limit: Option<super::limits::RateLimit>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -25,6 +25,7 @@ use crate::matching::{HostMatch, PathMatch, RouteMatch};
 /// How long an endpoint that refused a connection stays out of rotation, by default.
 const UNHEALTHY_COOL_DOWN: Duration = Duration::from_secs(10);
 
+mod admin;
 mod names;
 mod quic;
 
@@ -151,10 +152,7 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
         })
         .collect();
 
-    let admin = raw
-        .admin
-        .as_ref()
-        .and_then(|a| c.socket_addr(&a.address, "admin.address"));
+    let (admin, admin_token) = admin::resolve(&mut c, raw.admin.as_ref(), &listeners);
 
     let builtins: Vec<&str> = crate::builtins::names().collect();
     let file_name = file.display().to_string();
@@ -249,10 +247,11 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
             node,
             listeners,
             admin,
+            admin_token,
             upstreams,
             routes,
             drain_timeout,
-            access_log: raw.access_log,
+            access_log: super::access_log::resolve(&raw.access_log, base),
             cache,
             plugins,
         })
@@ -273,6 +272,16 @@ fn listener(
         &l.header_read_timeout,
         || path("header-read-timeout"),
         Duration::from_secs(10),
+    );
+    let idle_timeout = c.duration(
+        &l.idle_timeout,
+        || path("idle-timeout"),
+        Duration::from_secs(60),
+    );
+    let send_timeout = c.duration(
+        &l.send_timeout,
+        || path("send-timeout"),
+        Duration::from_secs(30),
     );
     let max_header_size = match &l.max_header_size {
         None => 64 << 10,
@@ -313,9 +322,14 @@ fn listener(
         addr,
         tls,
         header_read_timeout,
+        idle_timeout,
+        send_timeout,
         max_header_size,
         max_concurrent_streams: l.max_concurrent_streams.unwrap_or(256).max(1),
         keep_alive: l.keep_alive.unwrap_or(true),
+        trust_request_id: l.trust_request_id.unwrap_or(false),
+        max_connections: l.max_connections.unwrap_or(20_000).max(1),
+        max_connections_per_ip: l.max_connections_per_ip.unwrap_or(1024).max(1),
         protocols: quic::protocols(c, i, l),
         quic: quic::settings(c, i, l, max_header_size),
     })
@@ -602,6 +616,7 @@ fn route(
         cache: None,
         compression: None,
         filters: Vec::new(),
+        rate_limit: None,
     })
 }
 
@@ -615,6 +630,10 @@ fn edge_stages(
     issues: &mut Vec<super::cache::Issue>,
 ) {
     let path = format!("routes[{i}]");
+    route.rate_limit = r
+        .rate_limit
+        .as_ref()
+        .and_then(|y| super::limits::resolve(y, &format!("{path}.rate-limit"), issues));
     route.cache = r
         .cache
         .as_ref()

@@ -1,6 +1,7 @@
 //! Accept loops. Each protocol adapter turns its connections' requests into
 //! `http::Request<Body>` and hands them to the one [`session::handle`].
 
+pub mod conn;
 mod h3body;
 mod h3quic;
 pub mod quic;
@@ -12,9 +13,8 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use arc_swap::ArcSwap;
@@ -23,6 +23,7 @@ use crate::body;
 use crate::config::{Listener, Protocols};
 use crate::node::Node;
 use crate::session::{self, ConnInfo};
+use conn::{ConnGuard, LogLimit, Timed, Timeouts};
 
 /// ALPN we offer on TLS, in preference order.
 pub const ALPN_H2_H1: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -63,7 +64,9 @@ fn tls_serve(alpn: Option<&[u8]>, protocols: Protocols) -> Option<Serve> {
 /// One connection builder per way of serving, all with the listener's limits.
 struct HttpBuilders {
     sniff: auto::Builder<TokioExecutor>,
-    http1: auto::Builder<TokioExecutor>,
+    /// hyper's own: the auto builder's upgrade support ignores `http1_only`
+    /// and would sniff (and serve) HTTP/2 on an h1-only connection.
+    http1: hyper::server::conn::http1::Builder,
     http2: auto::Builder<TokioExecutor>,
 }
 
@@ -74,27 +77,79 @@ impl HttpBuilders {
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout)
             .max_buf_size(config.max_header_size)
+            // The byte limit is the one that matters; hyper's default of 100
+            // fields would answer 431 to a small head with many short fields.
+            .max_headers((config.max_header_size / 64).max(100))
             .keep_alive(config.keep_alive);
         http.http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(config.max_concurrent_streams)
             .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
             .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_timeout(Duration::from_secs(20));
+            .keep_alive_timeout(Duration::from_secs(20))
+            // Prompt rapid reset: streams reset before we accept them.
+            .max_pending_accept_reset_streams(Some(20))
+            .max_local_error_reset_streams(Some(256))
+            // WebSocket over HTTP/2 (RFC 8441).
+            .enable_connect_protocol();
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(config.header_read_timeout)
+            .max_buf_size(config.max_header_size)
+            .max_headers((config.max_header_size / 64).max(100))
+            .keep_alive(config.keep_alive);
         Self {
-            http1: http.clone().http1_only(),
+            http1,
             http2: http.clone().http2_only(),
             sniff: http,
         }
     }
+}
 
-    fn get(&self, serve: Serve) -> &auto::Builder<TokioExecutor> {
-        match serve {
-            Serve::Sniff => &self.sniff,
-            Serve::Http1 => &self.http1,
-            Serve::Http2 => &self.http2,
+/// Serves one connection's `$io` as `$serve` says, under [`conn::drive`].
+macro_rules! serve_io {
+    ($http:expr, $serve:expr, $io:expr, $service:expr, $guard:expr, $timeouts:expr, $deadline:expr, $stop:expr) => {
+        match $serve {
+            Serve::Sniff => {
+                let c = $http.sniff.serve_connection_with_upgrades($io, $service);
+                conn::drive(
+                    c,
+                    |c| c.graceful_shutdown(),
+                    $guard,
+                    $timeouts,
+                    $deadline,
+                    $stop,
+                )
+                .await
+            }
+            Serve::Http1 => {
+                let c = $http.http1.serve_connection($io, $service).with_upgrades();
+                conn::drive(
+                    c,
+                    |c| c.graceful_shutdown(),
+                    $guard,
+                    $timeouts,
+                    $deadline,
+                    $stop,
+                )
+                .await
+                .map_err(Into::into)
+            }
+            Serve::Http2 => {
+                let c = $http.http2.serve_connection($io, $service);
+                conn::drive(
+                    c,
+                    |c| c.graceful_shutdown(),
+                    $guard,
+                    $timeouts,
+                    $deadline,
+                    $stop,
+                )
+                .await
+            }
         }
-    }
+    };
 }
 
 /// How a TCP listener serves its connections: rebuilt from each generation's
@@ -106,7 +161,10 @@ pub struct ConnSettings {
     protocols: Protocols,
     /// Set on TLS listeners that also serve h3, so HTTP/1.1 and HTTP/2 clients learn of it.
     alt_svc: Option<http::HeaderValue>,
-    handshake_timeout: Duration,
+    timeouts: Timeouts,
+    trust_request_id: bool,
+    max_connections: usize,
+    max_connections_per_ip: usize,
 }
 
 impl ConnSettings {
@@ -138,7 +196,14 @@ impl ConnSettings {
             http,
             protocols: config.protocols,
             alt_svc,
-            handshake_timeout: config.header_read_timeout,
+            trust_request_id: config.trust_request_id,
+            max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
+            timeouts: Timeouts {
+                first_request: config.header_read_timeout,
+                idle: config.idle_timeout,
+                send: config.send_timeout,
+            },
         })
     }
 }
@@ -179,86 +244,126 @@ impl TcpServer {
     /// Accepts until `stop` turns true, then lets open connections finish their
     /// in-flight requests (HTTP/1.1 closes after the current response, HTTP/2 sends GOAWAY).
     pub async fn serve(self, node: Arc<Node>, mut stop: watch::Receiver<bool>) {
-        let graceful = GracefulShutdown::new();
+        let (alive, mut drained) = mpsc::channel::<()>(1);
         let name: Arc<str> = Arc::from(self.config.name.as_str());
         let scheme = if self.config.tls.is_some() {
             "https"
         } else {
             "http"
         };
+        let mut backoff = AcceptBackoff::default();
+        let census = Arc::new(conn::Census::default());
         loop {
             let accepted = tokio::select! {
                 a = self.socket.accept() => a,
                 _ = stop.wait_for(|s| *s) => break,
             };
             let (stream, client) = match accepted {
-                Ok(a) => a,
+                Ok(a) => {
+                    backoff.reset();
+                    a
+                }
                 Err(e) => {
-                    // Out of descriptors or a transient network error: back off, keep serving.
-                    tracing::warn!(listener = %name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    backoff.failed(&name, &e).await;
                     continue;
                 }
             };
+            let settings = self.settings.load_full();
+            let Some(admitted) = census.admit(
+                client.ip(),
+                settings.max_connections,
+                settings.max_connections_per_ip,
+            ) else {
+                node.metrics.connections_refused.inc();
+                conn::refused_connection(&name, client.ip());
+                drop(stream);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
+            let local = stream.local_addr().ok();
+            let timeouts = settings.timeouts;
+            let deadline = tokio::time::Instant::now() + timeouts.first_request;
             let conn = ConnInfo {
                 client,
                 scheme,
                 listener: name.clone(),
+                trust_request_id: settings.trust_request_id,
             };
-            let settings = self.settings.load_full();
+            let guard = Arc::new(ConnGuard::default());
             let node = node.clone();
             let alt_svc = settings.alt_svc.clone();
+            let svc_guard = guard.clone();
+            let conn_hold = conn::hold(&guard);
+            // Set once the TLS handshake is done, before any request is read.
+            let conn_sni = Arc::new(std::sync::OnceLock::<session::access::Sni>::new());
+            let svc_sni = conn_sni.clone();
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let node = node.clone();
                 let conn = conn.clone();
                 let alt_svc = alt_svc.clone();
+                let token = svc_guard.request();
+                let refused = svc_guard.is_tripped();
+                let hold = conn_hold.clone();
+                let sni = svc_sni.clone();
                 async move {
-                    let mut resp = session::handle(&node, req.map(body::boxed), &conn).await;
+                    if refused {
+                        token.done();
+                        return Ok(conn::refused());
+                    }
+                    let mut req = req.map(body::boxed);
+                    default_host(&mut req, local);
+                    req.extensions_mut().insert(hold);
+                    if let Some(sni) = sni.get() {
+                        req.extensions_mut().insert(sni.clone());
+                    }
+                    let mut resp = session::handle(&node, req, &conn).await;
                     if let Some(v) = alt_svc {
                         // Ours replaces any upstream's: it describes this hop, not theirs.
                         resp.headers_mut().insert(http::header::ALT_SVC, v);
                     }
-                    Ok::<_, std::convert::Infallible>(resp)
+                    Ok::<_, std::convert::Infallible>(
+                        resp.map(|b| conn::relay(b, timeouts.send, token)),
+                    )
                 }
             });
-            let watcher = graceful.watcher();
+            let stop = stop.clone();
+            let alive = alive.clone();
             tokio::spawn(async move {
+                let _alive = (alive, admitted);
+                let stream = Timed::new(stream, timeouts.send);
                 let http = &settings.http;
                 let result = match &settings.tls {
                     None => {
                         let Some(serve) = plaintext_serve(settings.protocols) else {
                             return;
                         };
-                        let conn = http
-                            .get(serve)
-                            .serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(conn).await
+                        let io = TokioIo::new(stream);
+                        serve_io!(http, serve, io, service, &guard, timeouts, deadline, stop)
                     }
                     Some(acceptor) => {
+                        // The handshake counts against the first request's deadline.
                         let handshake = acceptor.accept(stream);
-                        let stream =
-                            match tokio::time::timeout(settings.handshake_timeout, handshake).await
-                            {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    tracing::debug!(%client, error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    tracing::debug!(%client, "TLS handshake timed out");
-                                    return;
-                                }
-                            };
+                        let stream = match tokio::time::timeout_at(deadline, handshake).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%client, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%client, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        if let Some(name) = stream.get_ref().1.server_name() {
+                            let _ = conn_sni.set(session::access::Sni(Arc::from(name)));
+                        }
                         let alpn = stream.get_ref().1.alpn_protocol();
                         let Some(serve) = tls_serve(alpn, settings.protocols) else {
                             tracing::debug!(%client, "no application protocol in common");
                             return;
                         };
-                        let conn = http
-                            .get(serve)
-                            .serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(conn).await
+                        let io = TokioIo::new(stream);
+                        serve_io!(http, serve, io, service, &guard, timeouts, deadline, stop)
                     }
                 };
                 if let Err(e) = result {
@@ -267,7 +372,46 @@ impl TcpServer {
             });
         }
         drop(self.socket);
-        graceful.shutdown().await;
+        drop(alive);
+        // Every connection task holds a sender; `None` once the last has ended.
+        let _ = drained.recv().await;
+    }
+}
+
+/// An HTTP/1.0 request may come without `Host`; what we send on is HTTP/1.1,
+/// which must carry one (RFC 9112 §3.2): the address the client connected to.
+fn default_host<B>(req: &mut http::Request<B>, local: Option<std::net::SocketAddr>) {
+    if req.version() > http::Version::HTTP_10
+        || req.uri().authority().is_some()
+        || req.headers().contains_key(http::header::HOST)
+    {
+        return;
+    }
+    if let Some(v) = local.and_then(|a| http::HeaderValue::from_str(&a.to_string()).ok()) {
+        req.headers_mut().insert(http::header::HOST, v);
+    }
+}
+
+/// Accept failures (out of descriptors, mostly) back off exponentially up to
+/// a second instead of spinning, and log at most one line a second.
+#[derive(Default)]
+pub struct AcceptBackoff {
+    delay: Duration,
+}
+
+static ACCEPT_LOG: LogLimit = LogLimit::new();
+
+impl AcceptBackoff {
+    pub fn reset(&mut self) {
+        self.delay = Duration::ZERO;
+    }
+
+    pub async fn failed(&mut self, listener: &str, e: &std::io::Error) {
+        if let Some(suppressed) = ACCEPT_LOG.allow() {
+            tracing::warn!(%listener, error = %e, suppressed, "accept failed; backing off");
+        }
+        self.delay = (self.delay * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        tokio::time::sleep(self.delay).await;
     }
 }
 

@@ -122,6 +122,7 @@ impl QuicServer {
                 settings: settings.clone(),
                 listener: name.clone(),
                 stop: stop.clone(),
+                trust_request_id: self.config.trust_request_id,
             };
             conns.spawn(conn.run(incoming));
         }
@@ -180,6 +181,7 @@ struct ConnTask {
     settings: Arc<Quic>,
     listener: Arc<str>,
     stop: watch::Receiver<bool>,
+    trust_request_id: bool,
 }
 
 impl ConnTask {
@@ -240,6 +242,7 @@ impl ConnTask {
             client,
             scheme: "https",
             listener: self.listener.clone(),
+            trust_request_id: self.trust_request_id,
         };
         let mut requests = JoinSet::new();
         let mut draining = *self.stop.borrow();

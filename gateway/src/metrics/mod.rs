@@ -20,7 +20,9 @@
 //!                                                 edgeward_upstream_{connect_errors,timeouts,retries}_total{upstream}
 //! edgeward_endpoint_{in_flight_requests,healthy,latency_ewma_seconds}{upstream,endpoint}
 //! edgeward_requests_by_protocol_total{protocol}   edgeward_{no_route,bad_requests,client_aborted,internal_errors,
-//! edgeward_generation, edgeward_reloads_total{result}   upstream_errors,plugin_failures,no_endpoint}_total
+//! edgeward_generation, edgeward_reloads_total{result}   upstream_errors,plugin_failures,no_endpoint,
+//!                                                 rate_limited,upgrades,
+//!                                                 connections_refused}_total
 //! edgeward_cache_*, edgeward_plugin_*             (from the sources)
 //! ```
 
@@ -96,6 +98,13 @@ pub struct NodeMetrics {
     pub plugin_failures: Counter,
     /// Requests answered 503 because no endpoint could take them.
     pub no_endpoint: Counter,
+    /// Requests answered 429 by a route's `rate-limit`.
+    pub rate_limited: Counter,
+    /// Upgrades (WebSocket and others) tunnelled to an upstream.
+    pub upgrades: Counter,
+    /// Connections closed at accept: over a listener's `max-connections` or
+    /// `max-connections-per-ip`.
+    pub connections_refused: Counter,
 }
 
 impl NodeMetrics {
@@ -154,6 +163,18 @@ impl NodeMetrics {
             "edgeward_no_endpoint",
             "Requests answered 503 because no endpoint could take them",
         );
+        let rate_limited = counter(
+            "edgeward_rate_limited",
+            "Requests answered 429 by a route's rate limit",
+        );
+        let upgrades = counter(
+            "edgeward_upgrades",
+            "Upgrades (WebSocket and others) tunnelled to an upstream",
+        );
+        let connections_refused = counter(
+            "edgeward_connections_refused",
+            "Connections closed at accept by max-connections or max-connections-per-ip",
+        );
         let generation = Gauge::default();
         registry.register(
             "edgeward_generation",
@@ -196,6 +217,9 @@ impl NodeMetrics {
             upstream_errors,
             plugin_failures,
             no_endpoint,
+            rate_limited,
+            upgrades,
+            connections_refused,
         }
     }
 

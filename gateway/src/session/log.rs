@@ -26,7 +26,7 @@ pub struct Record {
     started: Instant,
     version: Version,
     /// Only the access log needs these after the request moves on.
-    access: Option<(Method, Uri, ConnInfo)>,
+    access: Option<Box<Access>>,
     route: Option<(Arc<str>, RouteMetrics, InFlight)>,
     endpoint: Option<String>,
     /// Request body bytes received, counted as the body streams upstream.
@@ -45,10 +45,25 @@ impl Record {
             node: node.clone(),
             started: Instant::now(),
             version: req.version(),
-            access: generation
-                .config
-                .access_log
-                .then(|| (req.method().clone(), req.uri().clone(), conn.clone())),
+            access: generation.config.access_log.as_ref().map(|log| {
+                let h = |n: http::header::HeaderName| req.headers().get(n).cloned();
+                Box::new(Access {
+                    log: log.clone(),
+                    method: req.method().clone(),
+                    uri: req.uri().clone(),
+                    conn: conn.clone(),
+                    host: crate::matching::request_host(req).map(str::to_owned),
+                    user_agent: h(http::header::USER_AGENT),
+                    referer: h(http::header::REFERER),
+                    request_id: h(super::request_id::X_REQUEST_ID.clone()),
+                    cache: None,
+                    upstream: None,
+                    sni: req
+                        .extensions()
+                        .get::<super::access::Sni>()
+                        .map(|s| s.0.clone()),
+                })
+            }),
             route: None,
             endpoint: None,
             bytes_in: None,
@@ -65,11 +80,15 @@ impl Record {
     /// What the session learnt that the log line names.
     pub fn ended(&mut self, s: &Session) {
         self.endpoint = s.endpoint_name();
+        if let Some(a) = &mut self.access {
+            let us = s.upstream_us.load(Ordering::Relaxed);
+            a.upstream = (us > 0).then(|| Duration::from_micros(us));
+        }
     }
 
     /// Turns the answer into the response the client gets, and measures it
     /// once its body has been sent.
-    pub fn finish(self, answer: Answer) -> Response<Body> {
+    pub fn finish(mut self, answer: Answer) -> Response<Body> {
         let resp = match answer {
             Ok(resp) => resp,
             Err(e) => {
@@ -78,6 +97,9 @@ impl Record {
             }
         };
         let status = resp.status();
+        if let Some(a) = &mut self.access {
+            a.cache = resp.headers().get("x-cache").cloned();
+        }
         let (parts, body) = resp.into_parts();
         let body = body::on_end(body, move |bytes_out, _complete| {
             self.measured(status, bytes_out);
@@ -94,16 +116,8 @@ impl Record {
         if let Some((_, metrics, _in_flight)) = &self.route {
             metrics.finish(status, elapsed, bytes_in, bytes_out);
         }
-        if let Some((method, uri, conn)) = &self.access {
-            access_line(
-                &self,
-                method,
-                uri,
-                conn,
-                status.as_u16(),
-                elapsed,
-                bytes_out,
-            );
+        if let Some(a) = &self.access {
+            access_line(&self, a, status.as_u16(), elapsed, bytes_in, bytes_out);
         }
     }
 
@@ -150,26 +164,61 @@ fn limiter() -> &'static LogLimiter {
     L.get_or_init(|| LogLimiter::new(FAILURE_LOG_RATE.0, FAILURE_LOG_RATE.1))
 }
 
+/// What the access log line needs from the request head.
+struct Access {
+    log: crate::config::access_log::AccessLog,
+    method: Method,
+    uri: Uri,
+    conn: ConnInfo,
+    host: Option<String>,
+    user_agent: Option<http::HeaderValue>,
+    referer: Option<http::HeaderValue>,
+    request_id: Option<http::HeaderValue>,
+    cache: Option<http::HeaderValue>,
+    /// Until the upstream's response head (proxied requests only).
+    upstream: Option<Duration>,
+    sni: Option<Arc<str>>,
+}
+
 fn access_line(
     r: &Record,
-    method: &Method,
-    uri: &Uri,
-    conn: &ConnInfo,
+    a: &Access,
     status: u16,
     elapsed: Duration,
+    bytes_in: u64,
     bytes_out: u64,
 ) {
-    tracing::info!(
-        target: "edgeward::access",
-        client = %conn.client,
-        listener = %conn.listener,
-        proto = ?r.version,
-        method = %method,
-        uri = %uri,
-        status,
-        route = r.route.as_ref().map(|(n, ..)| &**n),
-        endpoint = r.endpoint.as_deref(),
-        bytes = bytes_out,
-        micros = elapsed.as_micros() as u64,
+    fn text(v: &Option<http::HeaderValue>) -> Option<&str> {
+        v.as_ref().and_then(|v| v.to_str().ok())
+    }
+    let uri = a.uri.to_string();
+    super::access::write(
+        &a.log,
+        &super::access::Entry {
+            client: a.conn.client,
+            listener: &a.conn.listener,
+            protocol: match r.version {
+                Version::HTTP_09 => "HTTP/0.9",
+                Version::HTTP_10 => "HTTP/1.0",
+                Version::HTTP_2 => "HTTP/2",
+                Version::HTTP_3 => "HTTP/3",
+                _ => "HTTP/1.1",
+            },
+            method: a.method.as_str(),
+            uri: &uri,
+            host: a.host.as_deref(),
+            user_agent: text(&a.user_agent),
+            referer: text(&a.referer),
+            status,
+            route: r.route.as_ref().map(|(n, ..)| &**n),
+            endpoint: r.endpoint.as_deref(),
+            cache: text(&a.cache),
+            request_id: text(&a.request_id),
+            bytes_in,
+            bytes_out,
+            duration: elapsed,
+            upstream: a.upstream,
+            sni: a.sni.as_deref(),
+        },
     );
 }

@@ -10,6 +10,7 @@
 //! one [`ProxyError`], turned into a response, a counter and a log line in
 //! [`log`] only.
 
+pub mod access;
 mod cached;
 pub mod error;
 mod filters;
@@ -17,6 +18,9 @@ pub mod headers;
 mod inbound;
 mod log;
 mod proxy;
+mod ratelimit;
+pub mod request_id;
+pub mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +42,8 @@ pub struct ConnInfo {
     /// `https` when the connection is TLS or QUIC.
     pub scheme: &'static str,
     pub listener: Arc<str>,
+    /// Keep a client's `X-Request-Id` instead of generating one.
+    pub trust_request_id: bool,
 }
 
 type Answer = Result<Response<Body>, ProxyError>;
@@ -58,11 +64,14 @@ pub struct Session {
     kept: Option<Arc<http::request::Parts>>,
     /// 1 + index of the endpoint last tried; 0 while none was.
     endpoint: Arc<AtomicUsize>,
+    /// Microseconds until the upstream's response head, for the access log.
+    upstream_us: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Serves one request; never fails: errors become responses in the log phase.
-pub async fn handle(node: &Arc<Node>, req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
+pub async fn handle(node: &Arc<Node>, mut req: Request<Body>, conn: &ConnInfo) -> Response<Body> {
     let generation = node.generation();
+    let request_id = request_id::ensure(req.headers_mut(), conn.trust_request_id);
     let mut record = log::Record::start(node, &generation, conn, &req);
     // 1. inbound checks, 2. route
     let routed =
@@ -79,13 +88,17 @@ pub async fn handle(node: &Arc<Node>, req: Request<Body>, conn: &ConnInfo) -> Re
                 want: Encoding::Identity,
                 kept: None,
                 endpoint: Arc::default(),
+                upstream_us: Arc::default(),
             };
             let answer = session.run(req, &mut record).await;
             record.ended(&session);
             answer
         }
     };
-    record.finish(answer)
+    let mut resp = record.finish(answer);
+    resp.headers_mut()
+        .insert(request_id::X_REQUEST_ID.clone(), request_id);
+    resp
 }
 
 /// First matching route, in configuration order.
@@ -102,6 +115,13 @@ fn route<B>(generation: &Generation, req: &Request<B>) -> Option<usize> {
 impl Session {
     /// Phases 3–9 for a routed request.
     async fn run(&mut self, req: Request<Body>, record: &mut log::Record) -> Answer {
+        if let Some(limit) = &self.route().rate_limit
+            && let Some(resp) =
+                ratelimit::check(&self.route_rt().name, limit, &req, self.conn.client.ip())
+        {
+            self.node.metrics.rate_limited.inc();
+            return Ok(resp);
+        }
         let req = inbound::client_body(req, self.route().max_request_body, record)?;
         // 3. on-request filters: may answer the client themselves.
         let req = match self.on_request(req)? {

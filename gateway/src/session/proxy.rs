@@ -48,9 +48,13 @@ impl Session {
             .and_then(|a| a.to_str().ok())
             .map(str::to_owned);
         let path_and_query = rewrite(route, &parts.uri)?;
+        let mut upgrade = super::upgrade::take(&mut parts);
 
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h, true);
+        if let Some(u) = &upgrade {
+            super::upgrade::restore(u, h);
+        }
         headers::set_forwarded(h, self.conn.client.ip(), self.conn.scheme, host.as_deref());
         headers::append_via(h, client_version, node_name);
         if let Some(a) = authority {
@@ -59,8 +63,9 @@ impl Session {
         route.request_headers.apply(h);
 
         parts.version = match cfg_upstream.protocol {
-            UpstreamProtocol::Http1 => Version::HTTP_11,
-            UpstreamProtocol::H2c => Version::HTTP_2,
+            // An upgrade is an HTTP/1.1 mechanism (RFC 8441 maps it back to one).
+            UpstreamProtocol::H2c if upgrade.is_none() => Version::HTTP_2,
+            _ => Version::HTTP_11,
         };
         let replayable = body.is_end_stream() && pool.endpoints.len() > 1;
         let mut body = Some(body);
@@ -121,8 +126,22 @@ impl Session {
             let started = Instant::now();
             let sent = tokio::time::timeout(route.timeout, pool.client().request(out)).await;
             let err = match sent {
-                Ok(Ok(resp)) => {
+                Ok(Ok(mut resp)) => {
+                    let switched = match upgrade.take() {
+                        Some(u) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
+                            Some((
+                                u,
+                                resp.headers().get(header::UPGRADE).cloned(),
+                                hyper::upgrade::on(&mut resp),
+                            ))
+                        }
+                        _ => None,
+                    };
                     let ttfb = started.elapsed();
+                    self.upstream_us.store(
+                        u64::try_from(ttfb.as_micros()).unwrap_or(u64::MAX),
+                        Ordering::Relaxed,
+                    );
                     stats.succeeded(ttfb);
                     upstream_metrics.first_byte(ttfb);
                     let status = resp.status();
@@ -133,6 +152,10 @@ impl Session {
                         metrics.finish(status, started.elapsed(), 0, bytes);
                     });
                     HeaderEdit::apply_all(&response_edits, resp.headers_mut());
+                    if let Some((u, protocol, on)) = switched {
+                        let counter = self.node.metrics.upgrades.clone();
+                        super::upgrade::switched(u, protocol, on, &mut resp, counter);
+                    }
                     return Ok(resp);
                 }
                 Err(_) => {
