@@ -57,9 +57,9 @@ impl Session {
         };
         let cache = &self.node.cache;
         if let Some(entry) = stored.filter(|_| resp.status() == StatusCode::NOT_MODIFIED) {
-            let fresh = Arc::new(freshened(entry, policy, resp.headers(), times));
+            let fresh = freshened(entry, policy, resp.headers(), times);
             let full = cache.store.full_key(&key.primary, &head.headers).await;
-            cache.store.put(full.clone(), fresh.clone()).await;
+            let fresh = cache.store.put(full.clone(), fresh).await;
             return Outcome::Revalidated(full, fresh);
         }
         let status = resp.status();
@@ -123,8 +123,8 @@ impl Session {
             lifetime,
             cc: resp_cc,
             tags,
-            host: key.host.clone(),
-            path: key.path.clone(),
+            host: key.host.as_str().into(),
+            path: key.path.as_str().into(),
         };
         let (full, entry) = cache.store.insert(&key.primary, &head.headers, entry).await;
         cache.count(|c| &c.stored);

@@ -149,8 +149,9 @@ impl Session {
             None => (**entry).clone(),
         };
         if e.variant(enc).is_none() {
-            e.variants.push((enc, out.clone()));
-            self.node.cache.store.put(full.clone(), Arc::new(e)).await;
+            // An exact copy: the encoder's buffer may have spare capacity.
+            e.variants.push((enc, bytes::Bytes::copy_from_slice(&out)));
+            self.node.cache.store.put(full.clone(), e).await;
             self.node.cache.count(|c| &c.compressed_variants);
         }
         Some(out)
