@@ -78,7 +78,7 @@ pub fn freshened(
     if !tags.is_empty() {
         e.tags = tags;
     }
-    e.cc = CacheControl::parse(&e.headers);
+    e.cc = CacheControl::parse_response(&e.headers);
     e.lifetime =
         policy::freshness_lifetime(e.status, &e.headers, &e.cc, policy.ttl, times.response_time);
     e.initial_age = policy::initial_age(not_modified, times);

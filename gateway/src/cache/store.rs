@@ -344,8 +344,17 @@ impl Store {
             if let Ok(mut i) = self.index.lock() {
                 *i = Index::default();
             }
-            self.entries.run_pending_tasks().await;
-            self.vary.run_pending_tasks().await;
+            // moka removes invalidated entries in batches, in housekeeping: run
+            // it until they are gone, so the memory is freed now, not on later
+            // traffic.
+            for _ in 0..100_000 {
+                self.entries.run_pending_tasks().await;
+                self.vary.run_pending_tasks().await;
+                if self.entries.entry_count() == 0 && self.vary.entry_count() == 0 {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
             return n;
         }
         let mut n = 0;

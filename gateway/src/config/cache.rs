@@ -53,8 +53,18 @@ pub struct RouteCacheYaml {
     pub key: KeyYaml,
     /// Changing it starts an empty key space for the route (old entries age out).
     pub version: Option<VersionYaml>,
-    /// Concurrent misses for one key make one upstream request. Default: true.
+    /// Concurrent misses for one key make one upstream request, and
+    /// concurrent revalidations of one stale entry one conditional request.
+    /// Default: true.
     pub coalesce: Option<bool>,
+    /// Send `X-Cache` (the older alias of `Cache-Status`). Default: true.
+    pub x_cache: Option<bool>,
+    /// Name the entry (host and path) in `Cache-Status` as `key="…"`. Default: false.
+    pub status_key: Option<bool>,
+    /// How stale an entry may be served when upstream cannot be reached at
+    /// all (connection refused, timed out), where the entry does not forbid
+    /// stale answers (RFC 9111 §4.2.4). Default: never.
+    pub stale_if_unreachable: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +115,9 @@ pub struct RouteCache {
     pub key_cookies: Vec<String>,
     pub version: String,
     pub coalesce: bool,
+    pub x_cache: bool,
+    pub status_key: bool,
+    pub stale_if_unreachable: Option<Duration>,
 }
 
 pub fn resolve_global(y: &CacheYaml, issues: &mut Vec<Issue>) -> CacheSettings {
@@ -158,6 +171,20 @@ pub fn resolve_route(
             None
         }
     });
+    let stale_if_unreachable =
+        y.stale_if_unreachable
+            .as_ref()
+            .and_then(|t| match parse_duration(&t.value) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    issues.push(Issue::new(
+                        &t.referenced,
+                        format!("{path}.stale-if-unreachable"),
+                        e,
+                    ));
+                    None
+                }
+            });
     let key_headers = y
         .key
         .headers
@@ -185,5 +212,8 @@ pub fn resolve_route(
         key_cookies: y.key.cookies.clone(),
         version,
         coalesce: y.coalesce.unwrap_or(true),
+        x_cache: y.x_cache.unwrap_or(true),
+        status_key: y.status_key.unwrap_or(false),
+        stale_if_unreachable,
     })
 }

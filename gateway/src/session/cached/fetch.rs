@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 
-use super::label;
+use super::Did;
 use crate::body::{self, Body};
 use crate::cache::fill::{
     Head, X_CACHE, etag, freshened, read_limited, stored_since, take_tags, upstream_request,
@@ -63,7 +63,7 @@ impl Session {
             return Outcome::Revalidated(full, fresh);
         }
         let status = resp.status();
-        let resp_cc = CacheControl::parse(resp.headers());
+        let resp_cc = CacheControl::parse_response(resp.headers());
         let lifetime = policy::freshness_lifetime(
             status,
             resp.headers(),
@@ -131,12 +131,16 @@ impl Session {
         Outcome::Stored(full, entry)
     }
 
-    pub(super) async fn deliver(&self, outcome: Outcome, head: &Head, x: &'static str) -> Answer {
+    /// The client's answer from an exchange forwarded for the reason `fwd`
+    /// (RFC 9211: `uri-miss`, `stale`, `request`).
+    pub(super) async fn deliver(&self, outcome: Outcome, head: &Head, fwd: &'static str) -> Answer {
         match outcome {
-            Outcome::Stored(full, e) => Ok(self.respond(full, e, head, x).await),
-            Outcome::Revalidated(full, e) => Ok(self.respond(full, e, head, "REVALIDATED").await),
+            Outcome::Stored(full, e) => Ok(self.respond(full, e, head, Did::Stored(fwd)).await),
+            Outcome::Revalidated(full, e) => {
+                Ok(self.respond(full, e, head, Did::Revalidated).await)
+            }
             Outcome::Passed(mut resp) | Outcome::Failed(Ok(mut resp)) => {
-                label(&mut resp, x);
+                self.label(&mut resp, Did::Miss(fwd), None);
                 if head.method == Method::HEAD {
                     // The cache fetched a GET for this HEAD: keep the head, drop
                     // the body (HTTP/2 treats DATA on a HEAD as a protocol error).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 
-use super::label;
+use super::Did;
 use crate::body::{self, Body};
 use crate::cache::fill::Head;
 use crate::cache::policy;
@@ -22,7 +22,7 @@ impl Session {
         full: Arc<str>,
         entry: Arc<Entry>,
         head: &Head,
-        x: &'static str,
+        did: Did,
     ) -> Response<Body> {
         let want = self.want;
         let mut enc = Encoding::Identity;
@@ -45,7 +45,14 @@ impl Session {
         let conditional = entry.status == StatusCode::OK
             && (head.headers.contains_key(header::IF_NONE_MATCH)
                 || head.headers.contains_key(header::IF_MODIFIED_SINCE))
-            && policy::not_modified(&head.headers, entry.etag.as_deref(), entry.last_modified);
+            // Without Last-Modified, the stored Date stands in (RFC 9111 §4.3.2).
+            && policy::not_modified(
+                &head.headers,
+                entry.etag.as_deref(),
+                entry
+                    .last_modified
+                    .or_else(|| policy::date(&entry.headers, header::DATE)),
+            );
         let mut bytes = None;
         if !conditional {
             let b = match (entry.variant(enc), compression) {
@@ -101,7 +108,7 @@ impl Session {
         };
         resp.headers_mut()
             .insert(header::AGE, HeaderValue::from(age));
-        label(&mut resp, x);
+        self.label(&mut resp, did, Some(&entry));
         *resp.version_mut() = head.version;
         resp
     }
