@@ -51,6 +51,9 @@ pub struct Entry {
     pub vary: Vec<HeaderName>,
     pub host: Arc<str>,
     pub path: Arc<str>,
+    /// How long past its freshness the route may still serve it (its
+    /// `stale-if-unreachable`), so it is kept that long.
+    pub keep_stale: Duration,
 }
 
 /// A copy of `h` whose values live in one allocation of their own, sized to
@@ -140,7 +143,7 @@ impl Entry {
         } else {
             Duration::ZERO
         };
-        fresh_left + swr.max(sie).max(keep)
+        fresh_left + swr.max(sie).max(keep).max(self.keep_stale)
     }
 }
 

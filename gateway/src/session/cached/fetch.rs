@@ -125,6 +125,7 @@ impl Session {
             tags,
             host: key.host.as_str().into(),
             path: key.path.as_str().into(),
+            keep_stale: policy.stale_if_unreachable.unwrap_or_default(),
         };
         let (full, entry) = cache.store.insert(&key.primary, &head.headers, entry).await;
         cache.count(|c| &c.stored);
