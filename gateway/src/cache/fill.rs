@@ -153,3 +153,142 @@ pub async fn read_limited(
     }
     Ok(Ok(out.freeze()))
 }
+
+/// Bytes of all fills in progress together, held by [`Tee`]s; a fill that
+/// would go over it stops keeping its body and streams on uncached.
+#[derive(Debug)]
+pub struct FillBudget {
+    max: u64,
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl FillBudget {
+    pub fn new(max: u64) -> Self {
+        Self {
+            max,
+            held: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Bytes held by fills now.
+    pub fn held(&self) -> u64 {
+        self.held.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn take(&self, n: u64) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.held
+            .fetch_update(Relaxed, Relaxed, |h| (h + n <= self.max).then_some(h + n))
+            .is_ok()
+    }
+
+    fn give(&self, n: u64) {
+        self.held.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Called with the whole body once a [`Tee`] has seen its end.
+pub type OnBody = Box<dyn FnOnce(bytes::Bytes) + Send>;
+
+/// An upstream body on its way to the client that keeps a copy for the
+/// cache: every frame goes on as it arrives; the copy is handed to `on_body`
+/// at the end. Past `limit`, or past the global [`FillBudget`], it drops the
+/// copy and only streams (the response goes uncached, the client never
+/// notices). A body that fails, or is dropped early, stores nothing.
+pub struct Tee {
+    inner: Body,
+    kept: Vec<bytes::Bytes>,
+    held: u64,
+    limit: u64,
+    budget: std::sync::Arc<FillBudget>,
+    on_body: Option<OnBody>,
+}
+
+impl Tee {
+    pub fn new(
+        inner: Body,
+        limit: u64,
+        budget: std::sync::Arc<FillBudget>,
+        on_body: OnBody,
+    ) -> Self {
+        Self {
+            inner,
+            kept: Vec::new(),
+            held: 0,
+            limit,
+            budget,
+            on_body: Some(on_body),
+        }
+    }
+
+    fn abandon(&mut self) {
+        self.on_body = None;
+        self.kept = Vec::new();
+        self.budget.give(self.held);
+        self.held = 0;
+    }
+}
+
+impl Tee {
+    fn finish(&mut self) {
+        if let Some(on_body) = self.on_body.take() {
+            // One exact copy: the chunks are slices of the read buffers.
+            let mut out = bytes::BytesMut::with_capacity(self.held as usize);
+            for c in std::mem::take(&mut self.kept) {
+                out.extend_from_slice(&c);
+            }
+            self.budget.give(self.held);
+            self.held = 0;
+            on_body(out.freeze());
+        }
+    }
+}
+
+impl Drop for Tee {
+    fn drop(&mut self) {
+        self.budget.give(self.held);
+    }
+}
+
+impl http_body::Body for Tee {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(_)) = (frame.data_ref(), &this.on_body) {
+                    let n = data.len() as u64;
+                    if this.held + n > this.limit || !this.budget.take(n) {
+                        this.abandon();
+                    } else {
+                        this.held += n;
+                        this.kept.push(data.clone());
+                    }
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.abandon(),
+            Poll::Ready(None) => this.finish(),
+            Poll::Pending => {}
+        }
+        // A server may stop polling once the body says it has ended.
+        if matches!(polled, Poll::Ready(Some(Ok(_)))) && this.inner.is_end_stream() {
+            this.finish();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -40,6 +40,8 @@ pub struct Cache {
     pub settings: CacheSettings,
     pub store: Store,
     pub counters: Arc<Counters>,
+    /// Bytes held by fills in progress.
+    pub fills: Arc<fill::FillBudget>,
     flights: Flights,
 }
 
@@ -72,6 +74,7 @@ impl Cache {
             settings,
             store: Store::new(settings.max_size, counters.clone()),
             counters,
+            fills: Arc::new(fill::FillBudget::new(settings.fill_budget)),
             flights: Arc::default(),
         }
     }

@@ -36,6 +36,10 @@ pub struct CacheYaml {
     /// Largest single response body stored; bigger ones stream through
     /// uncached. Default: an eighth of `max-size`, at most 16MiB.
     pub max_object_size: Option<Spanned<String>>,
+    /// Bytes all fills in progress may hold together (bodies being stored
+    /// while they stream to clients); a fill that would go over streams on
+    /// uncached. Default: a quarter of `max-size`, at least `max-object-size`.
+    pub fill_budget: Option<Spanned<String>>,
 }
 
 /// A route's `cache:` block.
@@ -90,6 +94,7 @@ pub enum VersionYaml {
 pub struct CacheSettings {
     pub max_size: u64,
     pub max_object_size: u64,
+    pub fill_budget: u64,
 }
 
 impl Default for CacheSettings {
@@ -100,9 +105,11 @@ impl Default for CacheSettings {
 
 impl CacheSettings {
     fn sized(max_size: u64) -> Self {
+        let max_object_size = (max_size / 8).min(16 << 20);
         Self {
             max_size,
-            max_object_size: (max_size / 8).min(16 << 20),
+            max_object_size,
+            fill_budget: (max_size / 4).max(max_object_size),
         }
     }
 }
@@ -141,6 +148,7 @@ pub fn resolve_global(y: &CacheYaml, issues: &mut Vec<Issue>) -> CacheSettings {
     };
     let max = size(&y.max_size, "max-size");
     let obj = size(&y.max_object_size, "max-object-size");
+    let budget = size(&y.fill_budget, "fill-budget");
     let mut s = max.map_or_else(CacheSettings::default, CacheSettings::sized);
     if let Some(o) = obj {
         if o > s.max_size {
@@ -155,6 +163,10 @@ pub fn resolve_global(y: &CacheYaml, issues: &mut Vec<Issue>) -> CacheSettings {
             ));
         }
         s.max_object_size = o.min(s.max_size);
+        s.fill_budget = s.fill_budget.max(s.max_object_size);
+    }
+    if let Some(b) = budget {
+        s.fill_budget = b;
     }
     s
 }

@@ -11,10 +11,11 @@ use http::{Method, Response, StatusCode};
 use super::Did;
 use crate::body::{self, Body};
 use crate::cache::fill::{
-    Head, X_CACHE, etag, freshened, read_limited, stored_since, take_tags, upstream_request,
+    Head, OnBody, Tee, X_CACHE, etag, freshened, read_limited, stored_since, take_tags,
+    upstream_request,
 };
 use crate::cache::policy::{self, CacheControl, Times};
-use crate::cache::{CacheKey, Entry, RouteCache};
+use crate::cache::{CacheKey, Entry, Flight, RouteCache};
 use crate::session::error::ProxyError;
 use crate::session::{Answer, Session};
 
@@ -25,6 +26,9 @@ pub(super) enum Outcome {
     Revalidated(Arc<str>, Arc<Entry>),
     /// Not storable: sent on as it came.
     Passed(Response<Body>),
+    /// Storable: the body streams to the client and is stored at its end
+    /// (unless it turns out too big).
+    Streaming(Response<Body>),
     /// Upstream failed (an error, or a 5xx when revalidating).
     Failed(Answer),
 }
@@ -39,6 +43,7 @@ impl Session {
         head: &Head,
         req_cc: &CacheControl,
         stored: Option<&Arc<Entry>>,
+        flight: Option<Flight>,
     ) -> Outcome {
         let request_time = SystemTime::now();
         let resp = self
@@ -84,24 +89,22 @@ impl Session {
             return Outcome::Passed(resp);
         }
         let (mut parts, incoming) = resp.into_parts();
-        let limit = cache.settings.max_object_size as usize;
-        let body = match read_limited(incoming, limit).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(prefixed)) => {
-                return Outcome::Passed(Response::from_parts(parts, prefixed));
-            }
-            Err(source) => {
-                let endpoint = self.endpoint_name().unwrap_or_default();
-                return Outcome::Failed(Err(ProxyError::from_body(
-                    source,
-                    &self.pool().name,
-                    &endpoint,
-                )));
-            }
-        };
+        let limit = cache.settings.max_object_size;
         let initial_age = policy::initial_age(&parts.headers, times);
+        let tags = take_tags(&mut parts.headers);
+        // What the client gets when the body streams to it: as upstream sent
+        // it, less the cache's own fields.
+        let mut client = parts.clone();
+        client.headers.remove(X_CACHE);
+        client.headers.insert(
+            header::AGE,
+            HeaderValue::from(initial_age.as_secs().min(1 << 31)),
+        );
         let h = &mut parts.headers;
-        let tags = take_tags(h);
+        let length = h
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         h.remove(header::CONTENT_LENGTH);
         h.remove(header::AGE);
         h.remove(X_CACHE);
@@ -116,7 +119,7 @@ impl Session {
             last_modified: policy::last_modified(h),
             vary: policy::vary_names(h).unwrap_or_default(),
             headers: parts.headers,
-            body,
+            body: bytes::Bytes::new(),
             variants: Vec::new(),
             stored_at: Instant::now() - stored_since(times.response_time),
             initial_age,
@@ -127,8 +130,55 @@ impl Session {
             path: key.path.as_str().into(),
             keep_stale: policy.stale_if_unreachable.unwrap_or_default(),
         };
+        if length.is_some_and(|n| n > limit) {
+            // Too big to keep: it streams through, uncached.
+            return Outcome::Passed(Response::from_parts(client, incoming));
+        }
+        // A plain GET streams to the client while the copy is kept; a HEAD
+        // (no body for the client) or a conditional request (answered from
+        // the entry) reads the body first.
+        let conditional = [
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_MATCH,
+            header::IF_UNMODIFIED_SINCE,
+        ]
+        .iter()
+        .any(|n| head.headers.contains_key(n));
+        if head.method == Method::GET && !conditional {
+            let (node, primary, req) =
+                (self.node.clone(), key.primary.clone(), head.headers.clone());
+            let on_body: OnBody = Box::new(move |body| {
+                tokio::spawn(async move {
+                    let mut entry = entry;
+                    entry.body = body;
+                    node.cache.store.insert(&primary, &req, entry).await;
+                    node.cache.count(|c| &c.stored);
+                    // Waiters look again once it is stored.
+                    drop(flight);
+                });
+            });
+            let tee = Tee::new(incoming, limit, cache.fills.clone(), on_body);
+            return Outcome::Streaming(Response::from_parts(client, body::boxed(tee)));
+        }
+        let body = match read_limited(incoming, limit as usize).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(prefixed)) => {
+                return Outcome::Passed(Response::from_parts(client, prefixed));
+            }
+            Err(source) => {
+                let endpoint = self.endpoint_name().unwrap_or_default();
+                return Outcome::Failed(Err(ProxyError::from_body(
+                    source,
+                    &self.pool().name,
+                    &endpoint,
+                )));
+            }
+        };
+        let entry = Entry { body, ..entry };
         let (full, entry) = cache.store.insert(&key.primary, &head.headers, entry).await;
         cache.count(|c| &c.stored);
+        drop(flight);
         Outcome::Stored(full, entry)
     }
 
@@ -139,6 +189,10 @@ impl Session {
             Outcome::Stored(full, e) => Ok(self.respond(full, e, head, Did::Stored(fwd)).await),
             Outcome::Revalidated(full, e) => {
                 Ok(self.respond(full, e, head, Did::Revalidated).await)
+            }
+            Outcome::Streaming(mut resp) => {
+                self.label(&mut resp, Did::Stored(fwd), None);
+                Ok(self.compressed(resp, &head.method))
             }
             Outcome::Passed(mut resp) | Outcome::Failed(Ok(mut resp)) => {
                 self.label(&mut resp, Did::Miss(fwd), None);

@@ -177,8 +177,7 @@ impl Session {
                 None
             };
             cache.count(|c| &c.misses);
-            let outcome = self.fetch(policy, &key, &head, &req_cc, None).await;
-            drop(flight);
+            let outcome = self.fetch(policy, &key, &head, &req_cc, None, flight).await;
             return self.deliver(outcome, &head, "uri-miss").await;
         }
     }

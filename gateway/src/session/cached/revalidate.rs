@@ -76,8 +76,9 @@ impl Session {
         } else {
             None
         };
-        let outcome = self.fetch(policy, key, head, req_cc, Some(&entry)).await;
-        drop(flight);
+        let outcome = self
+            .fetch(policy, key, head, req_cc, Some(&entry), flight)
+            .await;
         if let Outcome::Failed(failed) = &outcome {
             let sie = req_cc
                 .stale_if_error
@@ -126,15 +127,27 @@ impl Session {
         };
         let (session, key, entry, head) = (self.clone(), key.clone(), entry.clone(), head.clone());
         tokio::spawn(async move {
-            let _flight = flight;
             let Some(policy) = session.route().cache.clone() else {
                 return;
             };
             let outcome = session
-                .fetch(&policy, &key, &head, &CacheControl::default(), Some(&entry))
+                .fetch(
+                    &policy,
+                    &key,
+                    &head,
+                    &CacheControl::default(),
+                    Some(&entry),
+                    Some(flight),
+                )
                 .await;
-            if let Outcome::Revalidated(..) = outcome {
-                session.node.cache.count(|c| &c.revalidated);
+            match outcome {
+                Outcome::Revalidated(..) => session.node.cache.count(|c| &c.revalidated),
+                // Nobody reads this body: read it here, so it is stored.
+                Outcome::Streaming(resp) => {
+                    use http_body_util::BodyExt;
+                    let _ = resp.into_body().collect().await;
+                }
+                _ => {}
             }
         });
         true
