@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 
-use super::Did;
+use super::{About, Did};
 use crate::body::{self, Body};
 use crate::cache::fill::{
     Head, OnBody, Tee, X_CACHE, etag, freshened, read_limited, stored_since, take_tags,
@@ -28,7 +28,7 @@ pub(super) enum Outcome {
     Passed(Response<Body>),
     /// Storable: the body streams to the client and is stored at its end
     /// (unless it turns out too big).
-    Streaming(Response<Body>),
+    Streaming(Response<Body>, std::time::Duration),
     /// Upstream failed (an error, or a 5xx when revalidating).
     Failed(Answer),
 }
@@ -159,7 +159,7 @@ impl Session {
                 });
             });
             let tee = Tee::new(incoming, limit, cache.fills.clone(), on_body);
-            return Outcome::Streaming(Response::from_parts(client, body::boxed(tee)));
+            return Outcome::Streaming(Response::from_parts(client, body::boxed(tee)), lifetime);
         }
         let body = match read_limited(incoming, limit as usize).await {
             Ok(Ok(b)) => b,
@@ -182,6 +182,10 @@ impl Session {
         Outcome::Stored(full, entry)
     }
 
+    fn key_host(&self, head: &Head) -> String {
+        crate::cache::key::request_host(&head.uri, &head.headers)
+    }
+
     /// The client's answer from an exchange forwarded for the reason `fwd`
     /// (RFC 9211: `uri-miss`, `stale`, `request`).
     pub(super) async fn deliver(&self, outcome: Outcome, head: &Head, fwd: &'static str) -> Answer {
@@ -190,8 +194,28 @@ impl Session {
             Outcome::Revalidated(full, e) => {
                 Ok(self.respond(full, e, head, Did::Revalidated).await)
             }
-            Outcome::Streaming(mut resp) => {
-                self.label(&mut resp, Did::Stored(fwd), None);
+            Outcome::Streaming(mut resp, lifetime) => {
+                let age = resp
+                    .headers()
+                    .get(header::AGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .map_or(std::time::Duration::ZERO, std::time::Duration::from_secs);
+                let (host, path) = (
+                    self.key_host(head),
+                    head.uri
+                        .path_and_query()
+                        .map_or("/", |p| p.as_str())
+                        .to_owned(),
+                );
+                let about = About {
+                    status: resp.status(),
+                    lifetime,
+                    age,
+                    host: &host,
+                    path: &path,
+                };
+                self.label(&mut resp, Did::Stored(fwd), Some(about));
                 Ok(self.compressed(resp, &head.method))
             }
             Outcome::Passed(mut resp) | Outcome::Failed(Ok(mut resp)) => {

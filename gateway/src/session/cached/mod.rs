@@ -27,6 +27,28 @@ pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 /// This cache's name in `Cache-Status`.
 const CACHE_NAME: &str = "Edgeward";
 
+/// What `Cache-Status` says about the entry a response came from (or is
+/// being stored as).
+pub(super) struct About<'a> {
+    pub status: StatusCode,
+    pub lifetime: std::time::Duration,
+    pub age: std::time::Duration,
+    pub host: &'a str,
+    pub path: &'a str,
+}
+
+impl<'a> From<&'a Entry> for About<'a> {
+    fn from(e: &'a Entry) -> Self {
+        Self {
+            status: e.status,
+            lifetime: e.lifetime,
+            age: e.age(),
+            host: &e.host,
+            path: &e.path,
+        }
+    }
+}
+
 /// What the cache did for one response, told by `Cache-Status` and its
 /// older alias `X-Cache`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,10 +87,10 @@ impl Session {
     /// Marks a response of a cached route with `Cache-Status` (appended to any
     /// an upstream cache set) and, unless the route turned it off, `X-Cache`;
     /// removes `Edgeward-Cache-Control`, which is for this cache only.
-    fn label(&self, resp: &mut Response<Body>, did: Did, entry: Option<&Entry>) {
+    fn label(&self, resp: &mut Response<Body>, did: Did, entry: Option<About<'_>>) {
         use std::fmt::Write;
         let policy = self.route().cache.as_ref();
-        let fwd_status = entry.map_or(resp.status(), |e| e.status).as_u16();
+        let fwd_status = entry.as_ref().map_or(resp.status(), |e| e.status).as_u16();
         let mut v = String::from(CACHE_NAME);
         match did {
             Did::Hit | Did::Stale => v.push_str("; hit"),
@@ -80,8 +102,8 @@ impl Session {
             Did::Stored(fwd) => _ = write!(v, "; fwd={fwd}; fwd-status={fwd_status}; stored"),
             Did::OnlyIfCached => v.push_str("; detail=only-if-cached"),
         }
-        if let Some(e) = entry {
-            let ttl = i128::from(e.lifetime.as_secs()) - i128::from(e.age().as_secs());
+        if let Some(e) = &entry {
+            let ttl = i128::from(e.lifetime.as_secs()) - i128::from(e.age.as_secs());
             _ = write!(v, "; ttl={}", ttl.clamp(-(1 << 31), 1 << 31));
         }
         if let Some(k) = entry.filter(|_| policy.is_some_and(|p| p.status_key)) {

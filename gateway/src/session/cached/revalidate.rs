@@ -143,7 +143,7 @@ impl Session {
             match outcome {
                 Outcome::Revalidated(..) => session.node.cache.count(|c| &c.revalidated),
                 // Nobody reads this body: read it here, so it is stored.
-                Outcome::Streaming(resp) => {
+                Outcome::Streaming(resp, _) => {
                     use http_body_util::BodyExt;
                     let _ = resp.into_body().collect().await;
                 }

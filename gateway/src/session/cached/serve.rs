@@ -108,7 +108,7 @@ impl Session {
         };
         resp.headers_mut()
             .insert(header::AGE, HeaderValue::from(age));
-        self.label(&mut resp, did, Some(&entry));
+        self.label(&mut resp, did, Some((&*entry).into()));
         *resp.version_mut() = head.version;
         resp
     }
