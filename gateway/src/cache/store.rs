@@ -165,11 +165,14 @@ impl Expiry<Arc<str>, Arc<Entry>> for Retention {
     }
 }
 
+/// A full key and the host its entry is for.
+type KeyAndHost = (Arc<str>, Arc<str>);
+
 /// Full keys by path (with their host) and by tag. Its rows share the
 /// entries' strings; what they cost is part of [`ENTRY_OVERHEAD`].
 #[derive(Default)]
 struct Index {
-    by_path: BTreeMap<Arc<str>, Vec<(Arc<str>, Arc<str>)>>,
+    by_path: BTreeMap<Arc<str>, Vec<KeyAndHost>>,
     by_tag: HashMap<String, Vec<Arc<str>>>,
 }
 
