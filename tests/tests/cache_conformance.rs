@@ -312,3 +312,69 @@ async fn cache_status_is_on_every_response_of_a_cached_route() {
     assert!(r.header("x-cache").is_none());
     assert!(status(&r).starts_with("Edgeward; fwd=uri-miss"));
 }
+
+#[tokio::test]
+async fn ranges_are_served_from_a_stored_complete_response() {
+    let (up, origin, gw) = start("max-age=60", "{}").await;
+    origin.header("etag", "\"r1\"");
+    origin.set(|s| s.body = bytes::Bytes::from_static(b"0123456789abcdef"));
+    // Nothing stored: the range goes upstream as it is, and is not stored.
+    let r = get(&gw, "/r", &[("range", "bytes=0-3")]).await;
+    assert!(status(&r).contains("fwd=bypass"), "{}", status(&r));
+    get(&gw, "/r", &[]).await;
+    let hits = up.hits();
+    for (range, want, content_range) in [
+        ("bytes=0-3", &b"0123"[..], "bytes 0-3/16"),
+        ("bytes=10-", &b"abcdef"[..], "bytes 10-15/16"),
+        ("bytes=-2", &b"ef"[..], "bytes 14-15/16"),
+        ("bytes=4-100", &b"456789abcdef"[..], "bytes 4-15/16"),
+    ] {
+        let r = get(&gw, "/r", &[("range", range)]).await;
+        assert_eq!(r.status, StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(&r.body[..], want, "{range}");
+        assert_eq!(r.header("content-range"), Some(content_range), "{range}");
+        assert_eq!(x_cache(&r), "HIT");
+    }
+    let r = get(&gw, "/r", &[("range", "bytes=16-")]).await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(r.header("content-range"), Some("bytes */16"));
+    // Several ranges, or an If-Range that does not match: the whole response.
+    let r = get(&gw, "/r", &[("range", "bytes=0-1,4-5")]).await;
+    assert_eq!((r.status, r.body.len()), (StatusCode::OK, 16));
+    let r = get(
+        &gw,
+        "/r",
+        &[("range", "bytes=0-1"), ("if-range", "\"old\"")],
+    )
+    .await;
+    assert_eq!((r.status, r.body.len()), (StatusCode::OK, 16));
+    let r = get(&gw, "/r", &[("range", "bytes=0-1"), ("if-range", "\"r1\"")]).await;
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (StatusCode::PARTIAL_CONTENT, &b"01"[..])
+    );
+    assert_eq!(up.hits(), hits, "every range came from the store");
+}
+
+#[tokio::test]
+async fn set_cookie_responses_are_stored_only_where_the_route_opts_in() {
+    // Default: not stored.
+    let (up, origin, gw) = start("max-age=60", "{}").await;
+    origin.header("set-cookie", "sid=secret");
+    get(&gw, "/sc", &[]).await;
+    assert_eq!(x_cache(&get(&gw, "/sc", &[]).await), "MISS");
+    assert_eq!(up.hits(), 2);
+    // Opted in: stored without the cookie; the filling client still gets it.
+    let (up, origin, gw) = start("max-age=60", "{store-set-cookie: true}").await;
+    origin.header("set-cookie", "sid=secret");
+    let first = get(&gw, "/sc", &[]).await;
+    assert_eq!(first.header("set-cookie"), Some("sid=secret"));
+    let second = get(&gw, "/sc", &[]).await;
+    assert_eq!(x_cache(&second), "HIT");
+    assert!(
+        second.header("set-cookie").is_none(),
+        "another client's cookie"
+    );
+    assert_eq!(second.body, first.body);
+    assert_eq!(up.hits(), 1);
+}

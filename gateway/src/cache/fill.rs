@@ -73,6 +73,8 @@ pub fn freshened(
     let mut nm = not_modified.clone();
     nm.remove(header::AGE);
     nm.remove(X_CACHE);
+    // One client's cookie must never reach another through the stored entry.
+    nm.remove(header::SET_COOKIE);
     let tags = take_tags(&mut nm);
     policy::freshen(&mut e.headers, &nm);
     if !tags.is_empty() {
@@ -187,8 +189,13 @@ impl FillBudget {
     }
 }
 
-/// Called with the whole body once a [`Tee`] has seen its end.
-pub type OnBody = Box<dyn FnOnce(bytes::Bytes) + Send>;
+/// Called with the whole body once a [`Tee`] has seen its end; the client
+/// gets the end of the body only once the returned future (the store) is done,
+/// so a client that asks again at once finds the entry.
+pub type OnBody =
+    Box<dyn FnOnce(bytes::Bytes) -> futures_util::future::BoxFuture<'static, ()> + Send>;
+
+type Polled = Option<Result<http_body::Frame<bytes::Bytes>, crate::body::BoxError>>;
 
 /// An upstream body on its way to the client that keeps a copy for the
 /// cache: every frame goes on as it arrives; the copy is handed to `on_body`
@@ -202,6 +209,8 @@ pub struct Tee {
     limit: u64,
     budget: std::sync::Arc<FillBudget>,
     on_body: Option<OnBody>,
+    /// The store in progress, and what to hand the client once it is done.
+    storing: Option<(futures_util::future::BoxFuture<'static, ()>, Polled)>,
 }
 
 impl Tee {
@@ -218,6 +227,7 @@ impl Tee {
             limit,
             budget,
             on_body: Some(on_body),
+            storing: None,
         }
     }
 
@@ -227,20 +237,21 @@ impl Tee {
         self.budget.give(self.held);
         self.held = 0;
     }
-}
 
-impl Tee {
-    fn finish(&mut self) {
-        if let Some(on_body) = self.on_body.take() {
-            // One exact copy: the chunks are slices of the read buffers.
-            let mut out = bytes::BytesMut::with_capacity(self.held as usize);
-            for c in std::mem::take(&mut self.kept) {
-                out.extend_from_slice(&c);
-            }
-            self.budget.give(self.held);
-            self.held = 0;
-            on_body(out.freeze());
+    /// Starts the store; `then` is what the client gets after it.
+    fn finish(&mut self, then: Polled) -> Polled {
+        let Some(on_body) = self.on_body.take() else {
+            return then;
+        };
+        // One exact copy: the chunks are slices of the read buffers.
+        let mut out = bytes::BytesMut::with_capacity(self.held as usize);
+        for c in std::mem::take(&mut self.kept) {
+            out.extend_from_slice(&c);
         }
+        self.budget.give(self.held);
+        self.held = 0;
+        self.storing = Some((on_body(out.freeze()), then));
+        None
     }
 }
 
@@ -257,35 +268,52 @@ impl http_body::Body for Tee {
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+    ) -> std::task::Poll<Polled> {
         use std::task::Poll;
         let this = &mut *self;
-        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(_)) = (frame.data_ref(), &this.on_body) {
-                    let n = data.len() as u64;
-                    if this.held + n > this.limit || !this.budget.take(n) {
-                        this.abandon();
-                    } else {
-                        this.held += n;
-                        this.kept.push(data.clone());
+        if this.storing.is_none() {
+            let polled = match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(p) => p,
+            };
+            match &polled {
+                Some(Ok(frame)) => {
+                    if let (Some(data), Some(_)) = (frame.data_ref(), &this.on_body) {
+                        let n = data.len() as u64;
+                        if this.held + n > this.limit || !this.budget.take(n) {
+                            this.abandon();
+                        } else {
+                            this.held += n;
+                            this.kept.push(data.clone());
+                        }
+                    }
+                    // A server may stop polling once the body says it has ended.
+                    if !this.inner.is_end_stream() || this.on_body.is_none() {
+                        return Poll::Ready(polled);
                     }
                 }
+                Some(Err(_)) => {
+                    this.abandon();
+                    return Poll::Ready(polled);
+                }
+                None => {}
             }
-            Poll::Ready(Some(Err(_))) => this.abandon(),
-            Poll::Ready(None) => this.finish(),
-            Poll::Pending => {}
+            if this.on_body.is_none() {
+                return Poll::Ready(polled);
+            }
+            this.finish(polled);
         }
-        // A server may stop polling once the body says it has ended.
-        if matches!(polled, Poll::Ready(Some(Ok(_)))) && this.inner.is_end_stream() {
-            this.finish();
+        let Some((store, _)) = &mut this.storing else {
+            return Poll::Ready(None);
+        };
+        match store.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => Poll::Ready(this.storing.take().and_then(|(_, then)| then)),
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.storing.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {

@@ -5,6 +5,7 @@
 pub mod fill;
 pub mod key;
 pub mod policy;
+pub mod range;
 pub mod store;
 
 use std::collections::HashMap;

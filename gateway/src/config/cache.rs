@@ -69,6 +69,11 @@ pub struct RouteCacheYaml {
     /// all (connection refused, timed out), where the entry does not forbid
     /// stale answers (RFC 9111 §4.2.4). Default: never.
     pub stale_if_unreachable: Option<Spanned<String>>,
+    /// Store responses that set cookies, with their `Set-Cookie` lines
+    /// removed from what is stored (the client whose request filled the
+    /// entry still gets them), as CDNs do. Default: false, such responses
+    /// are not stored.
+    pub store_set_cookie: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +130,7 @@ pub struct RouteCache {
     pub x_cache: bool,
     pub status_key: bool,
     pub stale_if_unreachable: Option<Duration>,
+    pub store_set_cookie: bool,
 }
 
 pub fn resolve_global(y: &CacheYaml, issues: &mut Vec<Issue>) -> CacheSettings {
@@ -227,5 +233,6 @@ pub fn resolve_route(
         x_cache: y.x_cache.unwrap_or(true),
         status_key: y.status_key.unwrap_or(false),
         stale_if_unreachable,
+        store_set_cookie: y.store_set_cookie.unwrap_or(false),
     })
 }

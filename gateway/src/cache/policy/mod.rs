@@ -23,6 +23,11 @@ pub use freshness::{
 pub use storable::{NotStored, storable};
 pub use vary::{secondary_key, vary_names};
 
+/// A date in a field value, read leniently ([`date::parse`]).
+pub fn date_value(s: &str) -> Option<SystemTime> {
+    date::parse(s)
+}
+
 /// A date field of `headers`, read leniently ([`date::parse`]).
 pub fn date(headers: &HeaderMap, name: HeaderName) -> Option<SystemTime> {
     headers

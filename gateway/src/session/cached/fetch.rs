@@ -21,8 +21,9 @@ use crate::session::{Answer, Session};
 
 /// What fetching from upstream for the cache produced.
 pub(super) enum Outcome {
-    /// The response was stored (or an entry freshened by a 304).
-    Stored(Arc<str>, Arc<Entry>),
+    /// The response was stored, less the `Set-Cookie` lines it had (sent to
+    /// this client only).
+    Stored(Arc<str>, Arc<Entry>, Vec<HeaderValue>),
     Revalidated(Arc<str>, Arc<Entry>),
     /// Not storable: sent on as it came.
     Passed(Response<Body>),
@@ -76,12 +77,23 @@ impl Session {
             policy.ttl,
             times.response_time,
         );
+        // A route that opts in stores responses with Set-Cookie, without it.
+        let without_cookies;
+        let checked = if policy.store_set_cookie && resp.headers().contains_key(header::SET_COOKIE)
+        {
+            let mut h = resp.headers().clone();
+            h.remove(header::SET_COOKIE);
+            without_cookies = h;
+            &without_cookies
+        } else {
+            resp.headers()
+        };
         if let Err(why) = policy::storable(
             &Method::GET,
             &head.headers,
             req_cc,
             status,
-            resp.headers(),
+            checked,
             &resp_cc,
             lifetime,
         ) {
@@ -101,6 +113,9 @@ impl Session {
             HeaderValue::from(initial_age.as_secs().min(1 << 31)),
         );
         let h = &mut parts.headers;
+        // The client whose request filled the entry still gets its cookies.
+        let cookies: Vec<HeaderValue> = h.get_all(header::SET_COOKIE).iter().cloned().collect();
+        h.remove(header::SET_COOKIE);
         let length = h
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -149,14 +164,14 @@ impl Session {
             let (node, primary, req) =
                 (self.node.clone(), key.primary.clone(), head.headers.clone());
             let on_body: OnBody = Box::new(move |body| {
-                tokio::spawn(async move {
+                Box::pin(async move {
                     let mut entry = entry;
                     entry.body = body;
                     node.cache.store.insert(&primary, &req, entry).await;
                     node.cache.count(|c| &c.stored);
                     // Waiters look again once it is stored.
                     drop(flight);
-                });
+                })
             });
             let tee = Tee::new(incoming, limit, cache.fills.clone(), on_body);
             return Outcome::Streaming(Response::from_parts(client, body::boxed(tee)), lifetime);
@@ -179,7 +194,7 @@ impl Session {
         let (full, entry) = cache.store.insert(&key.primary, &head.headers, entry).await;
         cache.count(|c| &c.stored);
         drop(flight);
-        Outcome::Stored(full, entry)
+        Outcome::Stored(full, entry, cookies)
     }
 
     fn key_host(&self, head: &Head) -> String {
@@ -190,7 +205,13 @@ impl Session {
     /// (RFC 9211: `uri-miss`, `stale`, `request`).
     pub(super) async fn deliver(&self, outcome: Outcome, head: &Head, fwd: &'static str) -> Answer {
         match outcome {
-            Outcome::Stored(full, e) => Ok(self.respond(full, e, head, Did::Stored(fwd)).await),
+            Outcome::Stored(full, e, cookies) => {
+                let mut resp = self.respond(full, e, head, Did::Stored(fwd)).await;
+                for c in cookies {
+                    resp.headers_mut().append(header::SET_COOKIE, c);
+                }
+                Ok(resp)
+            }
             Outcome::Revalidated(full, e) => {
                 Ok(self.respond(full, e, head, Did::Revalidated).await)
             }

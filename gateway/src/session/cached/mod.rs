@@ -147,13 +147,25 @@ impl Session {
     pub(super) async fn cached(&self, policy: &RouteCache, req: Request<Body>) -> Answer {
         let method = req.method().clone();
         let req_cc = CacheControl::parse_request(req.headers());
-        let lookup = (method == Method::GET || method == Method::HEAD)
-            && !req.headers().contains_key(header::RANGE)
-            && req.body().is_end_stream();
+        let lookup =
+            (method == Method::GET || method == Method::HEAD) && req.body().is_end_stream();
         if !lookup {
             return self.bypass(req).await;
         }
         let key = key::build(policy, self.conn.scheme, req.uri(), req.headers());
+        // A range is answered from a stored complete response; without one it
+        // goes upstream as it is (a 206 is not stored).
+        if req.headers().contains_key(header::RANGE) {
+            let full = self
+                .node
+                .cache
+                .store
+                .full_key(&key.primary, req.headers())
+                .await;
+            if self.node.cache.store.get(&full).await.is_none() {
+                return self.bypass(req).await;
+            }
+        }
         let (parts, _) = req.into_parts();
         let head = Head {
             method: parts.method,

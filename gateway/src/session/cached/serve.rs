@@ -9,8 +9,8 @@ use http::{Method, Response, StatusCode};
 use super::Did;
 use crate::body::{self, Body};
 use crate::cache::fill::Head;
-use crate::cache::policy;
 use crate::cache::{Entry, Join};
+use crate::cache::{policy, range};
 use crate::compress::{self, Encoding};
 use crate::session::Session;
 
@@ -91,6 +91,35 @@ impl Session {
                 resp
             }
             Some(b) => {
+                // Ranges of the identity body of a complete 200.
+                let selected = if entry.status == StatusCode::OK && enc == Encoding::Identity {
+                    range::select(&head.headers, &entry, b.len() as u64)
+                } else {
+                    range::Selected::Whole
+                };
+                let len = b.len() as u64;
+                let (status, b) = match selected {
+                    range::Selected::Whole => (entry.status, b),
+                    range::Selected::Part { start, end } => {
+                        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
+                        {
+                            h.insert(header::CONTENT_RANGE, v);
+                        }
+                        (
+                            StatusCode::PARTIAL_CONTENT,
+                            b.slice(start as usize..=end as usize),
+                        )
+                    }
+                    range::Selected::Unsatisfiable => {
+                        if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                            h.insert(header::CONTENT_RANGE, v);
+                        }
+                        (StatusCode::RANGE_NOT_SATISFIABLE, bytes::Bytes::new())
+                    }
+                };
+                if entry.status == StatusCode::OK && enc == Encoding::Identity {
+                    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                }
                 // RFC 9110 §8.6: a 204 carries no Content-Length.
                 if entry.status != StatusCode::NO_CONTENT {
                     h.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
@@ -101,7 +130,7 @@ impl Session {
                     body::full(b)
                 };
                 let mut resp = Response::new(body);
-                *resp.status_mut() = entry.status;
+                *resp.status_mut() = status;
                 *resp.headers_mut() = h;
                 resp
             }
