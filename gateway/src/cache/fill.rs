@@ -320,3 +320,63 @@ impl http_body::Body for Tee {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    fn chunks(n: usize, size: usize) -> Body {
+        let frames = (0..n).map(move |i| {
+            Ok::<_, crate::body::BoxError>(http_body::Frame::data(bytes::Bytes::from(vec![
+                b'a' + i as u8;
+                size
+            ])))
+        });
+        body::boxed(http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames,
+        )))
+    }
+
+    fn tee(inner: Body, limit: u64, budget: &Arc<FillBudget>) -> (Tee, Arc<Mutex<Option<usize>>>) {
+        let got = Arc::new(Mutex::new(None));
+        let g = got.clone();
+        let on_body: OnBody = Box::new(move |b| {
+            Box::pin(async move {
+                *g.lock().unwrap() = Some(b.len());
+            })
+        });
+        (Tee::new(inner, limit, budget.clone(), on_body), got)
+    }
+
+    #[tokio::test]
+    async fn a_tee_keeps_what_fits_and_streams_everything() {
+        let budget = Arc::new(FillBudget::new(1 << 20));
+        let (t, got) = tee(chunks(4, 100), 1000, &budget);
+        let all = t.collect().await.unwrap().to_bytes();
+        assert_eq!(all.len(), 400);
+        assert_eq!(*got.lock().unwrap(), Some(400));
+        assert_eq!(budget.held(), 0);
+        // Over the object limit: streamed whole, not kept.
+        let (t, got) = tee(chunks(4, 100), 250, &budget);
+        assert_eq!(t.collect().await.unwrap().to_bytes().len(), 400);
+        assert_eq!(*got.lock().unwrap(), None);
+        assert_eq!(budget.held(), 0);
+        // Over the shared budget: the same.
+        let small = Arc::new(FillBudget::new(150));
+        let (t, got) = tee(chunks(4, 100), 1000, &small);
+        assert_eq!(t.collect().await.unwrap().to_bytes().len(), 400);
+        assert_eq!(*got.lock().unwrap(), None);
+        assert_eq!(small.held(), 0);
+        // Dropped half way: nothing kept, the budget given back.
+        let (mut t, got) = tee(chunks(4, 100), 1000, &budget);
+        t.frame().await.unwrap().unwrap();
+        assert_eq!(budget.held(), 100);
+        drop(t);
+        assert_eq!(budget.held(), 0);
+        assert_eq!(*got.lock().unwrap(), None);
+    }
+}

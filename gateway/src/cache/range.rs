@@ -88,3 +88,74 @@ fn if_range_holds(cond: &str, entry: &Entry) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant, SystemTime};
+
+    use http::{HeaderValue, StatusCode};
+
+    use super::*;
+    use crate::cache::policy::CacheControl;
+
+    fn entry() -> Entry {
+        Entry {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: bytes::Bytes::from_static(b"0123456789"),
+            variants: Vec::new(),
+            stored_at: Instant::now(),
+            initial_age: Duration::ZERO,
+            lifetime: Duration::from_secs(60),
+            cc: CacheControl::default(),
+            etag: Some("\"e\"".into()),
+            last_modified: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777)),
+            tags: Vec::new(),
+            vary: Vec::new(),
+            host: "h".into(),
+            path: "/".into(),
+            keep_stale: Duration::ZERO,
+        }
+    }
+
+    fn sel(pairs: &[(&str, &str)]) -> Selected {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        select(&h, &entry(), 10)
+    }
+
+    #[test]
+    fn ranges() {
+        let part = |start, end| Selected::Part { start, end };
+        assert_eq!(sel(&[]), Selected::Whole);
+        assert_eq!(sel(&[("range", "bytes=0-0")]), part(0, 0));
+        assert_eq!(sel(&[("range", "bytes=2-")]), part(2, 9));
+        assert_eq!(sel(&[("range", "bytes=-3")]), part(7, 9));
+        assert_eq!(sel(&[("range", "bytes=-30")]), part(0, 9));
+        assert_eq!(sel(&[("range", "bytes=5-99")]), part(5, 9));
+        assert_eq!(sel(&[("range", "BYTES = 1-2")]), part(1, 2));
+        assert_eq!(sel(&[("range", "bytes=10-")]), Selected::Unsatisfiable);
+        assert_eq!(sel(&[("range", "bytes=-0")]), Selected::Unsatisfiable);
+        assert_eq!(sel(&[("range", "bytes=3-1")]), Selected::Whole);
+        assert_eq!(sel(&[("range", "bytes=0-1,3-4")]), Selected::Whole);
+        assert_eq!(sel(&[("range", "items=0-1")]), Selected::Whole);
+        assert_eq!(sel(&[("range", "bytes=x-1")]), Selected::Whole);
+        let r = ("range", "bytes=0-1");
+        assert_eq!(sel(&[r, ("if-range", "\"e\"")]), part(0, 1));
+        assert_eq!(sel(&[r, ("if-range", "W/\"e\"")]), Selected::Whole);
+        assert_eq!(sel(&[r, ("if-range", "\"other\"")]), Selected::Whole);
+        assert_eq!(
+            sel(&[r, ("if-range", "Sun, 06 Nov 1994 08:49:37 GMT")]),
+            part(0, 1)
+        );
+        assert_eq!(
+            sel(&[r, ("if-range", "Sun, 06 Nov 1994 08:49:38 GMT")]),
+            Selected::Whole
+        );
+    }
+}

@@ -388,3 +388,36 @@ impl Store {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_copies_values_out_of_the_buffer_they_were_parsed_from() {
+        // Values as hyper makes them: slices of one big read buffer.
+        let buffer = Bytes::from(format!("{}max-age=60text/plain", "x".repeat(8192)));
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_maybe_shared(buffer.slice(8192..8202)).unwrap(),
+        );
+        h.append(
+            "x-custom",
+            HeaderValue::from_maybe_shared(buffer.slice(8202..)).unwrap(),
+        );
+        let c = compact(&h);
+        assert_eq!(c, h);
+        let range = buffer.as_ptr_range();
+        for v in c.values() {
+            assert!(
+                !range.contains(&v.as_bytes().as_ptr()),
+                "still in the read buffer"
+            );
+        }
+        // Both values share one allocation of exactly their size.
+        let a = c.get("cache-control").unwrap().as_bytes().as_ptr();
+        let b = c.get("x-custom").unwrap().as_bytes().as_ptr();
+        assert_eq!(a.wrapping_add(10), b);
+    }
+}
