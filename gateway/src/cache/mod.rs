@@ -5,6 +5,7 @@
 pub mod fill;
 pub mod key;
 pub mod policy;
+pub mod range;
 pub mod store;
 
 use std::collections::HashMap;
@@ -40,6 +41,8 @@ pub struct Cache {
     pub settings: CacheSettings,
     pub store: Store,
     pub counters: Arc<Counters>,
+    /// Bytes held by fills in progress.
+    pub fills: Arc<fill::FillBudget>,
     flights: Flights,
 }
 
@@ -72,6 +75,7 @@ impl Cache {
             settings,
             store: Store::new(settings.max_size, counters.clone()),
             counters,
+            fills: Arc::new(fill::FillBudget::new(settings.fill_budget)),
             flights: Arc::default(),
         }
     }

@@ -36,6 +36,10 @@ pub struct CacheYaml {
     /// Largest single response body stored; bigger ones stream through
     /// uncached. Default: an eighth of `max-size`, at most 16MiB.
     pub max_object_size: Option<Spanned<String>>,
+    /// Bytes all fills in progress may hold together (bodies being stored
+    /// while they stream to clients); a fill that would go over streams on
+    /// uncached. Default: a quarter of `max-size`, at least `max-object-size`.
+    pub fill_budget: Option<Spanned<String>>,
 }
 
 /// A route's `cache:` block.
@@ -53,8 +57,23 @@ pub struct RouteCacheYaml {
     pub key: KeyYaml,
     /// Changing it starts an empty key space for the route (old entries age out).
     pub version: Option<VersionYaml>,
-    /// Concurrent misses for one key make one upstream request. Default: true.
+    /// Concurrent misses for one key make one upstream request, and
+    /// concurrent revalidations of one stale entry one conditional request.
+    /// Default: true.
     pub coalesce: Option<bool>,
+    /// Send `X-Cache` (the older alias of `Cache-Status`). Default: true.
+    pub x_cache: Option<bool>,
+    /// Name the entry (host and path) in `Cache-Status` as `key="…"`. Default: false.
+    pub status_key: Option<bool>,
+    /// How stale an entry may be served when upstream cannot be reached at
+    /// all (connection refused, timed out), where the entry does not forbid
+    /// stale answers (RFC 9111 §4.2.4). Default: never.
+    pub stale_if_unreachable: Option<Spanned<String>>,
+    /// Store responses that set cookies, with their `Set-Cookie` lines
+    /// removed from what is stored (the client whose request filled the
+    /// entry still gets them), as CDNs do. Default: false, such responses
+    /// are not stored.
+    pub store_set_cookie: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +99,7 @@ pub enum VersionYaml {
 pub struct CacheSettings {
     pub max_size: u64,
     pub max_object_size: u64,
+    pub fill_budget: u64,
 }
 
 impl Default for CacheSettings {
@@ -90,9 +110,11 @@ impl Default for CacheSettings {
 
 impl CacheSettings {
     fn sized(max_size: u64) -> Self {
+        let max_object_size = (max_size / 8).min(16 << 20);
         Self {
             max_size,
-            max_object_size: (max_size / 8).min(16 << 20),
+            max_object_size,
+            fill_budget: (max_size / 4).max(max_object_size),
         }
     }
 }
@@ -105,6 +127,10 @@ pub struct RouteCache {
     pub key_cookies: Vec<String>,
     pub version: String,
     pub coalesce: bool,
+    pub x_cache: bool,
+    pub status_key: bool,
+    pub stale_if_unreachable: Option<Duration>,
+    pub store_set_cookie: bool,
 }
 
 pub fn resolve_global(y: &CacheYaml, issues: &mut Vec<Issue>) -> CacheSettings {
@@ -128,6 +154,7 @@ pub fn resolve_global(y: &CacheYaml, issues: &mut Vec<Issue>) -> CacheSettings {
     };
     let max = size(&y.max_size, "max-size");
     let obj = size(&y.max_object_size, "max-object-size");
+    let budget = size(&y.fill_budget, "fill-budget");
     let mut s = max.map_or_else(CacheSettings::default, CacheSettings::sized);
     if let Some(o) = obj {
         if o > s.max_size {
@@ -142,6 +169,10 @@ pub fn resolve_global(y: &CacheYaml, issues: &mut Vec<Issue>) -> CacheSettings {
             ));
         }
         s.max_object_size = o.min(s.max_size);
+        s.fill_budget = s.fill_budget.max(s.max_object_size);
+    }
+    if let Some(b) = budget {
+        s.fill_budget = b;
     }
     s
 }
@@ -158,6 +189,20 @@ pub fn resolve_route(
             None
         }
     });
+    let stale_if_unreachable =
+        y.stale_if_unreachable
+            .as_ref()
+            .and_then(|t| match parse_duration(&t.value) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    issues.push(Issue::new(
+                        &t.referenced,
+                        format!("{path}.stale-if-unreachable"),
+                        e,
+                    ));
+                    None
+                }
+            });
     let key_headers = y
         .key
         .headers
@@ -185,5 +230,9 @@ pub fn resolve_route(
         key_cookies: y.key.cookies.clone(),
         version,
         coalesce: y.coalesce.unwrap_or(true),
+        x_cache: y.x_cache.unwrap_or(true),
+        status_key: y.status_key.unwrap_or(false),
+        stale_if_unreachable,
+        store_set_cookie: y.store_set_cookie.unwrap_or(false),
     })
 }

@@ -1,6 +1,11 @@
 //! `Cache-Control` (and, on requests, `Pragma`) parsed into directives.
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName};
+
+/// `CDN-Cache-Control` (RFC 9213): directives for CDN caches, over `Cache-Control`.
+pub const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+/// Directives for this cache only, over `CDN-Cache-Control`; never sent on.
+pub const EDGEWARD_CACHE_CONTROL: HeaderName = HeaderName::from_static("edgeward-cache-control");
 
 /// Directives from the `Cache-Control` lines of a request or a response.
 /// Invalid or out-of-range delta-seconds count as 0 (stale), as RFC 9111 §1.2.2
@@ -22,6 +27,11 @@ pub struct CacheControl {
     /// `max-stale` (request): `Some(None)` accepts any staleness.
     pub max_stale: Option<Option<u64>>,
     pub min_fresh: Option<u64>,
+    /// `must-understand` (RFC 9111 §5.2.2.3).
+    pub must_understand: bool,
+    /// The directives came from a targeted field (RFC 9213), so `Cache-Control`
+    /// and `Expires` do not apply to this cache.
+    pub targeted: bool,
 }
 
 /// Delta-seconds beyond 2^31 are capped there (RFC 9111 §1.2.2).
@@ -68,9 +78,27 @@ fn directives(line: &str) -> impl Iterator<Item = (String, Option<&str>)> {
 
 impl CacheControl {
     pub fn parse(headers: &HeaderMap) -> Self {
+        Self::parse_field(headers, header::CACHE_CONTROL)
+    }
+
+    /// A response's directives for this cache: those of the most specific
+    /// targeted field present (`Edgeward-Cache-Control`, then
+    /// `CDN-Cache-Control`, RFC 9213 §2.1), else `Cache-Control`.
+    pub fn parse_response(headers: &HeaderMap) -> Self {
+        for name in [EDGEWARD_CACHE_CONTROL, CDN_CACHE_CONTROL] {
+            if headers.contains_key(&name) {
+                let mut cc = Self::parse_field(headers, name);
+                cc.targeted = true;
+                return cc;
+            }
+        }
+        Self::parse(headers)
+    }
+
+    fn parse_field(headers: &HeaderMap, field: HeaderName) -> Self {
         let mut cc = Self::default();
         for line in headers
-            .get_all(header::CACHE_CONTROL)
+            .get_all(field)
             .iter()
             .filter_map(|v| v.to_str().ok())
         {
@@ -95,6 +123,7 @@ impl CacheControl {
                     "stale-if-error" => _ = cc.stale_if_error.get_or_insert(delta(value)),
                     "max-stale" => _ = cc.max_stale.get_or_insert(value.map(|v| delta(Some(v)))),
                     "min-fresh" => _ = cc.min_fresh.get_or_insert(delta(value)),
+                    "must-understand" => cc.must_understand = true,
                     _ => {}
                 }
             }
@@ -147,6 +176,18 @@ mod tests {
         assert_eq!(cc("max-stale").max_stale, Some(None));
         assert_eq!(cc("MAX-AGE=5,PRIVATE").max_age, Some(5));
         assert!(cc("MAX-AGE=5,PRIVATE").private);
+        assert!(cc("must-understand, no-store").must_understand);
+        let both = h(&[
+            ("cache-control", "max-age=5"),
+            ("cdn-cache-control", "max-age=60"),
+        ]);
+        let r = CacheControl::parse_response(&both);
+        assert_eq!((r.max_age, r.targeted), (Some(60), true));
+        let mut ours = both.clone();
+        ours.insert(EDGEWARD_CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let r = CacheControl::parse_response(&ours);
+        assert!(r.no_store && r.max_age.is_none());
+        assert!(!CacheControl::parse_response(&h(&[("cache-control", "max-age=5")])).targeted);
         let mut req = h(&[("pragma", "no-cache")]);
         assert!(CacheControl::parse_request(&req).no_cache);
         req.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=5"));

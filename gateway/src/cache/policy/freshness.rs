@@ -45,11 +45,9 @@ pub fn freshness_lifetime(
     if let Some(s) = cc.s_maxage.or(cc.max_age) {
         return Duration::from_secs(s);
     }
-    if let Some(v) = headers.get(header::EXPIRES) {
-        let expires = v
-            .to_str()
-            .ok()
-            .and_then(|s| httpdate::parse_http_date(s.trim()).ok());
+    // A targeted field (RFC 9213) replaces Expires as well as Cache-Control.
+    if let Some(v) = headers.get(header::EXPIRES).filter(|_| !cc.targeted) {
+        let expires = v.to_str().ok().and_then(super::date::parse);
         // An invalid Expires (e.g. "0") means already expired (§5.3).
         let Some(expires) = expires else {
             return Duration::ZERO;
@@ -70,6 +68,16 @@ pub fn freshness_lifetime(
     }
 }
 
+/// The `Age` field's value in seconds. A list (`Age: 7200, 0`) counts as its
+/// first member (RFC 9111 §5.1); a value that is not delta-seconds as 0.
+pub fn age_value(headers: &HeaderMap) -> u64 {
+    let first = headers
+        .get(header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.split(',').next());
+    delta(first)
+}
+
 /// Age of the response when it arrived (RFC 9111 §4.2.3 `corrected_initial_age`).
 pub fn initial_age(headers: &HeaderMap, times: Times) -> Duration {
     let date = date(headers, header::DATE).unwrap_or(times.response_time);
@@ -77,11 +85,7 @@ pub fn initial_age(headers: &HeaderMap, times: Times) -> Duration {
         .response_time
         .duration_since(date)
         .unwrap_or(Duration::ZERO);
-    let age_value = headers
-        .get(header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| Duration::from_secs(delta(Some(s))))
-        .unwrap_or(Duration::ZERO);
+    let age_value = Duration::from_secs(age_value(headers));
     let delay = times
         .response_time
         .duration_since(times.request_time)
@@ -160,5 +164,9 @@ mod tests {
             &httpdate::fmt_http_date(now - Duration::from_secs(100)),
         )]);
         assert_eq!(initial_age(&old, t).as_secs(), 100);
+        let list = h(&[("age", "7200, 0"), ("date", &httpdate::fmt_http_date(now))]);
+        assert_eq!(initial_age(&list, t).as_secs(), 7201);
+        assert_eq!(age_value(&h(&[("age", " 30 ,5")])), 30);
+        assert_eq!(age_value(&h(&[("age", "x")])), 0);
     }
 }

@@ -6,6 +6,7 @@
 
 mod cache_control;
 mod conditional;
+mod date;
 mod freshness;
 mod storable;
 mod vary;
@@ -14,19 +15,25 @@ use std::time::SystemTime;
 
 use http::header::{HeaderMap, HeaderName};
 
-pub use cache_control::CacheControl;
+pub use cache_control::{CDN_CACHE_CONTROL, CacheControl, EDGEWARD_CACHE_CONTROL};
 pub use conditional::{NOT_MODIFIED_FIELDS, etag_weak_eq, freshen, not_modified};
 pub use freshness::{
-    Times, freshness_lifetime, heuristically_cacheable, initial_age, last_modified,
+    Times, age_value, freshness_lifetime, heuristically_cacheable, initial_age, last_modified,
 };
 pub use storable::{NotStored, storable};
 pub use vary::{secondary_key, vary_names};
 
-fn date(headers: &HeaderMap, name: HeaderName) -> Option<SystemTime> {
+/// A date in a field value, read leniently ([`date::parse`]).
+pub fn date_value(s: &str) -> Option<SystemTime> {
+    date::parse(s)
+}
+
+/// A date field of `headers`, read leniently ([`date::parse`]).
+pub fn date(headers: &HeaderMap, name: HeaderName) -> Option<SystemTime> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())
-        .and_then(|s| httpdate::parse_http_date(s.trim()).ok())
+        .and_then(date::parse)
 }
 
 /// A header map from name/value pairs, repeated names kept as separate lines.

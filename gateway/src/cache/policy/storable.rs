@@ -17,8 +17,17 @@ pub enum NotStored {
     Authorization,
     SetCookie,
     VaryStar,
+    /// A `Content-Encoding` the cache did not ask for: it asks upstream for
+    /// identity, and stores and serves identity bodies only.
+    Encoded,
     /// Neither fresh for any time nor revalidatable: storing it would be useless.
     Useless,
+}
+
+/// Status codes whose caching semantics this cache implements (for
+/// `must-understand`).
+fn understood(status: StatusCode) -> bool {
+    heuristically_cacheable(status) || matches!(status.as_u16(), 302 | 303 | 307)
 }
 
 /// RFC 9111 §3: may a shared cache store this response to a `method` request?
@@ -42,7 +51,12 @@ pub fn storable(
     {
         return Err(NotStored::Status);
     }
-    if req_cc.no_store || resp_cc.no_store {
+    // must-understand (RFC 9111 §5.2.2.3): store only responses whose status
+    // this cache implements, and then ignore no-store.
+    if resp_cc.must_understand && !understood(status) {
+        return Err(NotStored::Status);
+    }
+    if req_cc.no_store || (resp_cc.no_store && !resp_cc.must_understand) {
         return Err(NotStored::NoStore);
     }
     if resp_cc.private {
@@ -59,13 +73,20 @@ pub fn storable(
     if resp_headers.contains_key(header::SET_COOKIE) {
         return Err(NotStored::SetCookie);
     }
+    if resp_headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(NotStored::Encoded);
+    }
     if vary_names(resp_headers).is_none() {
         return Err(NotStored::VaryStar);
     }
     let explicit = resp_cc.public
         || resp_cc.max_age.is_some()
         || resp_cc.s_maxage.is_some()
-        || resp_headers.contains_key(header::EXPIRES);
+        || (resp_headers.contains_key(header::EXPIRES) && !resp_cc.targeted);
     if !explicit && !heuristically_cacheable(status) {
         return Err(NotStored::Status);
     }
@@ -88,7 +109,7 @@ mod tests {
 
     fn store(req: &HeaderMap, resp: &HeaderMap, status: u16) -> Result<(), NotStored> {
         let status = StatusCode::from_u16(status).unwrap();
-        let rcc = CacheControl::parse(resp);
+        let rcc = CacheControl::parse_response(resp);
         let life = freshness_lifetime(status, resp, &rcc, None, SystemTime::now());
         storable(
             &Method::GET,
@@ -133,6 +154,14 @@ mod tests {
         let star = h(&[("cache-control", "max-age=60"), ("vary", "Origin, *")]);
         assert_eq!(store(&none, &star, 200), Err(NotStored::VaryStar));
         assert_eq!(store(&none, &fresh, 206), Err(NotStored::Status));
+        let mu = h(&[("cache-control", "max-age=60, must-understand, no-store")]);
+        assert_eq!(store(&none, &mu, 200), Ok(()));
+        assert_eq!(store(&none, &mu, 299), Err(NotStored::Status));
+        let gz = h(&[
+            ("cache-control", "max-age=60"),
+            ("content-encoding", "gzip"),
+        ]);
+        assert_eq!(store(&none, &gz, 200), Err(NotStored::Encoded));
         assert_eq!(store(&none, &none, 201), Err(NotStored::Status));
         assert_eq!(store(&none, &fresh, 201), Ok(()));
         assert_eq!(store(&none, &none, 200), Err(NotStored::Useless));

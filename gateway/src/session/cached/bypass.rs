@@ -4,7 +4,7 @@
 use http::header::{self, HeaderMap};
 use http::{Request, Uri};
 
-use super::label;
+use super::Did;
 use crate::body::Body;
 use crate::cache::{Purge, key};
 use crate::session::{Answer, Session};
@@ -22,7 +22,8 @@ impl Session {
             .map_or("/", |p| p.as_str())
             .to_owned();
         let mut resp = self.forward(req).await?;
-        label(&mut resp, "BYPASS");
+        let fwd = if method.is_safe() { "bypass" } else { "method" };
+        self.label(&mut resp, Did::Bypass(fwd), None);
         if !method.is_safe() && (resp.status().is_success() || resp.status().is_redirection()) {
             self.invalidate(&host, &path, resp.headers()).await;
         }

@@ -8,23 +8,28 @@ use std::time::{Instant, SystemTime};
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 
-use super::label;
+use super::{About, Did};
 use crate::body::{self, Body};
 use crate::cache::fill::{
-    Head, X_CACHE, etag, freshened, read_limited, stored_since, take_tags, upstream_request,
+    Head, OnBody, Tee, X_CACHE, etag, freshened, read_limited, stored_since, take_tags,
+    upstream_request,
 };
 use crate::cache::policy::{self, CacheControl, Times};
-use crate::cache::{CacheKey, Entry, RouteCache};
+use crate::cache::{CacheKey, Entry, Flight, RouteCache};
 use crate::session::error::ProxyError;
 use crate::session::{Answer, Session};
 
 /// What fetching from upstream for the cache produced.
 pub(super) enum Outcome {
-    /// The response was stored (or an entry freshened by a 304).
-    Stored(Arc<str>, Arc<Entry>),
+    /// The response was stored, less the `Set-Cookie` lines it had (sent to
+    /// this client only).
+    Stored(Arc<str>, Arc<Entry>, Vec<HeaderValue>),
     Revalidated(Arc<str>, Arc<Entry>),
     /// Not storable: sent on as it came.
     Passed(Response<Body>),
+    /// Storable: the body streams to the client and is stored at its end
+    /// (unless it turns out too big).
+    Streaming(Response<Body>, std::time::Duration),
     /// Upstream failed (an error, or a 5xx when revalidating).
     Failed(Answer),
 }
@@ -39,6 +44,7 @@ impl Session {
         head: &Head,
         req_cc: &CacheControl,
         stored: Option<&Arc<Entry>>,
+        flight: Option<Flight>,
     ) -> Outcome {
         let request_time = SystemTime::now();
         let resp = self
@@ -57,13 +63,13 @@ impl Session {
         };
         let cache = &self.node.cache;
         if let Some(entry) = stored.filter(|_| resp.status() == StatusCode::NOT_MODIFIED) {
-            let fresh = Arc::new(freshened(entry, policy, resp.headers(), times));
+            let fresh = freshened(entry, policy, resp.headers(), times);
             let full = cache.store.full_key(&key.primary, &head.headers).await;
-            cache.store.put(full.clone(), fresh.clone()).await;
+            let fresh = cache.store.put(full.clone(), fresh).await;
             return Outcome::Revalidated(full, fresh);
         }
         let status = resp.status();
-        let resp_cc = CacheControl::parse(resp.headers());
+        let resp_cc = CacheControl::parse_response(resp.headers());
         let lifetime = policy::freshness_lifetime(
             status,
             resp.headers(),
@@ -71,12 +77,23 @@ impl Session {
             policy.ttl,
             times.response_time,
         );
+        // A route that opts in stores responses with Set-Cookie, without it.
+        let without_cookies;
+        let checked = if policy.store_set_cookie && resp.headers().contains_key(header::SET_COOKIE)
+        {
+            let mut h = resp.headers().clone();
+            h.remove(header::SET_COOKIE);
+            without_cookies = h;
+            &without_cookies
+        } else {
+            resp.headers()
+        };
         if let Err(why) = policy::storable(
             &Method::GET,
             &head.headers,
             req_cc,
             status,
-            resp.headers(),
+            checked,
             &resp_cc,
             lifetime,
         ) {
@@ -84,24 +101,25 @@ impl Session {
             return Outcome::Passed(resp);
         }
         let (mut parts, incoming) = resp.into_parts();
-        let limit = cache.settings.max_object_size as usize;
-        let body = match read_limited(incoming, limit).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(prefixed)) => {
-                return Outcome::Passed(Response::from_parts(parts, prefixed));
-            }
-            Err(source) => {
-                let endpoint = self.endpoint_name().unwrap_or_default();
-                return Outcome::Failed(Err(ProxyError::from_body(
-                    source,
-                    &self.pool().name,
-                    &endpoint,
-                )));
-            }
-        };
+        let limit = cache.settings.max_object_size;
         let initial_age = policy::initial_age(&parts.headers, times);
+        let tags = take_tags(&mut parts.headers);
+        // What the client gets when the body streams to it: as upstream sent
+        // it, less the cache's own fields.
+        let mut client = parts.clone();
+        client.headers.remove(X_CACHE);
+        client.headers.insert(
+            header::AGE,
+            HeaderValue::from(initial_age.as_secs().min(1 << 31)),
+        );
         let h = &mut parts.headers;
-        let tags = take_tags(h);
+        // The client whose request filled the entry still gets its cookies.
+        let cookies: Vec<HeaderValue> = h.get_all(header::SET_COOKIE).iter().cloned().collect();
+        h.remove(header::SET_COOKIE);
+        let length = h
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         h.remove(header::CONTENT_LENGTH);
         h.remove(header::AGE);
         h.remove(X_CACHE);
@@ -116,27 +134,113 @@ impl Session {
             last_modified: policy::last_modified(h),
             vary: policy::vary_names(h).unwrap_or_default(),
             headers: parts.headers,
-            body,
+            body: bytes::Bytes::new(),
             variants: Vec::new(),
             stored_at: Instant::now() - stored_since(times.response_time),
             initial_age,
             lifetime,
             cc: resp_cc,
             tags,
-            host: key.host.clone(),
-            path: key.path.clone(),
+            host: key.host.as_str().into(),
+            path: key.path.as_str().into(),
+            keep_stale: policy.stale_if_unreachable.unwrap_or_default(),
         };
+        if length.is_some_and(|n| n > limit) {
+            // Too big to keep: it streams through, uncached.
+            return Outcome::Passed(Response::from_parts(client, incoming));
+        }
+        // A plain GET streams to the client while the copy is kept; a HEAD
+        // (no body for the client) or a conditional request (answered from
+        // the entry) reads the body first.
+        let conditional = [
+            header::IF_NONE_MATCH,
+            header::IF_MODIFIED_SINCE,
+            header::IF_MATCH,
+            header::IF_UNMODIFIED_SINCE,
+        ]
+        .iter()
+        .any(|n| head.headers.contains_key(n));
+        if head.method == Method::GET && !conditional {
+            let (node, primary, req) =
+                (self.node.clone(), key.primary.clone(), head.headers.clone());
+            let on_body: OnBody = Box::new(move |body| {
+                Box::pin(async move {
+                    let mut entry = entry;
+                    entry.body = body;
+                    node.cache.store.insert(&primary, &req, entry).await;
+                    node.cache.count(|c| &c.stored);
+                    // Waiters look again once it is stored.
+                    drop(flight);
+                })
+            });
+            let tee = Tee::new(incoming, limit, cache.fills.clone(), on_body);
+            return Outcome::Streaming(Response::from_parts(client, body::boxed(tee)), lifetime);
+        }
+        let body = match read_limited(incoming, limit as usize).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(prefixed)) => {
+                return Outcome::Passed(Response::from_parts(client, prefixed));
+            }
+            Err(source) => {
+                let endpoint = self.endpoint_name().unwrap_or_default();
+                return Outcome::Failed(Err(ProxyError::from_body(
+                    source,
+                    &self.pool().name,
+                    &endpoint,
+                )));
+            }
+        };
+        let entry = Entry { body, ..entry };
         let (full, entry) = cache.store.insert(&key.primary, &head.headers, entry).await;
         cache.count(|c| &c.stored);
-        Outcome::Stored(full, entry)
+        drop(flight);
+        Outcome::Stored(full, entry, cookies)
     }
 
-    pub(super) async fn deliver(&self, outcome: Outcome, head: &Head, x: &'static str) -> Answer {
+    fn key_host(&self, head: &Head) -> String {
+        crate::cache::key::request_host(&head.uri, &head.headers)
+    }
+
+    /// The client's answer from an exchange forwarded for the reason `fwd`
+    /// (RFC 9211: `uri-miss`, `stale`, `request`).
+    pub(super) async fn deliver(&self, outcome: Outcome, head: &Head, fwd: &'static str) -> Answer {
         match outcome {
-            Outcome::Stored(full, e) => Ok(self.respond(full, e, head, x).await),
-            Outcome::Revalidated(full, e) => Ok(self.respond(full, e, head, "REVALIDATED").await),
+            Outcome::Stored(full, e, cookies) => {
+                let mut resp = self.respond(full, e, head, Did::Stored(fwd)).await;
+                for c in cookies {
+                    resp.headers_mut().append(header::SET_COOKIE, c);
+                }
+                Ok(resp)
+            }
+            Outcome::Revalidated(full, e) => {
+                Ok(self.respond(full, e, head, Did::Revalidated).await)
+            }
+            Outcome::Streaming(mut resp, lifetime) => {
+                let age = resp
+                    .headers()
+                    .get(header::AGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok())
+                    .map_or(std::time::Duration::ZERO, std::time::Duration::from_secs);
+                let (host, path) = (
+                    self.key_host(head),
+                    head.uri
+                        .path_and_query()
+                        .map_or("/", |p| p.as_str())
+                        .to_owned(),
+                );
+                let about = About {
+                    status: resp.status(),
+                    lifetime,
+                    age,
+                    host: &host,
+                    path: &path,
+                };
+                self.label(&mut resp, Did::Stored(fwd), Some(about));
+                Ok(self.compressed(resp, &head.method))
+            }
             Outcome::Passed(mut resp) | Outcome::Failed(Ok(mut resp)) => {
-                label(&mut resp, x);
+                self.label(&mut resp, Did::Miss(fwd), None);
                 if head.method == Method::HEAD {
                     // The cache fetched a GET for this HEAD: keep the head, drop
                     // the body (HTTP/2 treats DATA on a HEAD as a protocol error).

@@ -12,19 +12,133 @@ mod fetch;
 mod revalidate;
 mod serve;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body as _;
 
 use super::{Answer, Session};
 use crate::body::{self, Body};
 use crate::cache::fill::{Head, X_CACHE};
-use crate::cache::policy::CacheControl;
-use crate::cache::{Join, RouteCache, key};
+use crate::cache::policy::{CacheControl, EDGEWARD_CACHE_CONTROL};
+use crate::cache::{Entry, Join, RouteCache, key};
 
-fn label(resp: &mut Response<Body>, x: &'static str) {
-    resp.headers_mut()
-        .insert(X_CACHE, HeaderValue::from_static(x));
+/// `Cache-Status` (RFC 9211): on every response of a cached route.
+pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+/// This cache's name in `Cache-Status`.
+const CACHE_NAME: &str = "Edgeward";
+
+/// What `Cache-Status` says about the entry a response came from (or is
+/// being stored as).
+pub(super) struct About<'a> {
+    pub status: StatusCode,
+    pub lifetime: std::time::Duration,
+    pub age: std::time::Duration,
+    pub host: &'a str,
+    pub path: &'a str,
+}
+
+impl<'a> From<&'a Entry> for About<'a> {
+    fn from(e: &'a Entry) -> Self {
+        Self {
+            status: e.status,
+            lifetime: e.lifetime,
+            age: e.age(),
+            host: &e.host,
+            path: &e.path,
+        }
+    }
+}
+
+/// What the cache did for one response, told by `Cache-Status` and its
+/// older alias `X-Cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Did {
+    /// Fresh from the store.
+    Hit,
+    /// Stale from the store, as the entry and the client allow.
+    Stale,
+    /// Stale from the store because upstream failed (`detail` says how).
+    StaleOnError(&'static str),
+    /// Validated upstream with a 304 (or by the concurrent request it joined).
+    Revalidated,
+    /// Forwarded for the reason `fwd` (RFC 9211 §2.4), not stored.
+    Miss(&'static str),
+    /// Forwarded for the reason `fwd` and stored.
+    Stored(&'static str),
+    /// Not looked up: `fwd=bypass` or `fwd=method`.
+    Bypass(&'static str),
+    /// `only-if-cached` and nothing stored: answered 504 without forwarding.
+    OnlyIfCached,
+}
+
+impl Did {
+    fn x_cache(self) -> &'static str {
+        match self {
+            Did::Hit => "HIT",
+            Did::Stale | Did::StaleOnError(_) => "STALE",
+            Did::Revalidated => "REVALIDATED",
+            Did::Miss(_) | Did::Stored(_) | Did::OnlyIfCached => "MISS",
+            Did::Bypass(_) => "BYPASS",
+        }
+    }
+}
+
+impl Session {
+    /// Marks a response of a cached route with `Cache-Status` (appended to any
+    /// an upstream cache set) and, unless the route turned it off, `X-Cache`;
+    /// removes `Edgeward-Cache-Control`, which is for this cache only.
+    fn label(&self, resp: &mut Response<Body>, did: Did, entry: Option<About<'_>>) {
+        use std::fmt::Write;
+        let policy = self.route().cache.as_ref();
+        let fwd_status = entry.as_ref().map_or(resp.status(), |e| e.status).as_u16();
+        let mut v = String::from(CACHE_NAME);
+        match did {
+            Did::Hit | Did::Stale => v.push_str("; hit"),
+            Did::StaleOnError(detail) => _ = write!(v, "; fwd=stale; detail={detail}"),
+            Did::Revalidated => v.push_str("; fwd=stale; fwd-status=304"),
+            Did::Miss(fwd) | Did::Bypass(fwd) => {
+                _ = write!(v, "; fwd={fwd}; fwd-status={fwd_status}")
+            }
+            Did::Stored(fwd) => _ = write!(v, "; fwd={fwd}; fwd-status={fwd_status}; stored"),
+            Did::OnlyIfCached => v.push_str("; detail=only-if-cached"),
+        }
+        if let Some(e) = &entry {
+            let ttl = i128::from(e.lifetime.as_secs()) - i128::from(e.age.as_secs());
+            _ = write!(v, "; ttl={}", ttl.clamp(-(1 << 31), 1 << 31));
+        }
+        if let Some(k) = entry.filter(|_| policy.is_some_and(|p| p.status_key)) {
+            v.push_str("; key=\"");
+            for c in k.host.chars().chain(k.path.chars()) {
+                match c {
+                    '"' | '\\' => {
+                        v.push('\\');
+                        v.push(c);
+                    }
+                    ' '..='~' => v.push(c),
+                    _ => {}
+                }
+            }
+            v.push('"');
+        }
+        let h = resp.headers_mut();
+        h.remove(EDGEWARD_CACHE_CONTROL);
+        let upstream: Vec<&str> = h
+            .get_all(&CACHE_STATUS)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if !upstream.is_empty() {
+            v = format!("{}, {v}", upstream.join(", "));
+        }
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(CACHE_STATUS, v);
+        }
+        if policy.is_none_or(|p| p.x_cache) {
+            h.insert(X_CACHE, HeaderValue::from_static(did.x_cache()));
+        } else {
+            h.remove(X_CACHE);
+        }
+    }
 }
 
 impl Session {
@@ -33,13 +147,25 @@ impl Session {
     pub(super) async fn cached(&self, policy: &RouteCache, req: Request<Body>) -> Answer {
         let method = req.method().clone();
         let req_cc = CacheControl::parse_request(req.headers());
-        let lookup = (method == Method::GET || method == Method::HEAD)
-            && !req.headers().contains_key(header::RANGE)
-            && req.body().is_end_stream();
+        let lookup =
+            (method == Method::GET || method == Method::HEAD) && req.body().is_end_stream();
         if !lookup {
             return self.bypass(req).await;
         }
         let key = key::build(policy, self.conn.scheme, req.uri(), req.headers());
+        // A range is answered from a stored complete response; without one it
+        // goes upstream as it is (a 206 is not stored).
+        if req.headers().contains_key(header::RANGE) {
+            let full = self
+                .node
+                .cache
+                .store
+                .full_key(&key.primary, req.headers())
+                .await;
+            if self.node.cache.store.get(&full).await.is_none() {
+                return self.bypass(req).await;
+            }
+        }
         let (parts, _) = req.into_parts();
         let head = Head {
             method: parts.method,
@@ -59,7 +185,7 @@ impl Session {
                 cache.count(|c| &c.misses);
                 let mut resp = Response::new(body::full("not in cache\n"));
                 *resp.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-                label(&mut resp, "MISS");
+                self.label(&mut resp, Did::OnlyIfCached, None);
                 return Ok(resp);
             }
             let flight = if coalesce {
@@ -85,9 +211,8 @@ impl Session {
                 None
             };
             cache.count(|c| &c.misses);
-            let outcome = self.fetch(policy, &key, &head, &req_cc, None).await;
-            drop(flight);
-            return self.deliver(outcome, &head, "MISS").await;
+            let outcome = self.fetch(policy, &key, &head, &req_cc, None, flight).await;
+            return self.deliver(outcome, &head, "uri-miss").await;
         }
     }
 }

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::Did;
 use super::fetch::Outcome;
 use crate::cache::fill::Head;
 use crate::cache::policy::CacheControl;
-use crate::cache::{CacheKey, Entry};
+use crate::cache::{CacheKey, Entry, Join};
 use crate::session::{Answer, Session};
 
 impl Session {
@@ -30,7 +31,7 @@ impl Session {
         let must_validate = entry.cc.no_cache || req_cc.no_cache;
         if !must_validate && age + min_fresh < lifetime {
             cache.count(|c| &c.hits);
-            return Ok(self.respond(full, entry, head, "HIT").await);
+            return Ok(self.respond(full, entry, head, Did::Hit).await);
         }
         let stale = !entry.is_fresh();
         let staleness = entry.staleness();
@@ -46,29 +47,69 @@ impl Session {
                 || (staleness <= swr && self.refresh_later(key, &full, &entry, head)))
         {
             cache.count(|c| &c.stale);
-            return Ok(self.respond(full, entry, head, "STALE").await);
+            return Ok(self.respond(full, entry, head, Did::Stale).await);
         }
         let Some(policy) = &self.route().cache else {
             return Err(crate::session::ProxyError::Internal(
                 "a stored entry answered a route without cache",
             ));
         };
-        let outcome = self.fetch(policy, key, head, req_cc, Some(&entry)).await;
-        if let Outcome::Failed(_) = &outcome {
+        // One conditional request per stale entry: concurrent requests for it
+        // wait for the one that is revalidating and take what it stored.
+        let flight_key: Arc<str> = format!("revalidate\u{0}{full}").into();
+        let flight = if policy.coalesce {
+            match cache.join(&flight_key) {
+                Join::Lead(f) => Some(f),
+                Join::Wait(mut done) => {
+                    cache.count(|c| &c.coalesced);
+                    let _ = done.changed().await;
+                    if let Some(now) = cache.store.get(&full).await
+                        && !Arc::ptr_eq(&now, &entry)
+                    {
+                        cache.count(|c| &c.revalidated);
+                        return Ok(self.respond(full, now, head, Did::Revalidated).await);
+                    }
+                    // The revalidation stored nothing: try on our own.
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let outcome = self
+            .fetch(policy, key, head, req_cc, Some(&entry), flight)
+            .await;
+        if let Outcome::Failed(failed) = &outcome {
             let sie = req_cc
                 .stale_if_error
                 .max(entry.cc.stale_if_error)
                 .map_or(Duration::ZERO, Duration::from_secs);
             if stale_allowed && staleness <= sie {
                 cache.count(|c| &c.stale);
-                return Ok(self.respond(full, entry, head, "STALE").await);
+                return Ok(self
+                    .respond(full, entry, head, Did::StaleOnError("stale-if-error"))
+                    .await);
+            }
+            // Upstream could not be reached at all: the route's own bound.
+            let unreachable = policy.stale_if_unreachable.unwrap_or(Duration::ZERO);
+            if failed.is_err() && stale_allowed && staleness <= unreachable {
+                cache.count(|c| &c.stale);
+                tracing::info!(key = %key.primary, staleness = staleness.as_secs(), "upstream unreachable: served stale");
+                return Ok(self
+                    .respond(full, entry, head, Did::StaleOnError("upstream-unreachable"))
+                    .await);
             }
         }
         match &outcome {
             Outcome::Revalidated(..) => cache.count(|c| &c.revalidated),
             _ => cache.count(|c| &c.misses),
         }
-        self.deliver(outcome, head, "MISS").await
+        let fwd = if must_validate && !stale {
+            "request"
+        } else {
+            "stale"
+        };
+        self.deliver(outcome, head, fwd).await
     }
 
     /// Starts a background refresh for a stale-while-revalidate answer. It
@@ -86,15 +127,27 @@ impl Session {
         };
         let (session, key, entry, head) = (self.clone(), key.clone(), entry.clone(), head.clone());
         tokio::spawn(async move {
-            let _flight = flight;
             let Some(policy) = session.route().cache.clone() else {
                 return;
             };
             let outcome = session
-                .fetch(&policy, &key, &head, &CacheControl::default(), Some(&entry))
+                .fetch(
+                    &policy,
+                    &key,
+                    &head,
+                    &CacheControl::default(),
+                    Some(&entry),
+                    Some(flight),
+                )
                 .await;
-            if let Outcome::Revalidated(..) = outcome {
-                session.node.cache.count(|c| &c.revalidated);
+            match outcome {
+                Outcome::Revalidated(..) => session.node.cache.count(|c| &c.revalidated),
+                // Nobody reads this body: read it here, so it is stored.
+                Outcome::Streaming(resp, _) => {
+                    use http_body_util::BodyExt;
+                    let _ = resp.into_body().collect().await;
+                }
+                _ => {}
             }
         });
         true

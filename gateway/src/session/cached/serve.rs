@@ -6,11 +6,11 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 
-use super::label;
+use super::Did;
 use crate::body::{self, Body};
 use crate::cache::fill::Head;
-use crate::cache::policy;
 use crate::cache::{Entry, Join};
+use crate::cache::{policy, range};
 use crate::compress::{self, Encoding};
 use crate::session::Session;
 
@@ -22,7 +22,7 @@ impl Session {
         full: Arc<str>,
         entry: Arc<Entry>,
         head: &Head,
-        x: &'static str,
+        did: Did,
     ) -> Response<Body> {
         let want = self.want;
         let mut enc = Encoding::Identity;
@@ -45,7 +45,14 @@ impl Session {
         let conditional = entry.status == StatusCode::OK
             && (head.headers.contains_key(header::IF_NONE_MATCH)
                 || head.headers.contains_key(header::IF_MODIFIED_SINCE))
-            && policy::not_modified(&head.headers, entry.etag.as_deref(), entry.last_modified);
+            // Without Last-Modified, the stored Date stands in (RFC 9111 §4.3.2).
+            && policy::not_modified(
+                &head.headers,
+                entry.etag.as_deref(),
+                entry
+                    .last_modified
+                    .or_else(|| policy::date(&entry.headers, header::DATE)),
+            );
         let mut bytes = None;
         if !conditional {
             let b = match (entry.variant(enc), compression) {
@@ -84,6 +91,35 @@ impl Session {
                 resp
             }
             Some(b) => {
+                // Ranges of the identity body of a complete 200.
+                let selected = if entry.status == StatusCode::OK && enc == Encoding::Identity {
+                    range::select(&head.headers, &entry, b.len() as u64)
+                } else {
+                    range::Selected::Whole
+                };
+                let len = b.len() as u64;
+                let (status, b) = match selected {
+                    range::Selected::Whole => (entry.status, b),
+                    range::Selected::Part { start, end } => {
+                        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
+                        {
+                            h.insert(header::CONTENT_RANGE, v);
+                        }
+                        (
+                            StatusCode::PARTIAL_CONTENT,
+                            b.slice(start as usize..=end as usize),
+                        )
+                    }
+                    range::Selected::Unsatisfiable => {
+                        if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                            h.insert(header::CONTENT_RANGE, v);
+                        }
+                        (StatusCode::RANGE_NOT_SATISFIABLE, bytes::Bytes::new())
+                    }
+                };
+                if entry.status == StatusCode::OK && enc == Encoding::Identity {
+                    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                }
                 // RFC 9110 §8.6: a 204 carries no Content-Length.
                 if entry.status != StatusCode::NO_CONTENT {
                     h.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
@@ -94,14 +130,14 @@ impl Session {
                     body::full(b)
                 };
                 let mut resp = Response::new(body);
-                *resp.status_mut() = entry.status;
+                *resp.status_mut() = status;
                 *resp.headers_mut() = h;
                 resp
             }
         };
         resp.headers_mut()
             .insert(header::AGE, HeaderValue::from(age));
-        label(&mut resp, x);
+        self.label(&mut resp, did, Some((&*entry).into()));
         *resp.version_mut() = head.version;
         resp
     }
@@ -149,8 +185,9 @@ impl Session {
             None => (**entry).clone(),
         };
         if e.variant(enc).is_none() {
-            e.variants.push((enc, out.clone()));
-            self.node.cache.store.put(full.clone(), Arc::new(e)).await;
+            // An exact copy: the encoder's buffer may have spare capacity.
+            e.variants.push((enc, bytes::Bytes::copy_from_slice(&out)));
+            self.node.cache.store.put(full.clone(), e).await;
             self.node.cache.count(|c| &c.compressed_variants);
         }
         Some(out)
