@@ -3,6 +3,7 @@
 
 mod purge;
 mod reload;
+mod scale;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -56,7 +57,7 @@ fn route<B>(req: &Request<B>, node: &Node, ready: &Readiness) -> Response<Body> 
         _ => local_response(
             StatusCode::NOT_FOUND,
             PLAIN,
-            "admin endpoints: /healthz /readyz /metrics /admin/cache/purge /admin/reload\n",
+            "admin endpoints: /healthz /readyz /metrics /admin/cache/purge /admin/reload /admin/scale\n",
         ),
     }
 }
@@ -87,6 +88,9 @@ pub async fn serve(
                     let resp = match req.uri().path() {
                         "/admin/cache/purge" => purge::handle(req, &node).await,
                         "/admin/reload" => reload::handle(req, &node, &reloads).await,
+                        p if p == "/admin/scale" || p.starts_with("/admin/scale/") => {
+                            scale::handle(&req, &node)
+                        }
                         _ => route(&req, &node, &ready),
                     };
                     Ok::<_, Infallible>(resp)

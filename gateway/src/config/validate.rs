@@ -233,6 +233,13 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
             Some(route)
         })
         .collect();
+    let scaling = super::scaling::resolve(
+        &raw.scaling,
+        &upstream_names,
+        &mut checks,
+        &mut plugins,
+        &mut extra,
+    );
     for e in extra {
         c.issue(&e.at, e.path, e.message);
     }
@@ -255,6 +262,7 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
             access_log: raw.access_log,
             cache,
             plugins,
+            scaling,
         })
     } else {
         c.issues.sort_by_key(|i| (i.line, i.column));

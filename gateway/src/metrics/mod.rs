@@ -96,6 +96,8 @@ pub struct NodeMetrics {
     pub plugin_failures: Counter,
     /// Requests answered 503 because no endpoint could take them.
     pub no_endpoint: Counter,
+    /// `edgeward_scale_*`, set by the scale loop.
+    pub scale: crate::scale::ScaleGauges,
 }
 
 impl NodeMetrics {
@@ -169,6 +171,7 @@ impl NodeMetrics {
         let reloads = ["ok", "error"]
             .map(|result| reloads_family.get_or_create_owned(&ResultLabel { result }));
 
+        let scale = crate::scale::ScaleGauges::register(&mut registry);
         let endpoint_source = sources::Slot::new();
         let cache_source = sources::Slot::new();
         let plugin_source = sources::Slot::new();
@@ -196,6 +199,7 @@ impl NodeMetrics {
             upstream_errors,
             plugin_failures,
             no_endpoint,
+            scale,
         }
     }
 
