@@ -276,3 +276,66 @@ fn duration(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    const HEAD: &str = "listeners: [{address: \"127.0.0.1:0\"}]\n\
+        upstreams:\n  api:\n    balancer: native\n    endpoints: [\"10.0.0.1:80\", \"10.0.0.2:80\"]\n\
+        routes:\n  - upstream: api\n";
+
+    fn load(tail: &str) -> Result<crate::config::Config, String> {
+        crate::config::load_str(&format!("{HEAD}{tail}"), Path::new("t.yaml"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_service_with_defaults_and_a_builtin_policy() {
+        let c = load(
+            "scaling:\n  services:\n    api:\n      max: 8\n      policies: [scale-target-tracking]\n",
+        );
+        // A build without the embedded plugins refuses the policy instead.
+        let Ok(c) = c else {
+            assert!(crate::builtins::bytes("scale-target-tracking").is_none());
+            return;
+        };
+        let s = &c.scaling.services[0];
+        assert_eq!((s.name.as_str(), s.upstream.as_str()), ("api", "api"));
+        assert_eq!((s.min, s.max, s.replicas), (1, 8, None));
+        assert_eq!(s.interval, Duration::from_secs(15));
+        assert_eq!(s.down_stabilization, Duration::from_secs(300));
+        assert_eq!(s.policies, ["scale-target-tracking"]);
+        assert_eq!(c.scaling.history, 20);
+        assert!(c.plugins.iter().any(|p| p.name == "scale-target-tracking"));
+    }
+
+    #[test]
+    fn errors_are_located() {
+        let err = load(
+            "scaling:\n  services:\n    apx:\n      min: 9\n      max: 3\n      interval: soon\n      tolerance: 2\n      policies: []\n",
+        )
+        .unwrap_err();
+        for want in [
+            "t.yaml:11:7: scaling.services.apx.upstream: no upstream \"apx\" (did you mean \"api\"?)",
+            "t.yaml:11:12: scaling.services.apx.min: min (9) is larger than max (3)",
+            "t.yaml:13:17: scaling.services.apx.interval: \"soon\" is not a duration",
+            "t.yaml:14:18: scaling.services.apx.tolerance: must be a fraction",
+            "t.yaml:15:17: scaling.services.apx.policies: list at least one scaler plugin",
+        ] {
+            assert!(err.contains(want), "missing {want:?} in\n{err}");
+        }
+        let err = load("scaling:\n  services:\n    api:\n      max: 3\n      policies: [nope]\n")
+            .unwrap_err();
+        assert!(
+            err.contains("t.yaml:12:18: scaling.services.api.policies[0]"),
+            "{err}"
+        );
+        let err = load(
+            "scaling:\n  services:\n    api:\n      max: 3\n      windw: 1s\n      policies: [x]\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("windw"), "{err}");
+    }
+}

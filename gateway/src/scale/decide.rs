@@ -66,6 +66,9 @@ pub struct Decision {
 #[derive(Debug, Default)]
 pub struct Stabilizer {
     recs: VecDeque<(u64, u32)>,
+    /// The count at the first evaluation: a gateway that just started (or a
+    /// service just added) does not scale down before a window has passed.
+    start: Option<(u64, u32)>,
 }
 
 /// Decides for one evaluation at `at_ms`.
@@ -92,7 +95,8 @@ pub fn combine(
     };
     if current > 0 && rec != current {
         let ratio = f64::from(rec) / f64::from(current);
-        if (ratio - 1.0).abs() <= limits.tolerance {
+        // A hair of float noise is inside the band (11/10 is exactly 10 %).
+        if (ratio - 1.0).abs() <= limits.tolerance + 1e-9 {
             reason.push_str(&format!(
                 "; {rec} is within the ±{:.0}% tolerance of {current}",
                 limits.tolerance * 100.0
@@ -116,8 +120,14 @@ pub fn combine(
             .filter(move |&&(t, _)| t >= from)
             .map(|&(_, r)| r)
     };
+    let start = *stab.start.get_or_insert((at_ms, current));
     let up = within(limits.up_stabilization).min().unwrap_or(rec);
-    let down = within(limits.down_stabilization).max().unwrap_or(rec);
+    let mut down = within(limits.down_stabilization).max().unwrap_or(rec);
+    if !limits.down_stabilization.is_zero()
+        && start.0 >= at_ms.saturating_sub(millis(limits.down_stabilization))
+    {
+        down = down.max(start.1);
+    }
     let mut desired = current;
     if desired < up {
         desired = up;

@@ -140,8 +140,8 @@ impl Board {
         self.services.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Evaluates every service whose interval has passed at `now`
-    /// (`at_ms` is the same instant in wall time), and forgets services the
+    /// Evaluates every service whose interval has passed at `now` (an
+    /// instant of the metrics' clock; `at_ms` is the same in wall time), and forgets services the
     /// current generation no longer scales. Returns how many were evaluated.
     pub fn tick(&self, node: &Node, now: Instant, at_ms: u64) -> usize {
         let generation = node.generation();
@@ -171,7 +171,7 @@ impl Board {
                 continue;
             }
             st.next_due = Some(now + cfg.interval);
-            let inputs = measure(node, &generation, cfg, at_ms, cpu, memory);
+            let inputs = measure(node, &generation, cfg, now, at_ms, cpu, memory);
             evaluate(node, &generation, st, inputs, scaling.history);
             evaluated += 1;
         }
@@ -225,12 +225,13 @@ fn measure(
     node: &Node,
     generation: &Generation,
     cfg: &ScaledService,
+    now: Instant,
     at_ms: u64,
     gateway_cpu: f64,
     gateway_memory_bytes: u64,
 ) -> Inputs {
     let metrics = node.metrics.upstream(&cfg.upstream);
-    let w = metrics.window().snapshot(metrics.now(), cfg.window);
+    let w = metrics.window().snapshot(now, cfg.window);
     let ms = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
     let now_ms = crate::upstream::stats::now_ms();
     let pool = generation.upstreams.iter().find(|u| u.name == cfg.upstream);
@@ -372,3 +373,6 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
