@@ -39,6 +39,9 @@ pub struct Inputs {
     pub window_ms: u64,
     pub current_replicas: u32,
     pub healthy_replicas: u32,
+    /// Requests the window counted, and of those 5xx or failed.
+    pub requests: u64,
+    pub errors: u64,
     pub request_rate: f64,
     pub error_rate: f64,
     pub latency_p50_ms: f64,
@@ -251,6 +254,8 @@ fn measure(
             // or none when no endpoint is healthy.
             if healthy > 0 { r } else { 0 }
         }),
+        requests: w.requests,
+        errors: w.errors,
         request_rate: w.rate_per_sec,
         error_rate: w.error_rate,
         latency_p50_ms: ms(w.p50),

@@ -1,0 +1,282 @@
+//! The scale loop end to end: bounded load at a known rate through an
+//! upstream that injects known latency and errors, the snapshot and the
+//! decisions read back from `GET /admin/scale` (the JSON KEDA's `metrics-api`
+//! scaler reads) and `/metrics`, decisions that follow the load, and a
+//! reload that keeps a service's history.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use edgeward_e2e::{Client, Gateway, Upstream, free_addrs, full};
+use http::{Method, Response, StatusCode};
+use serde_json::Value;
+
+const TEST_LIMIT: Duration = Duration::from_secs(55);
+/// Latency the upstream adds to every answer.
+const LATENCY: Duration = Duration::from_millis(20);
+/// Requests in the burst, every tenth answered 500.
+const BURST: u64 = 600;
+/// Measurement window of the scaled service, seconds.
+const WINDOW_S: u64 = 5;
+
+async fn within<T>(limit: Duration, what: &str, f: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what} did not finish within {limit:?}"),
+    }
+}
+
+/// Answers after [`LATENCY`]; the requests whose path ends in `/err` get 500.
+async fn slow_origin() -> Upstream {
+    Upstream::start(|req: http::Request<hyper::body::Incoming>| async move {
+        tokio::time::sleep(LATENCY).await;
+        let status = if req.uri().path().ends_with("/err") {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::OK
+        };
+        let mut r = Response::new(full("ok"));
+        *r.status_mut() = status;
+        r
+    })
+    .await
+}
+
+fn yaml(listen: SocketAddr, admin: SocketAddr, endpoints: &[SocketAddr], max: u32) -> String {
+    let eps: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+    format!(
+        r#"listeners: [{{name: main, address: "{listen}"}}]
+admin: {{address: "{admin}"}}
+upstreams:
+  svc:
+    balancer: native
+    endpoints: [{eps}]
+routes:
+  - upstream: svc
+plugins:
+  rps:
+    builtin: scale-target-tracking
+    deadline: 1s
+    config:
+      metric: request-rate
+      target: "40"
+      scale-in-after: 0s
+      scale-in-cooldown: 0s
+scaling:
+  history: 50
+  services:
+    svc:
+      min: 1
+      max: {max}
+      interval: 200ms
+      window: {WINDOW_S}s
+      scale-down-stabilization: 1s
+      policies: [rps]
+"#,
+        eps = eps.join(", ")
+    )
+}
+
+async fn board(gw: &Gateway) -> Value {
+    let r = gw.admin_request(Method::GET, "/admin/scale", "").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    r.json()
+}
+
+/// Polls the board until `cond` holds for service `svc`; panics with the last
+/// board after `limit`.
+async fn until_svc(
+    gw: &Gateway,
+    limit: Duration,
+    what: &str,
+    cond: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let b = board(gw).await;
+        let s = &b["services"]["svc"];
+        if cond(s) {
+            return s.clone();
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for {what}; last board:\n{b:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `BURST` requests at about 300 per second, every tenth to `/err`.
+async fn burst(url: String) -> u64 {
+    let client = Client::h1();
+    let sent = Arc::new(AtomicU64::new(0));
+    let mut tick = tokio::time::interval(Duration::from_micros(3_333));
+    let mut tasks = Vec::new();
+    for i in 0..BURST {
+        tick.tick().await;
+        let (client, sent) = (client.clone(), sent.clone());
+        let path = if i % 10 == 9 { "/x/err" } else { "/x/ok" };
+        let url = format!("{url}{path}");
+        tasks.push(tokio::spawn(async move {
+            let r = client.get(&url).await.expect("request through the gateway");
+            assert!(r.status == StatusCode::OK || r.status == StatusCode::INTERNAL_SERVER_ERROR);
+            sent.fetch_add(1, Ordering::SeqCst);
+        }));
+    }
+    for t in tasks {
+        t.await.expect("request task");
+    }
+    sent.load(Ordering::SeqCst)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_and_decisions_follow_the_load() {
+    within(TEST_LIMIT, "the scale test", async {
+        let (a, b) = (slow_origin().await, slow_origin().await);
+        let addrs = free_addrs(2);
+        let gw = Gateway::start(&yaml(addrs[0], addrs[1], &[a.addr, b.addr], 10))
+            .await
+            .expect("gateway starts");
+
+        // Before any traffic: evaluated, nothing to do.
+        let s = until_svc(&gw, Duration::from_secs(5), "a first evaluation", |s| {
+            s["evaluations"].as_u64() >= Some(1)
+        })
+        .await;
+        assert_eq!(s["currentReplicas"], 2, "{s:#}");
+        assert_eq!(s["upstream"], "svc");
+        // The node starts at 2 and holds for the stabilisation window.
+        assert_eq!(s["min"], 1);
+
+        // Let the window grow to its full length before the burst ends.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(burst(gw.url("main", "")).await, BURST);
+
+        // Every request of the burst inside one window: the counts are exact.
+        let s = until_svc(
+            &gw,
+            Duration::from_secs(6),
+            "the whole burst in one window",
+            |s| {
+                s["inputs"]["requests"].as_u64() == Some(BURST)
+                    && s["inputs"]["windowMs"].as_u64() == Some(WINDOW_S * 1000)
+            },
+        )
+        .await;
+        let inputs = &s["inputs"];
+        assert_eq!(inputs["errors"].as_u64(), Some(BURST / 10), "{s:#}");
+        assert_eq!(inputs["errorRate"].as_f64(), Some(0.1), "{s:#}");
+        let rate = inputs["requestRate"].as_f64().unwrap();
+        let want = BURST as f64 / WINDOW_S as f64;
+        assert!((rate - want).abs() <= want * 0.1, "rate {rate} vs {want}");
+        // p95 within one window bucket (25 % wide) of the injected latency.
+        let p95 = inputs["latencyP95Ms"].as_f64().unwrap();
+        let l = LATENCY.as_secs_f64() * 1000.0;
+        assert!(
+            p95 >= l * 0.8 && p95 <= l * 1.25 * 1.25,
+            "p95 {p95}ms vs {l}ms"
+        );
+        assert!(inputs["latencyP50Ms"].as_f64().unwrap() <= p95);
+        assert!(p95 <= inputs["latencyP99Ms"].as_f64().unwrap());
+        assert_eq!(inputs["healthyReplicas"], 2);
+        assert!(inputs["gatewayMemoryBytes"].as_u64().unwrap() > 1 << 20);
+
+        // 120 rps over 2 replicas at 40 per replica: 3.
+        assert_eq!(s["desiredReplicas"], 3, "{s:#}");
+        assert_eq!(s["direction"], "up");
+        let reason = s["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("rps: request-rate 60 rps per replica vs target 40 rps"),
+            "{reason}"
+        );
+        assert_eq!(s["policies"][0]["plugin"], "rps");
+        assert_eq!(s["policies"][0]["desiredReplicas"], 3);
+        assert!(s["policies"][0]["fault"].is_null());
+        // The per-service object, as KEDA's valueLocation reads it.
+        let one = gw
+            .admin_request(Method::GET, "/admin/scale/svc", "")
+            .await
+            .json();
+        assert!(one["desiredReplicas"].as_u64().is_some(), "{one:#}");
+        let missing = gw.admin_request(Method::GET, "/admin/scale/nope", "").await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+        let m = gw.metrics().await;
+        let svc = [("service", "svc")];
+        let desired = m.value("edgeward_scale_desired_replicas", &svc);
+        assert!((1.0..=3.0).contains(&desired), "{desired}");
+        assert_eq!(m.value("edgeward_scale_current_replicas", &svc), 2.0);
+        assert!(m.value("edgeward_plugin_calls_total", &[("plugin", "rps")]) >= 2.0);
+
+        // The load is gone: once the window has emptied, back to min.
+        let s = until_svc(
+            &gw,
+            Duration::from_secs(12),
+            "the scale-in after the load",
+            |s| s["desiredReplicas"] == 1 && s["inputs"]["requests"] == 0,
+        )
+        .await;
+        let reason = s["reason"].as_str().unwrap();
+        assert!(reason.contains("request-rate 0 rps"), "{reason}");
+        // 0 is what the policy asks; 1 comes from `min` or from a recent
+        // recommendation of 1 still in the stabilisation window.
+        assert!(
+            reason.contains("clamped to min 1") || reason.contains("held at 1"),
+            "{reason}"
+        );
+        let history = s["history"].as_array().unwrap();
+        let counts: Vec<u64> = history
+            .iter()
+            .filter_map(|d| d["desiredReplicas"].as_u64())
+            .collect();
+        assert!(
+            counts.contains(&3) && counts.last() == Some(&1),
+            "{counts:?}"
+        );
+        assert!(history.len() <= 50);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_history_and_applies_new_bounds() {
+    within(TEST_LIMIT, "the scale reload test", async {
+        let origin = slow_origin().await;
+        let addrs = free_addrs(2);
+        let gw = Gateway::start(&yaml(addrs[0], addrs[1], &[origin.addr], 10))
+            .await
+            .expect("gateway starts");
+        let before = until_svc(&gw, Duration::from_secs(5), "evaluations", |s| {
+            s["evaluations"].as_u64() >= Some(3)
+        })
+        .await;
+        assert_eq!(before["max"], 10);
+        gw.write_config(&yaml(addrs[0], addrs[1], &[origin.addr], 4));
+        let (status, body) = gw.reload_http().await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let after = until_svc(&gw, Duration::from_secs(5), "the new max", |s| {
+            s["max"] == 4
+        })
+        .await;
+        assert!(
+            after["evaluations"].as_u64() >= before["evaluations"].as_u64(),
+            "the count restarted: {after:#}"
+        );
+
+        // A config that scales an unknown upstream is refused, located.
+        let bad = yaml(addrs[0], addrs[1], &[origin.addr], 4)
+            .replace("    svc:\n      min", "    svx:\n      min");
+        gw.write_config(&bad);
+        let (status, body) = gw.reload_http().await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let err = body["error"].as_str().unwrap();
+        assert!(
+            err.contains("scaling.services.svx.upstream: no upstream \"svx\""),
+            "{err}"
+        );
+        assert!(board(&gw).await["services"]["svc"]["max"] == 4);
+    })
+    .await;
+}
