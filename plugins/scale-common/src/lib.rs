@@ -123,9 +123,9 @@ pub fn num(v: f64) -> String {
 /// A duration as people write it (`90s`, `2m`, `1h`).
 pub fn dur(d: Duration) -> String {
     let s = d.as_secs();
-    if s > 0 && s % 3600 == 0 {
+    if s > 0 && s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s > 0 && s % 60 == 0 {
+    } else if s > 0 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else if d.subsec_millis() == 0 {
         format!("{s}s")
