@@ -176,7 +176,22 @@ fn ms(d: Duration) -> i64 {
 
 impl Gate {
     pub fn from_config(config: &Config) -> Result<Self, String> {
-        let d = Self::default();
+        Self::from_config_over(config, Self::default())
+    }
+
+    /// No sustain windows, cooldowns or panic hold: what a schedule wants.
+    pub fn immediate() -> Self {
+        Self {
+            scale_out_after: Duration::ZERO,
+            scale_in_after: Duration::ZERO,
+            scale_out_cooldown: Duration::ZERO,
+            scale_in_cooldown: Duration::ZERO,
+            panic_hold: Duration::ZERO,
+        }
+    }
+
+    /// [`Gate::from_config`] with `d` for the keys not given.
+    pub fn from_config_over(config: &Config, d: Self) -> Result<Self, String> {
         Ok(Self {
             scale_out_after: config
                 .duration("scale-out-after")?
@@ -245,7 +260,7 @@ impl Gate {
                 );
             }
             if let Some(up) = last_up
-                && now - up < ms(self.scale_out_cooldown)
+                && (0..ms(self.scale_out_cooldown)).contains(&(now - up))
                 && last >= current
             {
                 let left = ms(self.scale_out_cooldown) - (now - up);
@@ -292,7 +307,7 @@ impl Gate {
                 );
             }
             if let Some(changed) = last_change
-                && now - changed < ms(self.scale_in_cooldown)
+                && (0..ms(self.scale_in_cooldown)).contains(&(now - changed))
             {
                 let left = ms(self.scale_in_cooldown) - (now - changed);
                 return ScaleDecision::new(
