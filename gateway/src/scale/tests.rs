@@ -156,3 +156,35 @@ fn scale_down_waits_for_stabilisation_and_replicas_can_be_given() {
     assert_eq!(s.desired_replicas, 2, "{}", s.reason);
     assert!(s.reason.contains("clamped to min 2"), "{}", s.reason);
 }
+
+#[test]
+fn every_builtin_policy_runs_in_the_gateway() {
+    let sched = concat!(
+        "  hours:\n    builtin: scale-scheduled\n    deadline: 1s\n    config:\n",
+        "      timezone: Europe/Berlin\n      windows: \"* * * * * => 4\"\n      default: \"1\"\n",
+    );
+    let Some(node) = node(
+        &format!("{RPS}{sched}"),
+        "      max: 9\n      interval: 1s\n      policies: [rps, steps, hours]\n",
+    ) else {
+        return;
+    };
+    node.scale.tick(&node, Instant::now(), 1_775_000_000_000);
+    let s = &node.scale.view().services["api"];
+    let p: Vec<_> = s
+        .policies
+        .iter()
+        .map(|p| (p.plugin.as_str(), p.desired_replicas, p.fault.is_none()))
+        .collect();
+    assert_eq!(
+        p,
+        [("rps", 0, true), ("steps", 2, true), ("hours", 4, true)],
+        "{s:?}"
+    );
+    assert_eq!(s.desired_replicas, 4, "{}", s.reason);
+    assert!(
+        s.reason.starts_with("hours: schedule `* * * * *` at "),
+        "{}",
+        s.reason
+    );
+}

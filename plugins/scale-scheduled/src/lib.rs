@@ -84,7 +84,10 @@ impl Scaler for Scheduled {
             .ok()
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
             .unwrap_or_default();
-        let local = utc.with_timezone(&self.tz);
+        // Five-field expressions match second 0: match on the minute.
+        let minute =
+            utc - chrono::Duration::milliseconds(utc.timestamp_millis().rem_euclid(60_000));
+        let local = minute.with_timezone(&self.tz);
         let when = local.format("%a %H:%M %Z");
         let hit = self
             .windows
@@ -142,6 +145,15 @@ mod tests {
         assert_eq!(d.desired_replicas, 2);
         let d = at(&host, &s, (2026, 3, 27, 20, 0));
         assert_eq!(d.reason, "no window at Fri 21:00 CET: default 3");
+    }
+
+    #[test]
+    fn any_second_of_a_matching_minute_matches() {
+        let host = FakeHost::new();
+        let s: Scheduled = host.scaler(OFFICE).unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 3, 27, 8, 30, 42).unwrap();
+        let d = host.evaluate(&s, &snapshot("api", t.timestamp_millis() as u64 + 123, 3));
+        assert_eq!(d.desired_replicas, 10, "{}", d.reason);
     }
 
     #[test]
