@@ -203,6 +203,28 @@ async fn snapshot_and_decisions_follow_the_load() {
         let missing = gw.admin_request(Method::GET, "/admin/scale/nope", "").await;
         assert_eq!(missing.status, StatusCode::NOT_FOUND);
 
+        // The status page and its JSON show the same service.
+        let page = gw.admin_request(Method::GET, "/", "").await;
+        assert_eq!(
+            page.header("content-type"),
+            Some("text/html; charset=utf-8")
+        );
+        assert!(page.text().contains("fetch(\"/admin/status\""));
+        let st = gw
+            .admin_request(Method::GET, "/admin/status", "")
+            .await
+            .json();
+        let up = &st["upstreams"][0];
+        assert_eq!(up["name"], "svc", "{st:#}");
+        assert!(up["requests"].as_u64().unwrap() > 0, "{st:#}");
+        assert_eq!(up["endpoints"].as_array().unwrap().len(), 2);
+        assert_eq!(st["routes"][0]["upstream"], "svc");
+        assert!(
+            st["scale"]["services"]["svc"]["desiredReplicas"]
+                .as_u64()
+                .is_some()
+        );
+
         let m = gw.metrics().await;
         let svc = [("service", "svc")];
         let desired = m.value("edgeward_scale_desired_replicas", &svc);

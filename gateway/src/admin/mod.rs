@@ -4,6 +4,7 @@
 mod purge;
 mod reload;
 mod scale;
+mod status;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -57,7 +58,7 @@ fn route<B>(req: &Request<B>, node: &Node, ready: &Readiness) -> Response<Body> 
         _ => local_response(
             StatusCode::NOT_FOUND,
             PLAIN,
-            "admin endpoints: /healthz /readyz /metrics /admin/cache/purge /admin/reload /admin/scale\n",
+            "admin endpoints: /healthz /readyz /metrics /admin/cache/purge /admin/reload /admin/scale /admin/status (page at /)\n",
         ),
     }
 }
@@ -91,6 +92,7 @@ pub async fn serve(
                         p if p == "/admin/scale" || p.starts_with("/admin/scale/") => {
                             scale::handle(&req, &node)
                         }
+                        "/" | "/admin/status" => status::handle(&req, &node),
                         _ => route(&req, &node, &ready),
                     };
                     Ok::<_, Infallible>(resp)
