@@ -302,3 +302,97 @@ async fn a_reload_keeps_the_history_and_applies_new_bounds() {
     })
     .await;
 }
+
+/// Builds the SDK's scaler example (`sdk/examples/target_in_flight.rs`) as a
+/// component and returns its path.
+fn sdk_scaler_example() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = root.join("target").join("sdk-examples");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("CARGO_") && k != "CARGO_HOME" {
+            cmd.env_remove(&key);
+        }
+    }
+    let out = cmd
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+            "sdk/Cargo.toml",
+            "--example",
+            "target_in_flight",
+        ])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(&root)
+        .output()
+        .expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "building the SDK's scaler example failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("wasm32-wasip2/release/examples/target_in_flight.wasm")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_scaler_example_runs_in_the_gateway() {
+    let wasm = tokio::task::spawn_blocking(sdk_scaler_example)
+        .await
+        .expect("build task");
+    within(TEST_LIMIT, "the SDK scaler test", async {
+        let origin = slow_origin().await;
+        let addrs = free_addrs(2);
+        let yaml = format!(
+            r#"listeners: [{{name: main, address: "{}"}}]
+admin: {{address: "{}"}}
+upstreams:
+  svc:
+    balancer: native
+    endpoints: ["{}"]
+routes:
+  - upstream: svc
+plugins:
+  mine:
+    path: {}
+    deadline: 1s
+    config:
+      target: "10"
+      min: "3"
+scaling:
+  services:
+    svc:
+      max: 5
+      interval: 200ms
+      policies: [mine]
+"#,
+            addrs[0],
+            addrs[1],
+            origin.addr,
+            wasm.display()
+        );
+        let gw = Gateway::start(&yaml).await.expect("gateway starts");
+        let s = until_svc(
+            &gw,
+            Duration::from_secs(5),
+            "the SDK scaler's answer",
+            |s| s["policies"][0]["plugin"] == "mine",
+        )
+        .await;
+        // Its own `min: 3` over one idle replica.
+        assert_eq!(s["policies"][0]["desiredReplicas"], 3, "{s:#}");
+        assert_eq!(s["desiredReplicas"], 3, "{s:#}");
+        assert!(
+            s["policies"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("in-flight 0"),
+            "{s:#}"
+        );
+    })
+    .await;
+}
