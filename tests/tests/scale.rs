@@ -396,3 +396,90 @@ scaling:
     })
     .await;
 }
+
+#[allow(dead_code)]
+mod plugin_common;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_faulting_scaler_is_contained_and_its_last_answer_stands() {
+    let wasm = tokio::task::spawn_blocking(|| plugin_common::guest("hostile-scaler"))
+        .await
+        .expect("build task");
+    within(TEST_LIMIT, "the hostile scaler test", async {
+        let origin = slow_origin().await;
+        let addrs = free_addrs(2);
+        let yaml = format!(
+            r#"listeners: [{{name: main, address: "{}"}}]
+admin: {{address: "{}"}}
+upstreams:
+  svc:
+    balancer: native
+    endpoints: ["{}"]
+routes:
+  - upstream: svc
+plugins:
+  trap:
+    path: {wasm}
+    deadline: 1s
+    config: {{mode: trap}}
+  spin:
+    path: {wasm}
+    deadline: 50ms
+    config: {{mode: spin}}
+scaling:
+  services:
+    svc:
+      max: 9
+      interval: 200ms
+      policies: [trap, spin]
+"#,
+            addrs[0],
+            addrs[1],
+            origin.addr,
+            wasm = wasm.display()
+        );
+        let gw = Gateway::start(&yaml).await.expect("gateway starts");
+        let s = until_svc(
+            &gw,
+            Duration::from_secs(10),
+            "faults on both policies",
+            |s| {
+                s["evaluations"].as_u64() >= Some(4)
+                    && s["policies"][0]["fault"].is_string()
+                    && s["policies"][1]["fault"].is_string()
+            },
+        )
+        .await;
+        // Both answered 6 once; that answer stands, marked with the fault.
+        assert_eq!(s["desiredReplicas"], 6, "{s:#}");
+        assert_eq!(s["policies"][0]["desiredReplicas"], 6);
+        assert_eq!(s["policies"][0]["reason"], "first answer");
+        assert!(
+            s["policies"][1]["fault"]
+                .as_str()
+                .unwrap()
+                .contains("deadline"),
+            "{s:#}"
+        );
+        let m = gw.metrics().await;
+        assert!(
+            m.value(
+                "edgeward_plugin_faults_total",
+                &[("plugin", "trap"), ("kind", "trap")]
+            ) >= 1.0
+        );
+        assert!(
+            m.value(
+                "edgeward_plugin_faults_total",
+                &[("plugin", "spin"), ("kind", "deadline")]
+            ) >= 1.0
+        );
+        // The gateway still serves.
+        let r = Client::h1()
+            .get(&gw.url("main", "/"))
+            .await
+            .expect("request");
+        assert_eq!(r.status, StatusCode::OK);
+    })
+    .await;
+}
