@@ -397,7 +397,6 @@ scaling:
     .await;
 }
 
-#[allow(dead_code)]
 mod plugin_common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
