@@ -12,6 +12,7 @@
 
 pub mod decide;
 mod gauges;
+pub mod orca;
 mod process;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -52,6 +53,12 @@ pub struct Inputs {
     pub queue_depth: u32,
     pub gateway_cpu: f64,
     pub gateway_memory_bytes: u64,
+    /// The service's own load from its endpoints' ORCA reports, averaged
+    /// over the window (fractions); `None` without reports. Shown here; not
+    /// yet in the plugins' `scale-snapshot`.
+    pub service_cpu: Option<f64>,
+    pub service_memory: Option<f64>,
+    pub load_reports: u64,
 }
 
 impl Inputs {
@@ -136,6 +143,7 @@ impl ServiceState {
 pub struct Board {
     services: Mutex<BTreeMap<String, ServiceState>>,
     cpu: Mutex<process::CpuMeter>,
+    reports: Mutex<HashMap<String, Arc<orca::LoadReports>>>,
 }
 
 impl Board {
@@ -174,11 +182,40 @@ impl Board {
                 continue;
             }
             st.next_due = Some(now + cfg.interval);
-            let inputs = measure(node, &generation, cfg, now, at_ms, cpu, memory);
+            let mut inputs = measure(node, &generation, cfg, now, at_ms, cpu, memory);
+            let load = self.reports_of(&cfg.upstream).averages(now, cfg.window);
+            inputs.service_cpu = load.cpu;
+            inputs.service_memory = load.mem;
+            inputs.load_reports = load.reports;
             evaluate(node, &generation, st, inputs, scaling.history);
             evaluated += 1;
         }
         evaluated
+    }
+
+    /// Takes the ORCA load-report headers out of an upstream response of
+    /// `upstream` (so the client never sees them) and records them. Costs a
+    /// header lookup when the upstream sends none.
+    pub fn load_report(&self, upstream: &str, headers: &mut http::HeaderMap) {
+        if !headers.contains_key(orca::HEADER) && !headers.contains_key(orca::HEADER_BIN) {
+            return;
+        }
+        let reports = orca::take(headers);
+        if reports.is_empty() {
+            return;
+        }
+        let acc = self.reports_of(upstream);
+        let now = Instant::now();
+        for r in &reports {
+            acc.record(now, r);
+        }
+    }
+
+    fn reports_of(&self, upstream: &str) -> Arc<orca::LoadReports> {
+        let mut map = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(upstream.to_owned())
+            .or_insert_with(|| Arc::new(orca::LoadReports::new(Instant::now())))
+            .clone()
     }
 
     /// True when no service is on the board.
@@ -266,6 +303,9 @@ fn measure(
         queue_depth: 0,
         gateway_cpu,
         gateway_memory_bytes,
+        service_cpu: None,
+        service_memory: None,
+        load_reports: 0,
     }
 }
 

@@ -121,7 +121,8 @@ impl Session {
             let started = Instant::now();
             let sent = tokio::time::timeout(route.timeout, pool.client().request(out)).await;
             let err = match sent {
-                Ok(Ok(resp)) => {
+                Ok(Ok(mut resp)) => {
+                    self.node.scale.load_report(&pool.name, resp.headers_mut());
                     let ttfb = started.elapsed();
                     stats.succeeded(ttfb);
                     upstream_metrics.first_byte(ttfb);
