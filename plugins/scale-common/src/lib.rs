@@ -127,7 +127,7 @@ pub fn dur(d: Duration) -> String {
         format!("{}h", s / 3600)
     } else if s > 0 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
-    } else if d.subsec_millis() == 0 {
+    } else if s > 0 || d.subsec_millis() == 0 {
         format!("{s}s")
     } else {
         format!("{}ms", d.as_millis())
