@@ -234,14 +234,14 @@ mod tests {
         let d = host.evaluate(&tt, &rps(62, 8, 800.0));
         assert_eq!(d.direction, ScaleDirection::Hold);
         // Load falls: no scale-in until 5m after the last change (t=61).
-        let got = run(
-            &host,
-            &tt,
-            &[(100, 8, 100.0), (360, 8, 100.0), (361, 8, 100.0)],
-        );
-        assert_eq!(got, [8, 8, 1]);
+        assert_eq!(run(&host, &tt, &[(100, 8, 100.0)]), [8]);
         let d = host.evaluate(&tt, &rps(200, 8, 100.0));
-        assert!(d.reason.contains("scale-in cooldown"), "{}", d.reason);
+        assert!(
+            d.reason.contains("scale-in cooldown, 161s left"),
+            "{}",
+            d.reason
+        );
+        assert_eq!(run(&host, &tt, &[(360, 8, 100.0), (361, 8, 100.0)]), [8, 1]);
     }
 
     #[test]
