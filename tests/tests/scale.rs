@@ -51,6 +51,17 @@ async fn slow_origin() -> Upstream {
 }
 
 fn yaml(listen: SocketAddr, admin: SocketAddr, endpoints: &[SocketAddr], max: u32) -> String {
+    yaml_with(listen, admin, endpoints, max, "")
+}
+
+/// [`yaml`] with extra lines in the `scaling:` block.
+fn yaml_with(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    endpoints: &[SocketAddr],
+    max: u32,
+    scaling_extra: &str,
+) -> String {
     let eps: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
     format!(
         r#"listeners: [{{name: main, address: "{listen}"}}]
@@ -72,7 +83,7 @@ plugins:
       scale-in-cooldown: 0s
 scaling:
   history: 50
-  services:
+{scaling_extra}  services:
     svc:
       min: 1
       max: {max}
@@ -154,10 +165,32 @@ async fn snapshot_and_decisions_follow_the_load() {
     let _ = tokio::task::spawn_blocking(edgeward_e2e::edgeward_bin).await;
     within(TEST_LIMIT, "the scale test", async {
         let (a, b) = (slow_origin().await, slow_origin().await);
+        // The webhook receiver keeps every change it is sent.
+        let changes = Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+        let seen = changes.clone();
+        let hook = Upstream::start(move |req: http::Request<hyper::body::Incoming>| {
+            let seen = seen.clone();
+            async move {
+                use http_body_util::BodyExt;
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                seen.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap());
+                Response::new(full(""))
+            }
+        })
+        .await;
         let addrs = free_addrs(2);
-        let gw = Gateway::start(&yaml(addrs[0], addrs[1], &[a.addr, b.addr], 10))
-            .await
-            .expect("gateway starts");
+        let extra = format!("  webhook: http://{}/scale\n", hook.addr);
+        let gw = Gateway::start(&yaml_with(
+            addrs[0],
+            addrs[1],
+            &[a.addr, b.addr],
+            10,
+            &extra,
+        ))
+        .await
+        .expect("gateway starts");
 
         // Before any traffic: evaluated, nothing to do.
         let s = until_svc(&gw, Duration::from_secs(5), "a first evaluation", |s| {
@@ -294,6 +327,37 @@ async fn snapshot_and_decisions_follow_the_load() {
             "{counts:?}"
         );
         assert!(history.len() <= 50);
+
+        // POSTs are sent off the loop: wait for the last one.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while changes
+            .lock()
+            .unwrap()
+            .last()
+            .map(|c| c["desiredReplicas"].clone())
+            != Some(1.into())
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The webhook saw each change once, in order: the first decision (2),
+        // up with the burst, down to 1 at the end.
+        let got: Vec<(Value, Value)> = changes
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| (c["previousReplicas"].clone(), c["desiredReplicas"].clone()))
+            .collect();
+        assert_eq!(got.first(), Some(&(Value::Null, 2.into())), "{got:?}");
+        assert!(got.iter().any(|(_, d)| d.as_u64() >= Some(3)), "{got:?}");
+        assert_eq!(got.last().map(|c| c.1.clone()), Some(1.into()), "{got:?}");
+        assert!(got.windows(2).all(|w| w[0].1 == w[1].0), "{got:?}");
+        let last = changes.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(last["service"], "svc");
+        assert!(
+            last["reason"].as_str().is_some() && last["atMs"].as_u64().is_some(),
+            "{last}"
+        );
     })
     .await;
 }

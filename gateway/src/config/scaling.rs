@@ -48,6 +48,8 @@ pub const DEFAULT_HISTORY: usize = 20;
 pub struct ScalingYaml {
     /// Decisions kept per service for `/admin/scale`. Default: 20.
     pub history: Option<Spanned<usize>>,
+    /// `http://` URL that gets a JSON POST on each change of a decision. Default: none.
+    pub webhook: Option<Spanned<String>>,
     /// Scaled services by name.
     #[serde(default)]
     pub services: BTreeMap<String, Spanned<ServiceYaml>>,
@@ -86,6 +88,7 @@ pub struct ServiceYaml {
 #[derive(Debug, Clone, Default)]
 pub struct Scaling {
     pub history: usize,
+    pub webhook: Option<http::Uri>,
     /// In name order.
     pub services: Vec<ScaledService>,
 }
@@ -128,12 +131,33 @@ pub fn resolve(
             DEFAULT_HISTORY
         }
     };
+    let webhook = raw
+        .webhook
+        .as_ref()
+        .and_then(|w| match w.value.parse::<http::Uri>() {
+            Ok(u) if u.scheme_str() == Some("http") && u.authority().is_some() => Some(u),
+            _ => {
+                issues.push(Issue::new(
+                    &w.referenced,
+                    "scaling.webhook",
+                    format!(
+                        "\"{}\" is not an http:// URL; write e.g. \"http://10.0.0.5:8080/scale\"",
+                        w.value
+                    ),
+                ));
+                None
+            }
+        });
     let services = raw
         .services
         .iter()
         .filter_map(|(name, s)| service(name, s, upstreams, checks, plugins, issues))
         .collect();
-    Scaling { history, services }
+    Scaling {
+        history,
+        webhook,
+        services,
+    }
 }
 
 fn service(

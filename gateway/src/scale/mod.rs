@@ -14,6 +14,7 @@ pub mod decide;
 mod gauges;
 pub mod orca;
 mod process;
+mod webhook;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -144,6 +145,19 @@ pub struct Board {
     services: Mutex<BTreeMap<String, ServiceState>>,
     cpu: Mutex<process::CpuMeter>,
     reports: Mutex<HashMap<String, Arc<orca::LoadReports>>>,
+    /// Changes of decision not yet sent to the webhook.
+    changes: Mutex<Vec<Change>>,
+}
+
+/// A change of a service's decision, as the webhook receives it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    pub service: String,
+    /// The desired count before; `None` for a service's first decision.
+    pub previous_replicas: Option<u32>,
+    #[serde(flatten)]
+    pub decision: Decision,
 }
 
 impl Board {
@@ -187,8 +201,22 @@ impl Board {
             inputs.service_cpu = load.cpu;
             inputs.service_memory = load.mem;
             inputs.load_reports = load.reports;
+            let before = st.decision.as_ref().map(|d| d.desired_replicas);
             evaluate(node, &generation, st, inputs, scaling.history);
             evaluated += 1;
+            if let Some(d) = &st.decision
+                && before != Some(d.desired_replicas)
+                && scaling.webhook.is_some()
+            {
+                let mut changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+                if changes.len() < 1000 {
+                    changes.push(Change {
+                        service: cfg.name.clone(),
+                        previous_replicas: before,
+                        decision: d.clone(),
+                    });
+                }
+            }
         }
         evaluated
     }
@@ -216,6 +244,11 @@ impl Board {
         map.entry(upstream.to_owned())
             .or_insert_with(|| Arc::new(orca::LoadReports::new(Instant::now())))
             .clone()
+    }
+
+    /// The changes of decision since the last call, oldest first.
+    pub fn take_changes(&self) -> Vec<Change> {
+        std::mem::take(&mut *self.changes.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// True when no service is on the board.
@@ -402,6 +435,7 @@ pub fn wall_ms() -> u64 {
 pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut webhook_task: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -413,6 +447,19 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                     n.scale.tick(&n, Instant::now(), wall_ms())
                 })
                 .await;
+                let changes = node.scale.take_changes();
+                if let Some(url) = node.generation().config.scaling.webhook.clone()
+                    && !changes.is_empty()
+                {
+                    // Chained, so changes arrive in order however slow one POST is.
+                    let previous = webhook_task.take();
+                    webhook_task = Some(tokio::spawn(async move {
+                        if let Some(p) = previous {
+                            let _ = p.await;
+                        }
+                        webhook::send(url, changes).await;
+                    }));
+                }
             }
             _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => return,
         }
