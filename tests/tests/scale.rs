@@ -234,11 +234,6 @@ async fn snapshot_and_decisions_follow_the_load() {
             p95 >= l / 1.25 && p95 <= client_p95 * 1.25,
             "p95 {p95}ms vs injected {l}ms, client-side p95 {client_p95}ms"
         );
-        let l = LATENCY.as_secs_f64() * 1000.0;
-        assert!(
-            p95 >= l * 0.8 && p95 <= l * 1.25 * 1.25,
-            "p95 {p95}ms vs {l}ms"
-        );
         assert!(inputs["latencyP50Ms"].as_f64().unwrap() <= p95);
         assert!(p95 <= inputs["latencyP99Ms"].as_f64().unwrap());
         assert_eq!(inputs["healthyReplicas"], 2);
@@ -467,12 +462,18 @@ plugins:
     config:
       target: "10"
       min: "3"
+  cpu:
+    builtin: scale-target-tracking
+    deadline: 1s
+    config:
+      metric: service-cpu
+      target: "36"
 scaling:
   services:
     svc:
       max: 5
       interval: 200ms
-      policies: [mine]
+      policies: [mine, cpu]
 "#,
             addrs[0],
             addrs[1],
@@ -480,13 +481,31 @@ scaling:
             wasm.display()
         );
         let gw = Gateway::start(&yaml).await.expect("gateway starts");
+        // Some answers carrying ORCA reports (72 % CPU).
+        for _ in 0..20 {
+            let r = Client::h1()
+                .get(&gw.url("main", "/"))
+                .await
+                .expect("request");
+            assert_eq!(r.status, StatusCode::OK);
+        }
         let s = until_svc(
             &gw,
             Duration::from_secs(5),
             "the SDK scaler's answer",
-            |s| s["policies"][0]["plugin"] == "mine",
+            |s| {
+                s["policies"][0]["plugin"] == "mine"
+                    && s["inputs"]["loadReports"].as_u64() > Some(0)
+            },
         )
         .await;
+        // The endpoints' CPU reaches plugins: 72 % on 1 replica at 36 % → 2.
+        assert_eq!(s["policies"][1]["plugin"], "cpu");
+        assert_eq!(s["policies"][1]["desiredReplicas"], 2, "{s:#}");
+        assert_eq!(
+            s["policies"][1]["reason"], "service-cpu 72% vs target 36%",
+            "{s:#}"
+        );
         // Its own `min: 3` over one idle replica.
         assert_eq!(s["policies"][0]["desiredReplicas"], 3, "{s:#}");
         assert_eq!(s["desiredReplicas"], 3, "{s:#}");

@@ -55,8 +55,7 @@ pub struct Inputs {
     pub gateway_cpu: f64,
     pub gateway_memory_bytes: u64,
     /// The service's own load from its endpoints' ORCA reports, averaged
-    /// over the window (fractions); `None` without reports. Shown here; not
-    /// yet in the plugins' `scale-snapshot`.
+    /// over the window (fractions); `None` without reports.
     pub service_cpu: Option<f64>,
     pub service_memory: Option<f64>,
     pub load_reports: u64,
@@ -79,6 +78,8 @@ impl Inputs {
             queue_depth: self.queue_depth,
             gateway_cpu: self.gateway_cpu,
             gateway_memory_bytes: self.gateway_memory_bytes,
+            service_cpu: self.service_cpu,
+            service_memory: self.service_memory,
         }
     }
 }

@@ -30,6 +30,10 @@ pub enum Metric {
     GatewayCpu,
     /// The gateway's resident memory, MiB.
     GatewayMemory,
+    /// The service's own CPU and memory from its endpoints' ORCA load
+    /// reports, percent (0 without reports).
+    ServiceCpu,
+    ServiceMemory,
 }
 
 const NAMES: &[(&str, Metric)] = &[
@@ -42,6 +46,8 @@ const NAMES: &[(&str, Metric)] = &[
     ("latency-p99", Metric::LatencyP99),
     ("gateway-cpu", Metric::GatewayCpu),
     ("gateway-memory", Metric::GatewayMemory),
+    ("service-cpu", Metric::ServiceCpu),
+    ("service-memory", Metric::ServiceMemory),
 ];
 
 impl Metric {
@@ -80,6 +86,8 @@ impl Metric {
             Self::LatencyP99 => s.latency_p99_ms,
             Self::GatewayCpu => s.gateway_cpu * 100.0,
             Self::GatewayMemory => s.gateway_memory_bytes as f64 / (1024.0 * 1024.0),
+            Self::ServiceCpu => s.service_cpu.unwrap_or(0.0) * 100.0,
+            Self::ServiceMemory => s.service_memory.unwrap_or(0.0) * 100.0,
         }
     }
 
@@ -94,7 +102,7 @@ impl Metric {
         match self {
             Self::RequestRate => " rps",
             Self::InFlight | Self::QueueDepth => "",
-            Self::ErrorRate | Self::GatewayCpu => "%",
+            Self::ErrorRate | Self::GatewayCpu | Self::ServiceCpu | Self::ServiceMemory => "%",
             Self::LatencyP50 | Self::LatencyP90 | Self::LatencyP99 => "ms",
             Self::GatewayMemory => "MiB",
         }
