@@ -4,6 +4,7 @@
 //! ```yaml
 //! scaling:
 //!   history: 20                     # decisions kept per service for /admin/scale
+//!   webhook: http://10.0.0.5/scale  # JSON POST on each change of decision (optional)
 //!   services:
 //!     checkout:                     # the service's name (default upstream)
 //!       upstream: checkout
