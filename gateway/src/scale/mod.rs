@@ -380,11 +380,30 @@ fn evaluate(
             }
         }
     }
-    let answers: Vec<PolicyAnswer> = cfg
+    let mut answers: Vec<PolicyAnswer> = cfg
         .policies
         .iter()
         .filter_map(|p| st.answers.get(p).cloned())
         .collect();
+    // Scale from zero: traffic for a service with no healthy replica asks
+    // for one at once, whatever the policies say.
+    if cfg.min == 0 && inputs.healthy_replicas == 0 && (inputs.requests > 0 || inputs.in_flight > 0)
+    {
+        // First, so it names the decision when a policy agrees.
+        answers.insert(
+            0,
+            PolicyAnswer {
+                plugin: "scale-from-zero".into(),
+                desired_replicas: 1,
+                direction: Direction::of(inputs.current_replicas, 1),
+                reason: format!(
+                    "{} requests and no healthy replica",
+                    inputs.requests + u64::from(inputs.in_flight)
+                ),
+                fault: None,
+            },
+        );
+    }
     let limits = Limits {
         min: cfg.min,
         max: cfg.max,

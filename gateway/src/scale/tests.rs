@@ -188,3 +188,39 @@ fn every_builtin_policy_runs_in_the_gateway() {
         s.reason
     );
 }
+
+#[test]
+fn traffic_for_a_service_at_zero_asks_for_one_at_once() {
+    let Some(node) = node(
+        RPS,
+        "      min: 0\n      max: 4\n      interval: 1s\n      window: 5s\n      replicas: 0\n      policies: [rps]\n",
+    ) else {
+        return;
+    };
+    let now = Instant::now() + Duration::from_secs(6);
+    node.scale.tick(&node, now, 0);
+    let s = &node.scale.view().services["api"];
+    assert_eq!(
+        (s.current_replicas, s.desired_replicas),
+        (0, 0),
+        "{}",
+        s.reason
+    );
+    // One request (a 502 from no endpoint) within the window.
+    node.metrics
+        .upstream("api")
+        .window()
+        .record(now, Duration::from_millis(1), true);
+    node.scale.tick(&node, now + Duration::from_secs(1), 1_000);
+    let s = &node.scale.view().services["api"];
+    assert_eq!(
+        (s.desired_replicas, s.direction),
+        (1, Direction::Up),
+        "{}",
+        s.reason
+    );
+    assert_eq!(
+        s.reason,
+        "scale-from-zero: 1 requests and no healthy replica"
+    );
+}
