@@ -19,6 +19,7 @@ pub mod matching;
 pub mod metrics;
 pub mod node;
 pub mod plugin;
+pub mod scale;
 pub mod server;
 pub mod session;
 pub mod upstream;

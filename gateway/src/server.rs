@@ -60,6 +60,7 @@ pub struct Running {
     ready: Arc<Readiness>,
     stop_admin: watch::Sender<bool>,
     admin_task: Option<tokio::task::JoinHandle<()>>,
+    scale_task: tokio::task::JoinHandle<()>,
     reloads: mpsc::Receiver<ReloadReply>,
     hangups: Hangups,
 }
@@ -83,6 +84,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (reload_tx, reloads) = mpsc::channel(8);
     let ready = Arc::new(Readiness::default());
     let admin = admin_socket.as_ref().map(|s| s.local_addr()).transpose()?;
+    let scale_task = tokio::spawn(crate::scale::run(node.clone(), stop_rx.clone()));
     let admin_task = admin_socket.map(|s| {
         tokio::spawn(admin::serve(
             s,
@@ -104,6 +106,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         ready,
         stop_admin,
         admin_task,
+        scale_task,
         reloads,
         hangups,
     })
@@ -200,6 +203,7 @@ impl Running {
         if let Some(t) = self.admin_task {
             let _ = t.await;
         }
+        let _ = self.scale_task.await;
         drained
     }
 }

@@ -328,6 +328,11 @@ pub struct ScaleSnapshot {
     pub gateway_cpu: f64,
     /// Gateway resident memory, bytes.
     pub gateway_memory_bytes: u64,
+    /// The service's CPU use from its endpoints' ORCA load reports, a
+    /// fraction averaged over the window; `None` without reports.
+    pub service_cpu: Option<f64>,
+    /// The service's memory use from ORCA reports, a fraction.
+    pub service_memory: Option<f64>,
 }
 
 /// A scaler's answer.

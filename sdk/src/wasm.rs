@@ -153,6 +153,8 @@ impl From<types::ScaleSnapshot> for sdk::ScaleSnapshot {
             queue_depth: s.queue_depth,
             gateway_cpu: s.gateway_cpu,
             gateway_memory_bytes: s.gateway_memory_bytes,
+            service_cpu: s.service_cpu,
+            service_memory: s.service_memory,
         }
     }
 }

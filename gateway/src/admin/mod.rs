@@ -4,6 +4,8 @@
 mod auth;
 mod purge;
 mod reload;
+mod scale;
+mod status;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -60,7 +62,7 @@ fn route<B>(req: &Request<B>, node: &Node, ready: &Readiness) -> Response<Body> 
         _ => local_response(
             StatusCode::NOT_FOUND,
             PLAIN,
-            "admin endpoints: /healthz /readyz /metrics /admin/cache/purge /admin/reload\n",
+            "admin endpoints: /healthz /readyz /metrics /admin/cache/purge /admin/reload /admin/scale /admin/status (page at /)\n",
         ),
     }
 }
@@ -123,6 +125,10 @@ pub async fn serve(
                         None => match req.uri().path() {
                             "/admin/cache/purge" => purge::handle(req, &node).await,
                             "/admin/reload" => reload::handle(req, &node, &reloads).await,
+                            p if p == "/admin/scale" || p.starts_with("/admin/scale/") => {
+                                scale::handle(&req, &node)
+                            }
+                            "/" | "/admin/status" => status::handle(&req, &node),
                             _ => route(&req, &node, &ready),
                         },
                     };

@@ -9,6 +9,7 @@ mod load;
 pub mod model;
 pub mod plugins;
 mod resolved;
+pub mod scaling;
 mod units;
 mod validate;
 

@@ -42,6 +42,9 @@ pub struct ConfigFile {
     /// directly by `balancer:` / `filters:` without an entry here.
     #[serde(default)]
     pub plugins: BTreeMap<String, Spanned<super::plugins::PluginConfig>>,
+    /// Scaled services and their scaler plugins. Default: none.
+    #[serde(default)]
+    pub scaling: super::scaling::ScalingYaml,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -26,6 +26,8 @@ pub struct Config {
     pub cache: super::cache::CacheSettings,
     /// Every plugin some upstream or route uses (plus those defined but unused).
     pub plugins: Vec<super::plugins::PluginSpec>,
+    /// Scaled services (`scaling:`).
+    pub scaling: super::scaling::Scaling,
 }
 
 #[derive(Debug, Clone)]

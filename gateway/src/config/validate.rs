@@ -231,6 +231,13 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
             Some(route)
         })
         .collect();
+    let scaling = super::scaling::resolve(
+        &raw.scaling,
+        &upstream_names,
+        &mut checks,
+        &mut plugins,
+        &mut extra,
+    );
     for e in extra {
         c.issue(&e.at, e.path, e.message);
     }
@@ -254,6 +261,7 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
             access_log: super::access_log::resolve(&raw.access_log, base),
             cache,
             plugins,
+            scaling,
         })
     } else {
         c.issues.sort_by_key(|i| (i.line, i.column));

@@ -105,6 +105,8 @@ pub struct NodeMetrics {
     /// Connections closed at accept: over a listener's `max-connections` or
     /// `max-connections-per-ip`.
     pub connections_refused: Counter,
+    /// `edgeward_scale_*`, set by the scale loop.
+    pub scale: crate::scale::ScaleGauges,
 }
 
 impl NodeMetrics {
@@ -190,6 +192,7 @@ impl NodeMetrics {
         let reloads = ["ok", "error"]
             .map(|result| reloads_family.get_or_create_owned(&ResultLabel { result }));
 
+        let scale = crate::scale::ScaleGauges::register(&mut registry);
         let endpoint_source = sources::Slot::new();
         let cache_source = sources::Slot::new();
         let plugin_source = sources::Slot::new();
@@ -220,6 +223,7 @@ impl NodeMetrics {
             rate_limited,
             upgrades,
             connections_refused,
+            scale,
         }
     }
 

@@ -35,6 +35,8 @@ use crate::upstream;
 pub struct Node {
     pub metrics: NodeMetrics,
     pub cache: Cache,
+    /// The scale loop's decisions (they outlive generations).
+    pub scale: crate::scale::Board,
     upstreams: upstream::Registry,
     plugins: Mutex<plugin::Carry>,
     current: ArcSwap<Generation>,
@@ -54,6 +56,7 @@ impl Node {
         let node = Arc::new(Self {
             metrics,
             cache,
+            scale: crate::scale::Board::default(),
             upstreams,
             plugins: Mutex::new(carry),
             current: ArcSwap::from_pointee(first),

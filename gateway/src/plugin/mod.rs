@@ -13,6 +13,7 @@ pub mod limit;
 mod metrics;
 mod pool;
 mod router;
+mod scaler;
 mod state;
 
 use std::collections::HashMap;
@@ -29,6 +30,7 @@ pub use metrics::PluginMetrics;
 pub use pool::Fault;
 use pool::{Pool, PoolLimits, World};
 pub use router::{CallContext, Candidate, Decision, HeaderEdit};
+pub use scaler::{ScaleDecision, ScaleDirection, ScaleSnapshot, ScalerPlugin};
 
 /// Guest log lines per second per plugin, and the burst allowed.
 const LOG_RATE: (u32, u32) = (20, 50);
@@ -103,7 +105,11 @@ impl Carry {
 
     /// Forgets plugins `loaded` no longer has (their state ends with them).
     pub fn retain(&mut self, loaded: &Plugins) {
-        let keep = |n: &String| loaded.routers.contains_key(n) || loaded.filters.contains_key(n);
+        let keep = |n: &String| {
+            loaded.routers.contains_key(n)
+                || loaded.filters.contains_key(n)
+                || loaded.scalers.contains_key(n)
+        };
         self.states.retain(|n, _| keep(n));
         self.metrics.retain(|n, _| keep(n));
     }
@@ -114,6 +120,7 @@ impl Carry {
 pub struct Plugins {
     routers: HashMap<String, Arc<RouterPlugin>>,
     filters: HashMap<String, Arc<FilterPlugin>>,
+    scalers: HashMap<String, Arc<ScalerPlugin>>,
     metrics: Vec<Arc<PluginMetrics>>,
 }
 
@@ -124,6 +131,10 @@ impl Plugins {
 
     pub fn filter(&self, name: &str) -> Option<&Arc<FilterPlugin>> {
         self.filters.get(name)
+    }
+
+    pub fn scaler(&self, name: &str) -> Option<&Arc<ScalerPlugin>> {
+        self.scalers.get(name)
     }
 
     /// Loads every plugin the config uses: reads, compiles (or hits the disk
@@ -235,12 +246,28 @@ impl Plugins {
             }
             if role.filter {
                 let pool = new_pool::<bindings::filter::Filter>(
-                    &engine, &linker, &component, spec, shared, limits, "filter",
+                    &engine,
+                    &linker,
+                    &component,
+                    spec,
+                    shared.clone(),
+                    limits.clone(),
+                    "filter",
                 )
                 .map_err(|r| fail(spec, r))?;
                 out.filters.insert(
                     spec.name.clone(),
                     Arc::new(FilterPlugin::new(pool, spec.on_error, metrics.clone())),
+                );
+            }
+            if role.scaler {
+                let pool = new_pool::<scaler::bindings::Scaler>(
+                    &engine, &linker, &component, spec, shared, limits, "scaler",
+                )
+                .map_err(|r| fail(spec, r))?;
+                out.scalers.insert(
+                    spec.name.clone(),
+                    Arc::new(ScalerPlugin::new(pool, metrics.clone())),
                 );
             }
             out.metrics.push(metrics);
@@ -279,6 +306,7 @@ fn read(spec: &PluginSpec) -> Result<Vec<u8>, String> {
 struct Role {
     router: bool,
     filter: bool,
+    scaler: bool,
 }
 
 /// What each plugin is used as; a plugin nothing uses is not loaded.
@@ -292,6 +320,11 @@ fn roles(config: &Config) -> HashMap<&str, Role> {
     for r in &config.routes {
         for f in &r.filters {
             roles.entry(f.as_str()).or_default().filter = true;
+        }
+    }
+    for s in &config.scaling.services {
+        for p in &s.policies {
+            roles.entry(p.as_str()).or_default().scaler = true;
         }
     }
     roles

@@ -137,6 +137,7 @@ impl Session {
                         }
                         _ => None,
                     };
+                    self.node.scale.load_report(&pool.name, resp.headers_mut());
                     let ttfb = started.elapsed();
                     self.upstream_us.store(
                         u64::try_from(ttfb.as_micros()).unwrap_or(u64::MAX),
