@@ -95,6 +95,7 @@ async fn connections_that_send_nothing_are_closed_within_the_header_read_timeout
         d.is_some(),
         "a connection that never started TLS stayed open"
     );
+    eprintln!("closed after: silent {a:?}, partial preface {b:?}, idle TLS {c:?}, no TLS {d:?}");
     for t in [a, b, c, d].into_iter().flatten() {
         assert!(t >= Duration::from_millis(800), "closed too early: {t:?}");
     }
@@ -278,6 +279,7 @@ async fn lagging_rapid_reset_is_cut_off_and_reaches_the_upstream_a_bounded_numbe
     .expect("bounded");
     tokio::time::sleep(Duration::from_millis(700)).await;
     let hits = up.hits();
+    eprintln!("lagging reset: {opened} streams opened, {hits} reached the upstream");
     assert!(opened < 3000, "the connection took all 3000 lagging resets");
     assert!(
         hits <= 200,
@@ -303,6 +305,7 @@ async fn prompt_rapid_reset_is_cut_off_too() {
     .expect("bounded");
     tokio::time::sleep(Duration::from_millis(700)).await;
     let hits = up.hits();
+    eprintln!("prompt reset: {opened} streams opened, {hits} reached the upstream");
     assert!(opened < 3000, "the connection took all 3000 prompt resets");
     assert!(hits <= 200, "{hits} reset requests reached the upstream");
 }
