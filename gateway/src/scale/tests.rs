@@ -224,3 +224,24 @@ fn traffic_for_a_service_at_zero_asks_for_one_at_once() {
         "scale-from-zero: 1 requests and no healthy replica"
     );
 }
+
+#[test]
+fn a_router_is_not_a_policy() {
+    if crate::builtins::bytes("round-robin").is_none() {
+        return;
+    }
+    let yaml = "listeners: [{address: \"127.0.0.1:0\"}]\n\
+        upstreams:\n  api:\n    balancer: native\n    endpoints: [\"10.0.0.1:80\"]\n\
+        routes:\n  - upstream: api\n\
+        scaling:\n  services:\n    api:\n      max: 3\n      policies: [round-robin]\n";
+    let cfg = config::load_str(yaml, Path::new("t.yaml")).expect("valid config");
+    let err = Node::new(cfg)
+        .err()
+        .expect("a router cannot scale")
+        .to_string();
+    assert!(err.contains("t.yaml:12:18: plugins.round-robin"), "{err}");
+    assert!(
+        err.contains("not a component of the `scaler` world"),
+        "{err}"
+    );
+}
