@@ -4,7 +4,8 @@
 //! [`encoding`], config units) → [`config`] → stages ([`cache`],
 //! [`compress`], [`upstream`], [`plugin`], [`metrics`]) → [`node`] (what lives
 //! for the process, and the swappable generation) → [`session`] (one request,
-//! phase by phase) → [`listener`] / [`admin`] → [`server`] (binding, reload, drain).
+//! phase by phase) and [`scale`] (the scale-signal loop) → [`listener`] /
+//! [`admin`] → [`server`] (binding, reload, the loops, drain).
 
 pub mod admin;
 pub mod body;

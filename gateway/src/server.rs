@@ -84,11 +84,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (reload_tx, reloads) = mpsc::channel(8);
     let ready = Arc::new(Readiness::default());
     let admin = admin_socket.as_ref().map(|s| s.local_addr()).transpose()?;
-    let scale_task = tokio::spawn(crate::scale::run(node.clone(), stop_rx.clone()));
+    let board = Arc::new(crate::scale::Board::default());
+    let scale_task = tokio::spawn(crate::scale::run(
+        node.clone(),
+        board.clone(),
+        stop_rx.clone(),
+    ));
     let admin_task = admin_socket.map(|s| {
         tokio::spawn(admin::serve(
             s,
             node.clone(),
+            board,
             ready.clone(),
             stop_rx,
             reload_tx,

@@ -78,6 +78,7 @@ const TIMEOUTS: Timeouts = Timeouts {
 pub async fn serve(
     socket: TcpListener,
     node: Arc<Node>,
+    board: Arc<crate::scale::Board>,
     ready: Arc<Readiness>,
     mut stop: watch::Receiver<bool>,
     reloads: tokio::sync::mpsc::Sender<ReloadReply>,
@@ -106,8 +107,9 @@ pub async fn serve(
         };
         let deadline = tokio::time::Instant::now() + TIMEOUTS.first_request;
         let guard = Arc::new(ConnGuard::default());
-        let (node, ready, http, reloads, stop, svc_guard) = (
+        let (node, board, ready, http, reloads, stop, svc_guard) = (
             node.clone(),
+            board.clone(),
             ready.clone(),
             http.clone(),
             reloads.clone(),
@@ -116,7 +118,8 @@ pub async fn serve(
         );
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let (node, ready, reloads) = (node.clone(), ready.clone(), reloads.clone());
+                let (node, board, ready, reloads) =
+                    (node.clone(), board.clone(), ready.clone(), reloads.clone());
                 let token = svc_guard.request();
                 async move {
                     let generation = node.generation();
@@ -126,9 +129,9 @@ pub async fn serve(
                             "/admin/cache/purge" => purge::handle(req, &node).await,
                             "/admin/reload" => reload::handle(req, &node, &reloads).await,
                             p if p == "/admin/scale" || p.starts_with("/admin/scale/") => {
-                                scale::handle(&req, &node)
+                                scale::handle(&req, &board)
                             }
-                            "/" | "/admin/status" => status::handle(&req, &node),
+                            "/" | "/admin/status" => status::handle(&req, &node, &board),
                             _ => route(&req, &node, &ready),
                         },
                     };

@@ -5,11 +5,11 @@
 use http::{Method, Request, Response, StatusCode};
 
 use crate::body::{Body, local_response};
-use crate::node::Node;
+use crate::scale::Board;
 
 const JSON: &str = "application/json";
 
-pub fn handle<B>(req: &Request<B>, node: &Node) -> Response<Body> {
+pub fn handle<B>(req: &Request<B>, board: &Board) -> Response<Body> {
     if !matches!(req.method(), &Method::GET | &Method::HEAD) {
         return local_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -17,7 +17,7 @@ pub fn handle<B>(req: &Request<B>, node: &Node) -> Response<Body> {
             "use GET\n",
         );
     }
-    let view = node.scale.view();
+    let view = board.view();
     let path = req.uri().path().trim_end_matches('/');
     let body = match path.strip_prefix("/admin/scale/") {
         None => serde_json::to_string_pretty(&view),

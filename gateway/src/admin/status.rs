@@ -66,7 +66,7 @@ struct EndpointStatus {
     in_flight: u32,
 }
 
-fn status(node: &Node) -> Status {
+fn status(node: &Node, board: &crate::scale::Board) -> Status {
     let generation = node.generation();
     let cfg = &generation.config;
     let c = node.cache.metrics_sample();
@@ -127,12 +127,12 @@ fn status(node: &Node) -> Status {
             })
             .collect(),
         upstreams,
-        scale: node.scale.view(),
+        scale: board.view(),
     }
 }
 
 /// `GET /admin/status` (JSON) and `GET /` (the page).
-pub fn handle<B>(req: &Request<B>, node: &Node) -> Response<Body> {
+pub fn handle<B>(req: &Request<B>, node: &Node, board: &crate::scale::Board) -> Response<Body> {
     if !matches!(req.method(), &Method::GET | &Method::HEAD) {
         return local_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -143,7 +143,7 @@ pub fn handle<B>(req: &Request<B>, node: &Node) -> Response<Body> {
     if req.uri().path() == "/" {
         return local_response(StatusCode::OK, "text/html; charset=utf-8", PAGE);
     }
-    match serde_json::to_string(&status(node)) {
+    match serde_json::to_string(&status(node, board)) {
         Ok(b) => local_response(StatusCode::OK, "application/json", b),
         Err(e) => local_response(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -35,7 +35,7 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 /// Default measurement window of a snapshot.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 /// Longest window the per-upstream metrics keep.
-pub const MAX_WINDOW: Duration = crate::metrics::WINDOW_CAPACITY;
+pub const MAX_WINDOW: Duration = Duration::from_secs(300);
 /// The HPA's default tolerance.
 pub const DEFAULT_TOLERANCE: f64 = 0.1;
 /// The HPA's default scale-down stabilisation window.

@@ -28,6 +28,7 @@
 
 mod handles;
 pub mod histogram;
+mod scale_gauges;
 mod sources;
 pub mod window;
 
@@ -45,6 +46,7 @@ use prometheus_client::registry::Registry;
 
 pub use handles::{InFlight, RouteMetrics, UpstreamMetrics};
 pub use histogram::{Histogram, LATENCY_BUCKETS};
+pub use scale_gauges::ScaleGauges;
 pub use sources::{CacheSample, EndpointSample, PluginSample, Source};
 pub use window::{Clock, MonotonicClock, Window, WindowSnapshot};
 
@@ -52,7 +54,7 @@ pub use window::{Clock, MonotonicClock, Window, WindowSnapshot};
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Seconds of history each upstream's [`Window`] keeps.
-pub const WINDOW_CAPACITY: Duration = Duration::from_secs(300);
+pub const WINDOW_CAPACITY: Duration = crate::config::scaling::MAX_WINDOW;
 
 /// Protocol label values of `edgeward_requests_by_protocol_total`.
 const PROTOCOLS: [&str; 3] = ["http1", "h2", "h3"];
@@ -106,7 +108,7 @@ pub struct NodeMetrics {
     /// `max-connections-per-ip`.
     pub connections_refused: Counter,
     /// `edgeward_scale_*`, set by the scale loop.
-    pub scale: crate::scale::ScaleGauges,
+    pub scale: ScaleGauges,
 }
 
 impl NodeMetrics {
@@ -192,7 +194,7 @@ impl NodeMetrics {
         let reloads = ["ok", "error"]
             .map(|result| reloads_family.get_or_create_owned(&ResultLabel { result }));
 
-        let scale = crate::scale::ScaleGauges::register(&mut registry);
+        let scale = ScaleGauges::register(&mut registry);
         let endpoint_source = sources::Slot::new();
         let cache_source = sources::Slot::new();
         let plugin_source = sources::Slot::new();

@@ -36,7 +36,8 @@ pub struct Node {
     pub metrics: NodeMetrics,
     pub cache: Cache,
     /// The scale loop's decisions (they outlive generations).
-    pub scale: crate::scale::Board,
+    /// ORCA load reports of upstream responses, read by the scale loop.
+    pub load_reports: crate::upstream::load_report::Registry,
     upstreams: upstream::Registry,
     plugins: Mutex<plugin::Carry>,
     current: ArcSwap<Generation>,
@@ -56,7 +57,7 @@ impl Node {
         let node = Arc::new(Self {
             metrics,
             cache,
-            scale: crate::scale::Board::default(),
+            load_reports: Default::default(),
             upstreams,
             plugins: Mutex::new(carry),
             current: ArcSwap::from_pointee(first),

@@ -11,8 +11,6 @@
 //! stands, marked with the fault.
 
 pub mod decide;
-mod gauges;
-pub mod orca;
 mod process;
 mod webhook;
 
@@ -23,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 use tokio::sync::watch;
 
+pub use crate::metrics::ScaleGauges;
 pub use decide::{Decision, Direction, Limits, PolicyAnswer, Stabilizer};
-pub use gauges::ScaleGauges;
 
 use crate::config::scaling::ScaledService;
 use crate::node::{Generation, Node};
@@ -140,12 +138,12 @@ impl ServiceState {
     }
 }
 
-/// The scale loop's state, owned by the node (so it outlives generations).
+/// The scale loop's state. The server owns it for the whole process, so it
+/// outlives generations; `/admin/scale` reads it.
 #[derive(Default)]
 pub struct Board {
     services: Mutex<BTreeMap<String, ServiceState>>,
     cpu: Mutex<process::CpuMeter>,
-    reports: Mutex<HashMap<String, Arc<orca::LoadReports>>>,
     /// Changes of decision not yet sent to the webhook.
     changes: Mutex<Vec<Change>>,
 }
@@ -198,7 +196,10 @@ impl Board {
             }
             st.next_due = Some(now + cfg.interval);
             let mut inputs = measure(node, &generation, cfg, now, at_ms, cpu, memory);
-            let load = self.reports_of(&cfg.upstream).averages(now, cfg.window);
+            let load = node
+                .load_reports
+                .of(&cfg.upstream)
+                .averages(now, cfg.window);
             inputs.service_cpu = load.cpu;
             inputs.service_memory = load.mem;
             inputs.load_reports = load.reports;
@@ -220,31 +221,6 @@ impl Board {
             }
         }
         evaluated
-    }
-
-    /// Takes the ORCA load-report headers out of an upstream response of
-    /// `upstream` (so the client never sees them) and records them. Costs a
-    /// header lookup when the upstream sends none.
-    pub fn load_report(&self, upstream: &str, headers: &mut http::HeaderMap) {
-        if !headers.contains_key(orca::HEADER) && !headers.contains_key(orca::HEADER_BIN) {
-            return;
-        }
-        let reports = orca::take(headers);
-        if reports.is_empty() {
-            return;
-        }
-        let acc = self.reports_of(upstream);
-        let now = Instant::now();
-        for r in &reports {
-            acc.record(now, r);
-        }
-    }
-
-    fn reports_of(&self, upstream: &str) -> Arc<orca::LoadReports> {
-        let mut map = self.reports.lock().unwrap_or_else(PoisonError::into_inner);
-        map.entry(upstream.to_owned())
-            .or_insert_with(|| Arc::new(orca::LoadReports::new(Instant::now())))
-            .clone()
     }
 
     /// The changes of decision since the last call, oldest first.
@@ -452,22 +428,22 @@ pub fn wall_ms() -> u64 {
 
 /// Runs the loop until `stop` turns true. Plugins are called off the async
 /// threads.
-pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+pub async fn run(node: Arc<Node>, board: Arc<Board>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut webhook_task: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if node.generation().config.scaling.services.is_empty() && node.scale.is_empty() {
+                if node.generation().config.scaling.services.is_empty() && board.is_empty() {
                     continue;
                 }
-                let n = node.clone();
+                let (n, b) = (node.clone(), board.clone());
                 let _ = tokio::task::spawn_blocking(move || {
-                    n.scale.tick(&n, Instant::now(), wall_ms())
+                    b.tick(&n, Instant::now(), wall_ms())
                 })
                 .await;
-                let changes = node.scale.take_changes();
+                let changes = board.take_changes();
                 if let Some(url) = node.generation().config.scaling.webhook.clone()
                     && !changes.is_empty()
                 {

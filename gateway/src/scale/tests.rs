@@ -42,6 +42,7 @@ fn traffic(node: &Node, end: Instant, per_sec: u32, secs: u32, latency: Duration
 
 #[test]
 fn policies_combine_and_the_board_shows_them() {
+    let board = Board::default();
     let Some(node) = node(
         RPS,
         "      max: 6\n      interval: 1s\n      window: 10s\n      policies: [rps, steps]\n",
@@ -51,14 +52,13 @@ fn policies_combine_and_the_board_shows_them() {
     // The windows count seconds from the node's start: measure in its future.
     let now = Instant::now() + Duration::from_secs(11);
     traffic(&node, now, 50, 10, Duration::from_millis(5));
-    assert_eq!(node.scale.tick(&node, now, 1_000), 1);
+    assert_eq!(board.tick(&node, now, 1_000), 1);
     // Not due again within the interval.
     assert_eq!(
-        node.scale
-            .tick(&node, now + Duration::from_millis(500), 1_500),
+        board.tick(&node, now + Duration::from_millis(500), 1_500),
         0
     );
-    let v = node.scale.view();
+    let v = board.view();
     let s = &v.services["api"];
     let inputs = s.inputs.as_ref().unwrap();
     assert_eq!(inputs.current_replicas, 2);
@@ -102,20 +102,19 @@ fn policies_combine_and_the_board_shows_them() {
     // Slow responses: the step policy's 7 wins, clamped to max 6.
     let later = now + Duration::from_secs(20);
     traffic(&node, later, 50, 10, Duration::from_millis(400));
-    node.scale.tick(&node, later, 2_000);
-    let s = &node.scale.view().services["api"];
+    board.tick(&node, later, 2_000);
+    let s = &board.view().services["api"];
     assert_eq!(s.desired_replicas, 6, "{}", s.reason);
     assert!(s.reason.starts_with("steps: latency-p99"), "{}", s.reason);
     assert!(s.reason.ends_with("7 clamped to max 6"), "{}", s.reason);
     // History is bounded.
     for i in 2..6 {
-        node.scale
-            .tick(&node, later + Duration::from_secs(i), 1_000 * (i + 1));
+        board.tick(&node, later + Duration::from_secs(i), 1_000 * (i + 1));
     }
-    let s = &node.scale.view().services["api"];
+    let s = &board.view().services["api"];
     assert_eq!(s.history.len(), 3);
     assert_eq!(s.evaluations, 6);
-    let json = serde_json::to_value(node.scale.view()).unwrap();
+    let json = serde_json::to_value(board.view()).unwrap();
     assert_eq!(json["services"]["api"]["desiredReplicas"], 6);
     assert!(
         json["services"]["api"]["inputs"]["latencyP95Ms"]
@@ -127,6 +126,7 @@ fn policies_combine_and_the_board_shows_them() {
 
 #[test]
 fn scale_down_waits_for_stabilisation_and_replicas_can_be_given() {
+    let board = Board::default();
     let Some(node) = node(
         RPS,
         "      min: 2\n      max: 20\n      interval: 1s\n      window: 5s\n      replicas: 10\n      scale-down-stabilization: 3s\n      policies: [rps]\n",
@@ -135,8 +135,8 @@ fn scale_down_waits_for_stabilisation_and_replicas_can_be_given() {
     };
     let now = Instant::now();
     // No traffic: rps wants 0; the first recommendation is the 10 replicas.
-    node.scale.tick(&node, now, 0);
-    let s = &node.scale.view().services["api"];
+    board.tick(&node, now, 0);
+    let s = &board.view().services["api"];
     assert_eq!(s.current_replicas, 10);
     assert_eq!(s.desired_replicas, 10, "{}", s.reason);
     assert!(
@@ -146,19 +146,19 @@ fn scale_down_waits_for_stabilisation_and_replicas_can_be_given() {
         s.reason
     );
     for t in 1..=3 {
-        node.scale
-            .tick(&node, now + Duration::from_secs(t), t * 1000);
+        board.tick(&node, now + Duration::from_secs(t), t * 1000);
     }
-    let s = &node.scale.view().services["api"];
+    let s = &board.view().services["api"];
     assert_eq!(s.desired_replicas, 10, "{}", s.reason);
-    node.scale.tick(&node, now + Duration::from_secs(4), 4_000);
-    let s = &node.scale.view().services["api"];
+    board.tick(&node, now + Duration::from_secs(4), 4_000);
+    let s = &board.view().services["api"];
     assert_eq!(s.desired_replicas, 2, "{}", s.reason);
     assert!(s.reason.contains("clamped to min 2"), "{}", s.reason);
 }
 
 #[test]
 fn every_builtin_policy_runs_in_the_gateway() {
+    let board = Board::default();
     let sched = concat!(
         "  hours:\n    builtin: scale-scheduled\n    deadline: 1s\n    config:\n",
         "      timezone: Europe/Berlin\n      windows: \"* * * * * => 4\"\n      default: \"1\"\n",
@@ -169,8 +169,8 @@ fn every_builtin_policy_runs_in_the_gateway() {
     ) else {
         return;
     };
-    node.scale.tick(&node, Instant::now(), 1_775_000_000_000);
-    let s = &node.scale.view().services["api"];
+    board.tick(&node, Instant::now(), 1_775_000_000_000);
+    let s = &board.view().services["api"];
     let p: Vec<_> = s
         .policies
         .iter()
@@ -191,6 +191,7 @@ fn every_builtin_policy_runs_in_the_gateway() {
 
 #[test]
 fn traffic_for_a_service_at_zero_asks_for_one_at_once() {
+    let board = Board::default();
     let Some(node) = node(
         RPS,
         "      min: 0\n      max: 4\n      interval: 1s\n      window: 5s\n      replicas: 0\n      policies: [rps]\n",
@@ -198,8 +199,8 @@ fn traffic_for_a_service_at_zero_asks_for_one_at_once() {
         return;
     };
     let now = Instant::now() + Duration::from_secs(6);
-    node.scale.tick(&node, now, 0);
-    let s = &node.scale.view().services["api"];
+    board.tick(&node, now, 0);
+    let s = &board.view().services["api"];
     assert_eq!(
         (s.current_replicas, s.desired_replicas),
         (0, 0),
@@ -211,8 +212,8 @@ fn traffic_for_a_service_at_zero_asks_for_one_at_once() {
         .upstream("api")
         .window()
         .record(now, Duration::from_millis(1), true);
-    node.scale.tick(&node, now + Duration::from_secs(1), 1_000);
-    let s = &node.scale.view().services["api"];
+    board.tick(&node, now + Duration::from_secs(1), 1_000);
+    let s = &board.view().services["api"];
     assert_eq!(
         (s.desired_replicas, s.direction),
         (1, Direction::Up),

@@ -137,7 +137,9 @@ impl Session {
                         }
                         _ => None,
                     };
-                    self.node.scale.load_report(&pool.name, resp.headers_mut());
+                    self.node
+                        .load_reports
+                        .record(&pool.name, resp.headers_mut());
                     let ttfb = started.elapsed();
                     self.upstream_us.store(
                         u64::try_from(ttfb.as_micros()).unwrap_or(u64::MAX),

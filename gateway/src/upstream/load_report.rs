@@ -5,11 +5,48 @@
 //! (`BIN <base64 protobuf>`) is not read. The gateway strips the header before
 //! the client sees it and averages the reports per upstream, per second.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::HeaderMap;
+
+/// Every upstream's reports, by upstream name; lives for the process.
+#[derive(Default)]
+pub struct Registry {
+    upstreams: Mutex<HashMap<String, Arc<LoadReports>>>,
+}
+
+impl Registry {
+    /// Takes the load-report headers out of an upstream response of
+    /// `upstream` (so the client never sees them) and records them. Costs a
+    /// header lookup when the upstream sends none.
+    pub fn record(&self, upstream: &str, headers: &mut HeaderMap) {
+        if !headers.contains_key(HEADER) && !headers.contains_key(HEADER_BIN) {
+            return;
+        }
+        let reports = take(headers);
+        if reports.is_empty() {
+            return;
+        }
+        let acc = self.of(upstream);
+        let now = Instant::now();
+        for r in &reports {
+            acc.record(now, r);
+        }
+    }
+
+    /// The reports of `upstream`.
+    pub fn of(&self, upstream: &str) -> Arc<LoadReports> {
+        let mut map = self
+            .upstreams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.entry(upstream.to_owned())
+            .or_insert_with(|| Arc::new(LoadReports::new(Instant::now())))
+            .clone()
+    }
+}
 
 /// The response header carrying a report.
 pub const HEADER: &str = "endpoint-load-metrics";
