@@ -219,14 +219,23 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
             }
             let mut route = route(&mut c, i, name, r, &upstream_names)?;
             edge_stages(&mut route, i, &r.value, compression.as_ref(), &mut extra);
-            route.filters = r
-                .value
-                .filters
-                .iter()
-                .enumerate()
-                .filter_map(|(j, f)| {
+            // The limiter runs first, so a refused request costs no other filter.
+            let limiter = match (&route.rate_limit, &r.value.rate_limit) {
+                (Some(limit), Some(block)) => checks.implied(
+                    &mut plugins,
+                    super::limits::RateLimit::plugin_name(&route.name),
+                    super::limits::RATE_LIMIT_BUILTIN,
+                    limit.plugin_config(),
+                    &block.referenced,
+                    format!("routes[{i}].rate-limit"),
+                ),
+                _ => None,
+            };
+            route.filters = limiter
+                .into_iter()
+                .chain(r.value.filters.iter().enumerate().filter_map(|(j, f)| {
                     checks.reference(&mut plugins, f, format!("routes[{i}].filters[{j}]"))
-                })
+                }))
                 .collect();
             Some(route)
         })

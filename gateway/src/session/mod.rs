@@ -18,7 +18,6 @@ pub mod headers;
 mod inbound;
 mod log;
 mod proxy;
-mod ratelimit;
 pub mod request_id;
 pub mod upgrade;
 
@@ -115,13 +114,6 @@ fn route<B>(generation: &Generation, req: &Request<B>) -> Option<usize> {
 impl Session {
     /// Phases 3–9 for a routed request.
     async fn run(&mut self, req: Request<Body>, record: &mut log::Record) -> Answer {
-        if let Some(limit) = &self.route().rate_limit
-            && let Some(resp) =
-                ratelimit::check(&self.route_rt().name, limit, &req, self.conn.client.ip())
-        {
-            self.node.metrics.rate_limited.inc();
-            return Ok(resp);
-        }
         let req = inbound::client_body(req, self.route().max_request_body, record)?;
         // 3. on-request filters: may answer the client themselves.
         let req = match self.on_request(req)? {
