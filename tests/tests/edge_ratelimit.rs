@@ -59,7 +59,10 @@ async fn a_client_at_twice_the_limit_gets_about_half_429() {
             200 => {
                 ok += 1;
                 let rl = r.headers()["ratelimit"].to_str().unwrap();
-                assert!(rl.starts_with("\"limited\";r=0;t="), "burst 1 leaves 0: {rl}");
+                assert!(
+                    rl.starts_with("\"limited\";r=0;t="),
+                    "burst 1 leaves 0: {rl}"
+                );
             }
             429 => {
                 limited += 1;

@@ -102,7 +102,10 @@ pub fn resolve(
                 Some(("header", name)) => HeaderName::try_from(name.trim()).is_ok(),
                 Some(("cookie", name)) => {
                     !name.trim().is_empty()
-                        && name.trim().bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+                        && name
+                            .trim()
+                            .bytes()
+                            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
                 }
                 _ => false,
             };
