@@ -11,6 +11,7 @@
 //! [`log`] only.
 
 pub mod access;
+mod actions;
 mod cached;
 pub mod error;
 mod filters;
@@ -75,9 +76,14 @@ pub async fn handle(node: &Arc<Node>, mut req: Request<Body>, conn: &ConnInfo) -
     // 1. inbound checks, 2. route
     let routed =
         inbound::check(&req).and_then(|()| route(&generation, &req).ok_or(ProxyError::NoRoute));
-    let answer = match routed {
-        Err(e) => Err(e),
-        Ok(r) => {
+    let local = actions::local_answer(&generation, conn, &req, &routed);
+    if let (Some(_), Ok(r)) = (&local, &routed) {
+        record.routed(&generation, *r);
+    }
+    let answer = match (local, routed) {
+        (Some(resp), _) => Ok(resp),
+        (None, Err(e)) => Err(e),
+        (None, Ok(r)) => {
             record.routed(&generation, r);
             let mut session = Session {
                 node: node.clone(),
