@@ -156,7 +156,10 @@ fn parse_key(text: &str) -> Result<Key, String> {
         None if text.trim() == "route" => Key::Route,
         Some(("header", name))
             if !name.trim().is_empty()
-                && name.trim().bytes().all(|b| b.is_ascii_graphic() && b != b':') =>
+                && name
+                    .trim()
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b':') =>
         {
             Key::Header(name.trim().to_ascii_lowercase())
         }
@@ -302,7 +305,11 @@ mod tests {
     fn header_and_cookie_keys() {
         let host = FakeHost::new();
         let f: RateLimit = host
-            .filter(&[("requests", "1"), ("per", "1h"), ("key", "header:X-Api-Key")])
+            .filter(&[
+                ("requests", "1"),
+                ("per", "1h"),
+                ("key", "header:X-Api-Key"),
+            ])
             .unwrap();
         let k1 = FakeRequest::get("/").with_header("x-api-key", "one");
         let k2 = FakeRequest::get("/").with_header("x-api-key", "two");
