@@ -58,11 +58,8 @@ async fn a_client_at_twice_the_limit_gets_about_half_429() {
         match r.status().as_u16() {
             200 => {
                 ok += 1;
-                let rl = r.headers()["ratelimit"].to_str().unwrap();
-                assert!(
-                    rl.starts_with("\"limited\";r=0;t="),
-                    "burst 1 leaves 0: {rl}"
-                );
+                // Nothing per client on what a cache could store for others.
+                assert!(!r.headers().contains_key("ratelimit"));
             }
             429 => {
                 limited += 1;
@@ -141,11 +138,8 @@ async fn limits_are_per_route_and_per_key() {
         let _ = http_body_util::BodyExt::collect(body).await;
         parts
     };
-    for left in (0..3).rev() {
-        let r = get("/keyed", "alpha").await;
-        assert_eq!(r.status, 200);
-        let rl = r.headers["ratelimit"].to_str().unwrap().to_owned();
-        assert!(rl.starts_with(&format!("\"keyed\";r={left};")), "{rl}");
+    for _ in 0..3 {
+        assert_eq!(get("/keyed", "alpha").await.status, 200);
     }
     let refused = get("/keyed", "alpha").await;
     assert_eq!(refused.status, 429);
@@ -157,11 +151,13 @@ async fn limits_are_per_route_and_per_key() {
         .unwrap();
     assert!((19..=20).contains(&retry), "Retry-After {retry}");
     assert_eq!(refused.headers["ratelimit-policy"], "\"keyed\";q=3;w=60");
+    assert_eq!(
+        refused.headers["ratelimit"],
+        format!("\"keyed\";r=0;t={retry}").as_str()
+    );
     assert_eq!(get("/keyed", "beta").await.status, 200);
     for _ in 0..10 {
-        let r = get("/other", "alpha").await;
-        assert_eq!(r.status, 200);
-        assert!(!r.headers.contains_key("ratelimit"));
+        assert_eq!(get("/other", "alpha").await.status, 200);
     }
     let m = gw.metrics().await;
     assert_eq!(m.value("edgeward_rate_limited_total", &[]), 1.0);

@@ -9,8 +9,9 @@
 //!
 //! Answers: a 429 with `Retry-After` (whole seconds, at least 1) and the
 //! IETF draft-ietf-httpapi-ratelimit-headers fields `RateLimit-Policy:
-//! "<route>";q=<requests>;w=<seconds>` and `RateLimit: "<route>";r=0;t=<secs>`;
-//! responses that pass carry the same two fields with what is left.
+//! "<route>";q=<requests>;w=<seconds>` and `RateLimit: "<route>";r=0;t=<secs>`.
+//! Responses that pass are left alone: what `on-response` adds is what the
+//! cache stores, and one client's remaining quota must not be served to others.
 //!
 //! Config (all text, as the gateway's `rate-limit:` route block passes it):
 //! - `requests`: requests allowed per `per`, sustained (required, ≥ 1);
@@ -35,7 +36,7 @@ use std::time::Duration;
 
 use edgeward_sdk::hash::fnv1a64;
 use edgeward_sdk::{
-    Action, Config, DirectResponse, Filter, HeaderEdit, Request, Response, clock, state, warn,
+    Action, Config, DirectResponse, Filter, Request, clock, state, warn,
 };
 
 /// Longest key value kept as is; longer ones are hashed (keys are ≤ 256 bytes).
@@ -62,7 +63,7 @@ pub struct RateLimit {
 /// What one request did to its bucket.
 #[derive(Debug, PartialEq, Eq)]
 enum Verdict {
-    Pass { remaining: u64, full_in_s: u64 },
+    Pass,
     Limited { retry_s: u64 },
 }
 
@@ -119,10 +120,7 @@ impl RateLimit {
             // Fail open: a full store must not refuse every new client.
             warn!("cannot store the bucket of {key}: {e:?}; request let through");
         }
-        Verdict::Pass {
-            remaining: (self.burst * self.interval_us - (next - now)) / self.interval_us,
-            full_in_s: secs_ceil(next - now),
-        }
+        Verdict::Pass
     }
 
     fn policy(&self, route: &str) -> String {
@@ -198,7 +196,7 @@ impl Filter for RateLimit {
 
     fn on_request(&self, request: &Request<'_>) -> Action {
         match self.take(&self.state_key(request)) {
-            Verdict::Pass { .. } => Action::pass(),
+            Verdict::Pass => Action::pass(),
             Verdict::Limited { retry_s } => {
                 let route = request.route();
                 DirectResponse::new(429)
@@ -209,21 +207,6 @@ impl Filter for RateLimit {
                     .into()
             }
         }
-    }
-
-    /// Tells a client that got through what is left, without taking a token.
-    fn on_response(&self, request: &Request<'_>, _: &Response<'_>) -> Action {
-        let now = now_us();
-        let ahead = self.tat(&self.state_key(request), now) - now;
-        let remaining = (self.burst * self.interval_us).saturating_sub(ahead) / self.interval_us;
-        let route = request.route();
-        Action::Continue(vec![
-            HeaderEdit::set("ratelimit-policy", self.policy(&route)),
-            HeaderEdit::set(
-                "ratelimit",
-                format!("\"{route}\";r={remaining};t={}", secs_ceil(ahead)),
-            ),
-        ])
     }
 }
 
