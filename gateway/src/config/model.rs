@@ -277,8 +277,9 @@ pub struct RouteConfig {
     pub cache: Option<super::cache::RouteCacheYaml>,
     /// Compression for this route, over the global block. Default: the global block.
     pub compression: Option<super::compress::CompressionYaml>,
-    /// A token bucket per client IP (or route, header, cookie); requests over
-    /// it get 429 with `Retry-After`. Default: none.
+    /// A token bucket per client IP (or route, header, cookie), run by the
+    /// built-in `rate-limit` filter as this route's first filter; requests
+    /// over it get 429 with `Retry-After`. Default: none.
     pub rate_limit: Option<Spanned<super::limits::RateLimitYaml>>,
     /// Filter plugins run on this route's requests and responses, in order. Default: none.
     #[serde(default)]
