@@ -2,7 +2,7 @@
 //! plugin contract (`wit/worlds.wit`) and DESIGN.md give them:
 //!
 //! 1. inbound checks ([`inbound`]) — 2. route ([`crate::matching`]), where a
-//! redirect to HTTPS or a fixed `respond:` answers at once ([`actions`]) —
+//!    redirect to HTTPS or a fixed `respond:` answers at once ([`actions`]) —
 //! 3. on-request filters ([`filters`]) — 4. cache lookup ([`cached`]) —
 //! 5. choose endpoint and 6. upstream ([`proxy`]) — 7. on-response filters —
 //! 8. compress — 9. cache store — 10. log ([`log`]).

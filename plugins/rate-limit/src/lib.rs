@@ -35,9 +35,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use edgeward_sdk::hash::fnv1a64;
-use edgeward_sdk::{
-    Action, Config, DirectResponse, Filter, Request, clock, state, warn,
-};
+use edgeward_sdk::{Action, Config, DirectResponse, Filter, Request, clock, state, warn};
 
 /// Longest key value kept as is; longer ones are hashed (keys are ≤ 256 bytes).
 const MAX_VALUE: usize = 128;
