@@ -83,3 +83,80 @@ async fn many_short_headers_under_the_size_limit_are_accepted() {
     );
     assert!(body_json(&raw)["fields"].as_u64().unwrap() >= 150, "{raw}");
 }
+
+/// RFC 9110 §15.5.15: a request target too long to read is 414, not 431
+/// (which is about the header fields); the default head limit is 64 KiB.
+#[tokio::test]
+async fn a_100_kib_uri_gets_414() {
+    let up = Upstream::echo("a").await;
+    let gw = gateway(&up).await;
+    let mut head = format!(
+        "GET /{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let raw = raw_exchange(gw.addr("http"), head.as_bytes()).await;
+    assert!(
+        raw.starts_with("HTTP/1.1 414 "),
+        "{}",
+        &raw[..raw.len().min(200)]
+    );
+    // The same head under the limit is served.
+    head = format!(
+        "GET /{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "a".repeat(8 * 1024)
+    );
+    let raw = raw_exchange(gw.addr("http"), head.as_bytes()).await;
+    assert!(
+        raw.starts_with("HTTP/1.1 200 "),
+        "{}",
+        &raw[..raw.len().min(200)]
+    );
+}
+
+/// RFC 9112 §2.3 / RFC 9110 §6.2: a higher HTTP/1 minor version is served as
+/// HTTP/1.1, and the connection closes after the answer (its next requests
+/// would say 1.2 again).
+#[tokio::test]
+async fn http_1_2_is_served_as_http_1_1() {
+    let up = Upstream::echo("a").await;
+    let gw = gateway(&up).await;
+    for version in ["1.2", "1.9"] {
+        let raw = raw_exchange(
+            gw.addr("http"),
+            format!("GET /v HTTP/{version}\r\nHost: x\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(raw.starts_with("HTTP/1.1 200 "), "{raw}");
+        assert!(
+            raw.to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
+            "{raw}"
+        );
+        assert_eq!(body_json(&raw)["version"], "HTTP/1.1");
+    }
+    // Not a version we can serve at all.
+    let raw = raw_exchange(gw.addr("http"), b"GET /v HTTP/3.0\r\nHost: x\r\n\r\n").await;
+    assert!(
+        raw.starts_with("HTTP/1.1 400") || raw.starts_with("HTTP/1.1 505"),
+        "{raw}"
+    );
+}
+
+#[tokio::test]
+async fn exactly_101_short_headers_are_accepted() {
+    let up = counting_heads().await;
+    let gw = Gateway::start(&format!(
+        "listeners:\n  - name: http\n    address: 127.0.0.1:0\n\
+         upstreams:\n  a:\n    endpoints: [\"{up}\"]\nroutes:\n  - upstream: a\n"
+    ))
+    .await
+    .unwrap();
+    let mut head = String::from("GET /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for i in 0..99 {
+        head.push_str(&format!("x-h{i}: v\r\n"));
+    }
+    head.push_str("\r\n");
+    assert_eq!(head.matches("\r\n").count() - 2, 101);
+    let raw = raw_exchange(gw.addr("http"), head.as_bytes()).await;
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+}

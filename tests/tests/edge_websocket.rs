@@ -1,4 +1,5 @@
-//! WebSocket through the gateway with a real WebSocket library on both ends:
+//! WebSocket through the gateway with real WebSocket libraries on both ends
+//! (tokio-tungstenite, and Python `websockets`):
 //! RFC 6455 over an HTTP/1.1 upgrade, and RFC 8441 extended CONNECT over
 //! HTTP/2 (which the gateway turns into an HTTP/1.1 upgrade upstream).
 
@@ -151,4 +152,142 @@ async fn websocket_echo_over_http2_extended_connect() {
     })
     .await
     .expect("bounded");
+}
+
+/// The Python `websockets` library (pinned in `.ci/run`) on both ends of the
+/// HTTP/1.1 case, its server behind the HTTP/2 case: 1 B to 1 MiB messages,
+/// text, ping/pong and a close code, as another implementation sees them.
+const PY_WS: &str = r#"
+import asyncio, json, sys
+from websockets.asyncio.server import serve
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+async def echo(ws):
+    try:
+        async for m in ws:
+            await ws.send(m)
+    except ConnectionClosed:
+        pass  # a 4001 close ends the loop as an "error"; the handshake was clean
+
+async def server():
+    async with serve(echo, "127.0.0.1", 0, max_size=2**21, ping_interval=None) as s:
+        print(s.sockets[0].getsockname()[1], flush=True)
+        await asyncio.Future()
+
+async def client(url):
+    async with connect(url, max_size=2**21, ping_interval=None, open_timeout=10) as ws:
+        for size in [1, 125, 126, 65535, 65536, 1 << 20]:
+            data = bytes(i % 251 for i in range(size))
+            await ws.send(data)
+            got = await asyncio.wait_for(ws.recv(), 10)
+            assert got == data, f"size {size}: {len(got)} bytes back"
+        await ws.send("héllo")
+        assert await asyncio.wait_for(ws.recv(), 10) == "héllo"
+        pong = await ws.ping(b"probe")
+        await asyncio.wait_for(pong, 10)
+        await ws.close(code=4001, reason="bye")
+        print(json.dumps({"code": ws.close_code, "reason": ws.close_reason}), flush=True)
+
+if sys.argv[1] == "server":
+    asyncio.run(server())
+else:
+    asyncio.run(client(sys.argv[2]))
+"#;
+
+fn python_websockets() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import websockets"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok || std::env::var_os("CI").is_none(),
+        "python3 with websockets is required in CI (.ci/run installs it)"
+    );
+    ok
+}
+
+#[tokio::test]
+async fn python_websockets_client_and_server_through_the_gateway() {
+    if !python_websockets() {
+        eprintln!("skipping: python3 -m pip install websockets==17.4");
+        return;
+    }
+    use tokio::io::AsyncBufReadExt;
+    let mut server = tokio::process::Command::new("python3")
+        .args(["-c", PY_WS, "server"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    let port: u16 = tokio::time::timeout(LIMIT, lines.next_line())
+        .await
+        .expect("the Python server starts")
+        .unwrap()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let up: SocketAddr = ([127, 0, 0, 1], port).into();
+    let gw = gateway(up).await;
+    let out = tokio::time::timeout(
+        LIMIT,
+        tokio::process::Command::new("python3")
+            .args([
+                "-c",
+                PY_WS,
+                "client",
+                &format!("ws://{}/py", gw.addr("http")),
+            ])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("bounded")
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["code"], 4001, "{result}");
+    assert_eq!(result["reason"], "bye", "{result}");
+
+    // HTTP/2 extended CONNECT to the same Python server.
+    let addr = gw.addr("http");
+    tokio::time::timeout(LIMIT, async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let warm = http::Request::get(format!("http://{addr}/"))
+            .body(empty())
+            .unwrap();
+        let _ = send.send_request(warm).await.unwrap();
+        let mut req = http::Request::builder()
+            .method(http::Method::CONNECT)
+            .uri(format!("http://{addr}/py2"))
+            .header("sec-websocket-version", "13")
+            .body(empty())
+            .unwrap();
+        req.extensions_mut()
+            .insert(hyper::ext::Protocol::from_static("websocket"));
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let upgraded = hyper::upgrade::on(resp).await.unwrap();
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Client,
+            None,
+        )
+        .await;
+        exercise(ws).await;
+    })
+    .await
+    .expect("bounded");
+    let m = gw.metrics().await;
+    assert_eq!(m.value("edgeward_upgrades_total", &[]), 2.0);
 }

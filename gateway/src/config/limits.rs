@@ -28,22 +28,37 @@ pub struct RateLimitYaml {
     pub key: Option<Spanned<String>>,
 }
 
+/// A validated `rate-limit:` block: the settings of the route's implicit
+/// `rate-limit` filter plugin (the built-in in `plugins/rate-limit` does the
+/// counting; this is only its located check and its config).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RateKey {
-    ClientIp,
-    Route,
-    Header(HeaderName),
-    Cookie(String),
+pub struct RateLimit {
+    pub requests: u32,
+    pub per: Duration,
+    pub burst: u32,
+    /// `client-ip`, `route`, `header:<name>` or `cookie:<name>`.
+    pub key: String,
 }
 
-#[derive(Debug, Clone)]
-pub struct RateLimit {
-    /// Tokens added per second.
-    pub per_second: f64,
-    pub burst: u32,
-    pub key: RateKey,
-    /// As configured, for the `RateLimit-Policy` header: `requests;w=seconds`.
-    pub policy: String,
+/// The built-in filter a `rate-limit:` block stands for.
+pub const RATE_LIMIT_BUILTIN: &str = "rate-limit";
+
+impl RateLimit {
+    /// The plugin name of route `route`'s limiter: its own state and pool,
+    /// and what `/metrics` labels it with.
+    pub fn plugin_name(route: &str) -> String {
+        format!("{RATE_LIMIT_BUILTIN}@{route}")
+    }
+
+    /// The `config:` map the plugin's `init` gets.
+    pub fn plugin_config(&self) -> Vec<(String, String)> {
+        vec![
+            ("requests".into(), self.requests.to_string()),
+            ("per".into(), format!("{}s", self.per.as_secs_f64())),
+            ("burst".into(), self.burst.to_string()),
+            ("key".into(), self.key.clone()),
+        ]
+    }
 }
 
 pub fn resolve(
@@ -79,25 +94,22 @@ pub fn resolve(
         },
     };
     let key = match &v.key {
-        None => RateKey::ClientIp,
-        Some(k) => match k.value.split_once(':') {
-            None if k.value == "client-ip" => RateKey::ClientIp,
-            None if k.value == "route" => RateKey::Route,
-            Some(("header", name)) => match HeaderName::try_from(name.trim()) {
-                Ok(h) => RateKey::Header(h),
-                Err(_) => {
-                    issues.push(Issue::new(
-                        &k.referenced,
-                        format!("{path}.key"),
-                        format!("\"{name}\" is not a header name"),
-                    ));
-                    return None;
+        None => "client-ip".to_owned(),
+        Some(k) => {
+            let text = k.value.trim();
+            let ok = match text.split_once(':') {
+                None => text == "client-ip" || text == "route",
+                Some(("header", name)) => HeaderName::try_from(name.trim()).is_ok(),
+                Some(("cookie", name)) => {
+                    !name.trim().is_empty()
+                        && name
+                            .trim()
+                            .bytes()
+                            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
                 }
-            },
-            Some(("cookie", name)) if !name.trim().is_empty() => {
-                RateKey::Cookie(name.trim().to_owned())
-            }
-            _ => {
+                _ => false,
+            };
+            if !ok {
                 issues.push(Issue::new(
                     &k.referenced,
                     format!("{path}.key"),
@@ -105,13 +117,22 @@ pub fn resolve(
                 ));
                 return None;
             }
-        },
+            text.to_owned()
+        }
     };
     let requests = v.requests.value;
+    if per.as_micros() < u128::from(requests) {
+        issues.push(Issue::new(
+            &y.referenced,
+            path.to_owned(),
+            "more than one request per microsecond cannot be counted; use a longer `per`",
+        ));
+        return None;
+    }
     Some(RateLimit {
-        per_second: f64::from(requests) / per.as_secs_f64(),
+        requests,
+        per,
         burst: v.burst.as_ref().map_or(requests, |b| b.value.max(1)),
         key,
-        policy: format!("{requests};w={}", per.as_secs().max(1)),
     })
 }

@@ -1,6 +1,7 @@
 //! `edgeward.yaml`: the model, loading with located errors, and validation.
 
 pub mod access_log;
+pub mod actions;
 pub mod cache;
 pub mod compress;
 mod error;

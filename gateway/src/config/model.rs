@@ -96,6 +96,9 @@ pub struct ListenerConfig {
     pub protocols: Option<Spanned<Vec<Spanned<Protocol>>>>,
     /// HTTP/3 settings; only meaningful when `protocols` lists `h3`. Default: see [`QuicConfig`].
     pub quic: Option<Spanned<QuicConfig>>,
+    /// Answer every request with a redirect to the same URL over HTTPS
+    /// (plaintext listeners only): `true` or `{port: 443, status: 308}`. Default: off.
+    pub https_redirect: Option<Spanned<super::actions::HttpsRedirectYaml>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -248,8 +251,15 @@ pub struct RouteConfig {
     /// What the request must look like; every condition must hold. Default: match all.
     #[serde(default, rename = "match")]
     pub matcher: MatchConfig,
-    /// The upstream service that serves this route.
-    pub upstream: Spanned<String>,
+    /// The upstream service that serves this route; required unless the
+    /// route has `respond:`.
+    pub upstream: Option<Spanned<String>>,
+    /// Answer with this fixed status and body; nothing goes upstream and
+    /// no filter runs. Exclusive with `upstream`. Default: none.
+    pub respond: Option<Spanned<super::actions::RespondYaml>>,
+    /// Plaintext requests get a redirect to the same URL over HTTPS; HTTPS
+    /// ones are served: `true` or `{port: 443, status: 308}`. Default: off.
+    pub https_redirect: Option<Spanned<super::actions::HttpsRedirectYaml>>,
     /// Time allowed for the upstream to start answering. Default: 30s.
     pub timeout: Option<Spanned<String>>,
     /// Replace the matched path prefix before forwarding.
@@ -267,8 +277,9 @@ pub struct RouteConfig {
     pub cache: Option<super::cache::RouteCacheYaml>,
     /// Compression for this route, over the global block. Default: the global block.
     pub compression: Option<super::compress::CompressionYaml>,
-    /// A token bucket per client IP (or route, header, cookie); requests over
-    /// it get 429 with `Retry-After`. Default: none.
+    /// A token bucket per client IP (or route, header, cookie), run by the
+    /// built-in `rate-limit` filter as this route's first filter; requests
+    /// over it get 429 with `Retry-After`. Default: none.
     pub rate_limit: Option<Spanned<super::limits::RateLimitYaml>>,
     /// Filter plugins run on this route's requests and responses, in order. Default: none.
     #[serde(default)]

@@ -256,6 +256,49 @@ impl PluginChecks<'_> {
         out
     }
 
+    /// A plugin the config implies rather than names (a route's
+    /// `rate-limit:` block is the `rate-limit` built-in filter): added to
+    /// `specs` under `name` with `config`, or a located issue at `loc` when
+    /// this build lacks the built-in or `name` is taken.
+    pub fn implied(
+        &mut self,
+        specs: &mut Vec<PluginSpec>,
+        name: String,
+        builtin: &str,
+        config: Vec<(String, String)>,
+        loc: &Location,
+        path: String,
+    ) -> Option<String> {
+        if !self.builtins.contains(&builtin) {
+            self.issue(
+                loc,
+                path,
+                format!("this build has no built-in `{builtin}` plugin (it was built with EDGEWARD_SKIP_BUILTIN_PLUGINS)"),
+            );
+            return None;
+        }
+        if specs.iter().any(|s| s.name == name) {
+            self.issue(
+                loc,
+                path,
+                format!("the plugin name \"{name}\" is reserved for this block; rename the entry under `plugins:`"),
+            );
+            return None;
+        }
+        let (line, col) = at(loc);
+        specs.push(PluginSpec {
+            name: name.clone(),
+            source: PluginSource::Builtin(builtin.to_owned()),
+            config,
+            deadline: DEFAULT_DEADLINE,
+            memory: DEFAULT_MEMORY,
+            on_error: OnError::Fallback,
+            instances: default_instances(),
+            defined_at: format!("{}:{line}:{col}", self.file),
+        });
+        Some(name)
+    }
+
     /// Resolves a plugin reference (`balancer:` or a `filters:` entry): a
     /// name under `plugins:`, or a built-in used with default settings
     /// (added to `specs`). `None` after reporting an unknown name.

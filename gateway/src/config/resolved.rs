@@ -54,6 +54,8 @@ pub struct Listener {
     pub protocols: Protocols,
     /// Present exactly when `protocols.h3`.
     pub quic: Option<Quic>,
+    /// Every request is redirected to HTTPS (plaintext listeners only).
+    pub https_redirect: Option<super::actions::HttpsRedirect>,
 }
 
 /// Which protocols a listener serves.
@@ -125,8 +127,11 @@ pub struct Endpoint {
 pub struct Route {
     pub name: String,
     pub matcher: RouteMatch,
-    /// Index into [`Config::upstreams`].
+    /// Index into [`Config::upstreams`]; [`Route::NO_UPSTREAM`] for a route
+    /// with `respond`, which answers before any stage that reads it.
     pub upstream: usize,
+    pub respond: Option<super::actions::Respond>,
+    pub https_redirect: Option<super::actions::HttpsRedirect>,
     pub timeout: Duration,
     /// `(matched prefix, replacement)`.
     pub rewrite: Option<(String, String)>,
@@ -139,6 +144,11 @@ pub struct Route {
     /// Names of filter plugins, in order.
     pub filters: Vec<String>,
     pub rate_limit: Option<super::limits::RateLimit>,
+}
+
+impl Route {
+    /// The `upstream` of a route that answers itself.
+    pub const NO_UPSTREAM: usize = usize::MAX;
 }
 
 #[derive(Debug, Clone, Default)]

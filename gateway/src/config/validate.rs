@@ -141,7 +141,8 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
         .enumerate()
         .filter_map(|(i, l)| {
             let addr = c.socket_addr(&l.address, format!("listeners[{i}].address"))?;
-            if !bound.insert(addr) {
+            // Port 0 is a fresh port from the OS each time: never a collision.
+            if addr.port() != 0 && !bound.insert(addr) {
                 c.issue(
                     &l.address.referenced,
                     format!("listeners[{i}].address"),
@@ -219,14 +220,23 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
             }
             let mut route = route(&mut c, i, name, r, &upstream_names)?;
             edge_stages(&mut route, i, &r.value, compression.as_ref(), &mut extra);
-            route.filters = r
-                .value
-                .filters
-                .iter()
-                .enumerate()
-                .filter_map(|(j, f)| {
+            // The limiter runs first, so a refused request costs no other filter.
+            let limiter = match (&route.rate_limit, &r.value.rate_limit) {
+                (Some(limit), Some(block)) => checks.implied(
+                    &mut plugins,
+                    super::limits::RateLimit::plugin_name(&route.name),
+                    super::limits::RATE_LIMIT_BUILTIN,
+                    limit.plugin_config(),
+                    &block.referenced,
+                    format!("routes[{i}].rate-limit"),
+                ),
+                _ => None,
+            };
+            route.filters = limiter
+                .into_iter()
+                .chain(r.value.filters.iter().enumerate().filter_map(|(j, f)| {
                     checks.reference(&mut plugins, f, format!("routes[{i}].filters[{j}]"))
-                })
+                }))
                 .collect();
             Some(route)
         })
@@ -325,7 +335,24 @@ fn listener(
             })
             .collect::<Vec<_>>()
     });
+    let https_redirect = l.https_redirect.as_ref().and_then(|y| {
+        if l.tls.is_some() {
+            c.issue(
+                &y.referenced,
+                path("https-redirect"),
+                "this listener already serves HTTPS; redirect from a plaintext listener",
+            );
+            return None;
+        }
+        let mut found = Vec::new();
+        let r = super::actions::https_redirect(y, &path("https-redirect"), &mut found);
+        for e in found {
+            c.issue(&e.at, e.path, e.message);
+        }
+        r
+    });
     Some(Listener {
+        https_redirect,
         name: l.name.clone().unwrap_or_else(|| addr.to_string()),
         addr,
         tls,
@@ -505,20 +532,72 @@ fn route(
 ) -> Option<Route> {
     let v = &r.value;
     let path = |f: &str| format!("routes[{i}].{f}");
-    let upstream = upstreams.iter().position(|u| *u == v.upstream.value);
-    if upstream.is_none() {
-        let hint = did_you_mean(&v.upstream.value, upstreams.iter().copied());
-        let known = if upstreams.is_empty() {
-            "none are defined under `upstreams:`".to_owned()
-        } else {
-            format!("known: {}", upstreams.join(", "))
-        };
-        c.issue(
-            &v.upstream.referenced,
-            path("upstream"),
-            format!("no upstream named \"{}\"{hint}; {known}", v.upstream.value),
-        );
+    let mut found = Vec::new();
+    let respond = v
+        .respond
+        .as_ref()
+        .map(|y| super::actions::respond(y, &path("respond"), &mut found));
+    let https_redirect = v
+        .https_redirect
+        .as_ref()
+        .and_then(|y| super::actions::https_redirect(y, &path("https-redirect"), &mut found));
+    for e in found {
+        c.issue(&e.at, e.path, e.message);
     }
+    let upstream = match (&v.upstream, &v.respond) {
+        (Some(u), None) => {
+            let found = upstreams.iter().position(|n| *n == u.value);
+            if found.is_none() {
+                let hint = did_you_mean(&u.value, upstreams.iter().copied());
+                let known = if upstreams.is_empty() {
+                    "none are defined under `upstreams:`".to_owned()
+                } else {
+                    format!("known: {}", upstreams.join(", "))
+                };
+                c.issue(
+                    &u.referenced,
+                    path("upstream"),
+                    format!("no upstream named \"{}\"{hint}; {known}", u.value),
+                );
+            }
+            found
+        }
+        (None, Some(y)) => {
+            // What a fixed answer would silently skip is an error, not a surprise.
+            let skipped = [
+                ("filters", !v.filters.is_empty()),
+                ("rate-limit", v.rate_limit.is_some()),
+                ("cache", v.cache.is_some()),
+                ("rewrite", v.rewrite.is_some()),
+                ("max-request-body", v.max_request_body.is_some()),
+            ];
+            for (key, _) in skipped.iter().filter(|(_, set)| *set) {
+                c.issue(
+                    &y.referenced,
+                    path(key),
+                    format!("a route with `respond:` answers by itself; `{key}` has no effect, remove it"),
+                );
+            }
+            Some(Route::NO_UPSTREAM)
+        }
+        (Some(u), Some(_)) => {
+            c.issue(
+                &u.referenced,
+                path("upstream"),
+                "give either `upstream:` or `respond:`, not both",
+            );
+            None
+        }
+        (None, None) => {
+            c.issue(
+                &r.referenced,
+                path("upstream"),
+                "a route needs `upstream: <name>` (or `respond:` for a fixed answer)",
+            );
+            None
+        }
+    };
+    let respond = respond.flatten();
     let m = &v.matcher;
     let host = m.host.as_ref().and_then(|h| {
         HostMatch::parse(&h.value)
@@ -625,6 +704,8 @@ fn route(
         compression: None,
         filters: Vec::new(),
         rate_limit: None,
+        respond,
+        https_redirect,
     })
 }
 

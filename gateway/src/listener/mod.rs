@@ -2,6 +2,7 @@
 //! `http::Request<Body>` and hands them to the one [`session::handle`].
 
 pub mod conn;
+mod first_line;
 mod h3body;
 mod h3quic;
 pub mod quic;
@@ -165,6 +166,8 @@ pub struct ConnSettings {
     trust_request_id: bool,
     max_connections: usize,
     max_connections_per_ip: usize,
+    /// A longer first request line gets 414: the head limit.
+    max_request_line: usize,
 }
 
 impl ConnSettings {
@@ -199,6 +202,7 @@ impl ConnSettings {
             trust_request_id: config.trust_request_id,
             max_connections: config.max_connections,
             max_connections_per_ip: config.max_connections_per_ip,
+            max_request_line: config.max_header_size,
             timeouts: Timeouts {
                 first_request: config.header_read_timeout,
                 idle: config.idle_timeout,
@@ -297,6 +301,9 @@ impl TcpServer {
             // Set once the TLS handshake is done, before any request is read.
             let conn_sni = Arc::new(std::sync::OnceLock::<session::access::Sni>::new());
             let svc_sni = conn_sni.clone();
+            // Set when the first request line said HTTP/1.2+ (first_line.rs).
+            let downgraded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let svc_downgraded = downgraded.clone();
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let node = node.clone();
                 let conn = conn.clone();
@@ -305,6 +312,7 @@ impl TcpServer {
                 let refused = svc_guard.is_tripped();
                 let hold = conn_hold.clone();
                 let sni = svc_sni.clone();
+                let close = svc_downgraded.load(std::sync::atomic::Ordering::Relaxed);
                 async move {
                     if refused {
                         token.done();
@@ -321,6 +329,12 @@ impl TcpServer {
                         // Ours replaces any upstream's: it describes this hop, not theirs.
                         resp.headers_mut().insert(http::header::ALT_SVC, v);
                     }
+                    if close {
+                        resp.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                    }
                     Ok::<_, std::convert::Infallible>(
                         resp.map(|b| conn::relay(b, timeouts.send, token)),
                     )
@@ -335,6 +349,12 @@ impl TcpServer {
                 let result = match &settings.tls {
                     None => {
                         let Some(serve) = plaintext_serve(settings.protocols) else {
+                            return;
+                        };
+                        let Some(stream) =
+                            first_request_line(stream, serve, &settings, deadline, &downgraded)
+                                .await
+                        else {
                             return;
                         };
                         let io = TokioIo::new(stream);
@@ -362,6 +382,12 @@ impl TcpServer {
                             tracing::debug!(%client, "no application protocol in common");
                             return;
                         };
+                        let Some(stream) =
+                            first_request_line(stream, serve, &settings, deadline, &downgraded)
+                                .await
+                        else {
+                            return;
+                        };
                         let io = TokioIo::new(stream);
                         serve_io!(http, serve, io, service, &guard, timeouts, deadline, stop)
                     }
@@ -375,6 +401,32 @@ impl TcpServer {
         drop(alive);
         // Every connection task holds a sender; `None` once the last has ended.
         let _ = drained.recv().await;
+    }
+}
+
+/// Reads an HTTP/1 connection's first request line ([`first_line`]) before
+/// hyper does; `None` when the connection is done (414 sent, or the client
+/// left). HTTP/2-only connections pass untouched.
+async fn first_request_line<S>(
+    mut stream: S,
+    serve: Serve,
+    settings: &ConnSettings,
+    deadline: tokio::time::Instant,
+    downgraded: &std::sync::atomic::AtomicBool,
+) -> Option<first_line::Replay<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if serve == Serve::Http2 {
+        return Some(first_line::Replay::new(Vec::new(), stream));
+    }
+    match first_line::read(&mut stream, settings.max_request_line, deadline).await {
+        first_line::FirstLine::Serve(prefix) => Some(first_line::Replay::new(prefix, stream)),
+        first_line::FirstLine::Downgraded(prefix) => {
+            downgraded.store(true, std::sync::atomic::Ordering::Relaxed);
+            Some(first_line::Replay::new(prefix, stream))
+        }
+        first_line::FirstLine::Refused | first_line::FirstLine::Gone => None,
     }
 }
 

@@ -38,12 +38,19 @@ impl Session {
         }
         let ctx = self.call_context();
         let (mut parts, body) = req.into_parts();
-        for f in filters {
+        // A `rate-limit:` block is the route's first filter (config/limits.rs).
+        let limiter = self.route().rate_limit.is_some();
+        for (i, f) in filters.iter().enumerate() {
             match f.on_request(&mut parts, &ctx) {
                 Ok(FilterAction::Continue(edits)) => {
                     HeaderEdit::apply_all(&edits, &mut parts.headers)
                 }
-                Ok(FilterAction::Respond(resp)) => return Ok(Step::Respond(resp)),
+                Ok(FilterAction::Respond(resp)) => {
+                    if limiter && i == 0 && resp.status() == http::StatusCode::TOO_MANY_REQUESTS {
+                        self.node.metrics.rate_limited.inc();
+                    }
+                    return Ok(Step::Respond(resp));
+                }
                 Err(fault) => policy(f, fault)?,
             }
         }

@@ -145,7 +145,11 @@ impl Record {
             // Client mistakes are counted, not logged loudly: a hostile client
             // must not be able to flood the operator's logs.
             Blame::Client => tracing::debug!(route, error = %e, "request refused"),
-            Blame::Upstream | Blame::Plugin => {
+            // The plugin's fault has its own line, once per burst with the
+            // cause (plugin/metrics.rs); a line per failed request on top
+            // would be one per request while a plugin fails them all.
+            Blame::Plugin => tracing::debug!(route, error = %e, "request failed"),
+            Blame::Upstream => {
                 if let Some(suppressed) = limiter().admit() {
                     tracing::warn!(route, error = %e, suppressed, "request failed");
                 }

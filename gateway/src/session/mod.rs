@@ -1,7 +1,8 @@
 //! The request path: one [`Session`] per request, its phases in the order the
 //! plugin contract (`wit/worlds.wit`) and DESIGN.md give them:
 //!
-//! 1. inbound checks ([`inbound`]) — 2. route ([`crate::matching`]) —
+//! 1. inbound checks ([`inbound`]) — 2. route ([`crate::matching`]), where a
+//!    redirect to HTTPS or a fixed `respond:` answers at once ([`actions`]) —
 //! 3. on-request filters ([`filters`]) — 4. cache lookup ([`cached`]) —
 //! 5. choose endpoint and 6. upstream ([`proxy`]) — 7. on-response filters —
 //! 8. compress — 9. cache store — 10. log ([`log`]).
@@ -11,6 +12,7 @@
 //! [`log`] only.
 
 pub mod access;
+mod actions;
 mod cached;
 pub mod error;
 mod filters;
@@ -18,7 +20,6 @@ pub mod headers;
 mod inbound;
 mod log;
 mod proxy;
-mod ratelimit;
 pub mod request_id;
 pub mod upgrade;
 
@@ -76,9 +77,14 @@ pub async fn handle(node: &Arc<Node>, mut req: Request<Body>, conn: &ConnInfo) -
     // 1. inbound checks, 2. route
     let routed =
         inbound::check(&req).and_then(|()| route(&generation, &req).ok_or(ProxyError::NoRoute));
-    let answer = match routed {
-        Err(e) => Err(e),
-        Ok(r) => {
+    let local = actions::local_answer(&generation, conn, &req, &routed);
+    if let (Some(_), Ok(r)) = (&local, &routed) {
+        record.routed(&generation, *r);
+    }
+    let answer = match (local, routed) {
+        (Some(resp), _) => Ok(resp),
+        (None, Err(e)) => Err(e),
+        (None, Ok(r)) => {
             record.routed(&generation, r);
             let mut session = Session {
                 node: node.clone(),
@@ -115,13 +121,6 @@ fn route<B>(generation: &Generation, req: &Request<B>) -> Option<usize> {
 impl Session {
     /// Phases 3–9 for a routed request.
     async fn run(&mut self, req: Request<Body>, record: &mut log::Record) -> Answer {
-        if let Some(limit) = &self.route().rate_limit
-            && let Some(resp) =
-                ratelimit::check(&self.route_rt().name, limit, &req, self.conn.client.ip())
-        {
-            self.node.metrics.rate_limited.inc();
-            return Ok(resp);
-        }
         let req = inbound::client_body(req, self.route().max_request_body, record)?;
         // 3. on-request filters: may answer the client themselves.
         let req = match self.on_request(req)? {
