@@ -10,6 +10,7 @@
 //! memory) is counted in `edgeward_plugin_faults_total`; its previous answer
 //! stands, marked with the fault.
 
+mod custom;
 pub mod decide;
 mod process;
 mod webhook;
@@ -22,11 +23,12 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 pub use crate::metrics::ScaleGauges;
+pub use custom::CustomValue;
 pub use decide::{Decision, Direction, Limits, PolicyAnswer, Stabilizer};
 
 use crate::config::scaling::ScaledService;
 use crate::node::{Generation, Node};
-use crate::plugin::{ScaleDirection, ScaleSnapshot};
+use crate::plugin::{CustomMetric, MetricKind, ScaleDirection, ScaleSnapshot};
 
 /// How often the loop looks for services that are due.
 const TICK: Duration = Duration::from_millis(200);
@@ -57,6 +59,8 @@ pub struct Inputs {
     pub service_cpu: Option<f64>,
     pub service_memory: Option<f64>,
     pub load_reports: u64,
+    /// Plugins' metrics for the service's upstream, by `<plugin>/<name>`.
+    pub custom_metrics: BTreeMap<String, CustomValue>,
 }
 
 impl Inputs {
@@ -78,6 +82,19 @@ impl Inputs {
             gateway_memory_bytes: self.gateway_memory_bytes,
             service_cpu: self.service_cpu,
             service_memory: self.service_memory,
+            custom_metrics: self
+                .custom_metrics
+                .iter()
+                .map(|(name, v)| CustomMetric {
+                    name: name.clone(),
+                    kind: match v.kind {
+                        "counter" => MetricKind::Counter,
+                        "gauge" => MetricKind::Gauge,
+                        _ => MetricKind::Histogram,
+                    },
+                    value: v.value,
+                })
+                .collect(),
         }
     }
 }
@@ -121,6 +138,7 @@ struct ServiceState {
     history: VecDeque<Decision>,
     stab: Stabilizer,
     evaluations: u64,
+    custom: custom::History,
 }
 
 impl ServiceState {
@@ -134,6 +152,7 @@ impl ServiceState {
             history: VecDeque::new(),
             stab: Stabilizer::default(),
             evaluations: 0,
+            custom: custom::History::default(),
         }
     }
 }
@@ -182,6 +201,7 @@ impl Board {
             }
             keep
         });
+        let defined = generation.plugins.defined_samples();
         let mut evaluated = 0;
         for cfg in &scaling.services {
             let st = services
@@ -203,6 +223,7 @@ impl Board {
             inputs.service_cpu = load.cpu;
             inputs.service_memory = load.mem;
             inputs.load_reports = load.reports;
+            inputs.custom_metrics = st.custom.update(&defined, &cfg.upstream, now, cfg.window);
             let before = st.decision.as_ref().map(|d| d.desired_replicas);
             evaluate(node, &generation, st, inputs, scaling.history);
             evaluated += 1;
@@ -316,6 +337,7 @@ fn measure(
         service_cpu: None,
         service_memory: None,
         load_reports: 0,
+        custom_metrics: BTreeMap::new(),
     }
 }
 
@@ -328,11 +350,12 @@ fn evaluate(
 ) {
     let cfg = &st.config;
     let snapshot = inputs.to_wit(&cfg.name);
+    let upstream: Arc<str> = Arc::from(cfg.upstream.as_str());
     for name in &cfg.policies {
         let Some(plugin) = generation.plugins.scaler(name) else {
             continue;
         };
-        match plugin.evaluate(&snapshot) {
+        match plugin.evaluate(&snapshot, &upstream) {
             Ok(d) => {
                 st.answers.insert(
                     name.clone(),

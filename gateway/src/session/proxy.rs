@@ -139,7 +139,7 @@ impl Session {
                     };
                     self.node
                         .load_reports
-                        .record(&pool.name, resp.headers_mut());
+                        .record(&pool.name, stats, resp.headers_mut());
                     let ttfb = started.elapsed();
                     self.upstream_us.store(
                         u64::try_from(ttfb.as_micros()).unwrap_or(u64::MAX),
