@@ -54,6 +54,9 @@ use crate::{
 };
 use store::Store;
 
+/// The monotonic clock of a fresh `FakeHost`, nanoseconds (1 s).
+const START_MONOTONIC: u64 = 1_000_000_000;
+
 /// Wall time a fresh `FakeHost` starts at: 2026-01-01T00:00:00Z.
 pub const START_WALL: Duration = Duration::from_secs(1_767_225_600);
 
@@ -217,7 +220,7 @@ impl FakeHost {
     pub fn new() -> Self {
         Self {
             state: Rc::new(RefCell::new(HostState {
-                monotonic: 1_000_000_000,
+                monotonic: START_MONOTONIC,
                 wall: START_WALL.as_nanos() as u64,
                 store: Store::new(10_000),
                 logs: Vec::new(),
@@ -353,6 +356,23 @@ impl FakeHost {
         let ns = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
         s.monotonic = s.monotonic.saturating_add(ns);
         s.wall = s.wall.saturating_add(ns);
+    }
+
+    /// Move both clocks forward so that `elapsed` has passed since this host
+    /// was created: a test writes a timeline of absolute times
+    /// (`advance_to(120 s)`, then `advance_to(300 s)`).
+    ///
+    /// # Panics
+    /// When that is earlier than the clock already is: time does not go back.
+    pub fn advance_to(&self, elapsed: Duration) {
+        let target = START_MONOTONIC.saturating_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+        let now = self.state.borrow().monotonic;
+        assert!(
+            target >= now,
+            "FakeHost::advance_to({elapsed:?}): the clock is already {:?} past the start",
+            Duration::from_nanos(now - START_MONOTONIC)
+        );
+        self.advance(Duration::from_nanos(target - now));
     }
 
     /// Set the wall clock (the monotonic clock does not move).
