@@ -141,9 +141,7 @@ pub fn gauge_add(name: &str, delta: f64) -> Result<(), MetricError> {
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
-        crate::testing::with_host(|h| {
-            h.metric(name, crate::testing::MetricUpdate::GaugeAdd(delta))
-        })
+        crate::testing::with_host(|h| h.metric(name, crate::testing::MetricUpdate::GaugeAdd(delta)))
     }
 }
 
@@ -251,7 +249,10 @@ mod tests {
         host.run(|| {
             assert_eq!(counter_add("orders", 2), Ok(()));
             assert_eq!(gauge_set("orders", 1.0), Err(MetricError::WrongKind));
-            assert_eq!(counter_add("orders_total", 1), Err(MetricError::InvalidName));
+            assert_eq!(
+                counter_add("orders_total", 1),
+                Err(MetricError::InvalidName)
+            );
             assert_eq!(observe("amount", f64::NAN), Err(MetricError::InvalidValue));
             Gauge::new("basket").set(2.0);
             Gauge::new("basket").add(0.5);

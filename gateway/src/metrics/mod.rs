@@ -51,7 +51,7 @@ pub use histogram::{Histogram, LATENCY_BUCKETS};
 pub use plugin_defined::{
     DefinedKind, DefinedMetric, DefinedSample, DefinedSeries, DefinedValue, exposition_name,
 };
-pub use scale_gauges::ScaleGauges;
+pub use scale_gauges::{HoldHandles, ScaleGauges};
 pub use sources::{CacheSample, EndpointSample, PluginSample, Source};
 pub use window::{Clock, MonotonicClock, Window, WindowSnapshot};
 

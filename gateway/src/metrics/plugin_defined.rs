@@ -67,7 +67,13 @@ pub struct DefinedSample {
 pub fn exposition_name(plugin: &str, metric: &str) -> String {
     let plugin: String = plugin
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("edgeward_plugin_{plugin}_{metric}")
 }

@@ -151,7 +151,12 @@ impl CustomMetrics {
 
     /// Applies `update` to metric `name`'s series for `upstream`, creating
     /// them on first use. A refusal changes nothing and is counted.
-    pub fn record(&self, name: &str, upstream: &Arc<str>, update: Update) -> Result<(), MetricError> {
+    pub fn record(
+        &self,
+        name: &str,
+        upstream: &Arc<str>,
+        update: Update,
+    ) -> Result<(), MetricError> {
         let r = self.apply(name, upstream, update);
         if r.is_err() {
             self.errors.fetch_add(1, Relaxed);
@@ -290,8 +295,17 @@ mod tests {
             assert!(valid_name(ok), "{ok}");
         }
         for bad in [
-            "", "Orders", "1x", "_x", "a-b", "a.b", "orders_total", "x_sum", "x_count",
-            "x_bucket", &"a".repeat(65),
+            "",
+            "Orders",
+            "1x",
+            "_x",
+            "a-b",
+            "a.b",
+            "orders_total",
+            "x_sum",
+            "x_count",
+            "x_bucket",
+            &"a".repeat(65),
         ] {
             assert!(!valid_name(bad), "{bad}");
         }
@@ -352,7 +366,8 @@ mod tests {
         let m = CustomMetrics::new("p");
         let u = up("");
         for i in 0..MAX_METRICS {
-            m.record(&format!("m{i}"), &u, Update::CounterAdd(1)).unwrap();
+            m.record(&format!("m{i}"), &u, Update::CounterAdd(1))
+                .unwrap();
         }
         assert_eq!(
             m.record("one_more", &u, Update::CounterAdd(1)),

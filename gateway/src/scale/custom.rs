@@ -70,9 +70,7 @@ impl History {
         }
         // The oldest reading still inside the window is the base; one just
         // outside it stays so that a window of exactly one interval has one.
-        while self.readings.len() > 1
-            && self.readings[1].0 + window <= now
-        {
+        while self.readings.len() > 1 && self.readings[1].0 + window <= now {
             self.readings.pop_front();
         }
         let base = self.readings.front();
@@ -169,17 +167,41 @@ mod tests {
         assert_eq!(v["shop/orders"].value, 0.0, "no rate from one reading");
         assert_eq!(v["shop/basket"].value, 3.0);
         assert_eq!(v["shop/amount"].value, 5.0);
-        let v = h.update(&sample(140, 4.0, (40.0, 4)), "svc", t0 + Duration::from_secs(2), w);
+        let v = h.update(
+            &sample(140, 4.0, (40.0, 4)),
+            "svc",
+            t0 + Duration::from_secs(2),
+            w,
+        );
         assert_eq!(v["shop/orders"].value, 20.0);
         assert_eq!(v["shop/orders"].kind, "counter");
-        assert_eq!(v["shop/amount"].value, 10.0, "mean of the two new observations");
+        assert_eq!(
+            v["shop/amount"].value, 15.0,
+            "mean of the two new observations"
+        );
         // Later readings drop the ones that left the window.
-        let v = h.update(&sample(200, 4.0, (40.0, 4)), "svc", t0 + Duration::from_secs(8), w);
+        let v = h.update(
+            &sample(200, 4.0, (40.0, 4)),
+            "svc",
+            t0 + Duration::from_secs(8),
+            w,
+        );
         assert_eq!(v["shop/orders"].value, 10.0, "(200 - 140) / 6 s");
         assert_eq!(v["shop/amount"].value, 0.0, "no observation in the window");
-        let v = h.update(&sample(5, 4.0, (40.0, 4)), "svc", t0 + Duration::from_secs(9), w);
+        let v = h.update(
+            &sample(5, 4.0, (40.0, 4)),
+            "svc",
+            t0 + Duration::from_secs(9),
+            w,
+        );
         let reset = v["shop/orders"].value;
-        assert!((reset - 5.0 / 7.0).abs() < 1e-9, "a reset counts from zero: {reset}");
-        assert!(h.update(&sample(5, 1.0, (0.0, 0)), "nope", t0, w).is_empty());
+        assert!(
+            (reset - 5.0 / 7.0).abs() < 1e-9,
+            "a reset counts from zero: {reset}"
+        );
+        assert!(
+            h.update(&sample(5, 1.0, (0.0, 0)), "nope", t0, w)
+                .is_empty()
+        );
     }
 }

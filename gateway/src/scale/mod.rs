@@ -211,7 +211,12 @@ impl Board {
                 st.config = cfg.clone();
                 st.next_due = None;
             }
-            if st.next_due.is_some_and(|due| now < due) {
+            // A held request of a service at zero asks for a replica now,
+            // not at the next interval.
+            let held = node.metrics.scale.held(&cfg.name);
+            let at_zero = st.decision.as_ref().is_none_or(|d| d.desired_replicas == 0);
+            let urgent = cfg.hold.is_some() && held > 0 && at_zero;
+            if st.next_due.is_some_and(|due| now < due) && !urgent {
                 continue;
             }
             st.next_due = Some(now + cfg.interval);
@@ -306,11 +311,18 @@ fn measure(
     let ms = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
     let now_ms = crate::upstream::stats::now_ms();
     let pool = generation.upstreams.iter().find(|u| u.name == cfg.upstream);
-    let (endpoints, healthy, in_flight) = pool.map_or((0, 0, 0), |p| {
+    let (endpoints, healthy, in_flight, connecting) = pool.map_or((0, 0, 0, 0), |p| {
         let healthy = p.stats.iter().filter(|s| s.healthy(now_ms)).count();
         let in_flight: u32 = p.stats.iter().map(|s| s.in_flight()).sum();
-        (p.endpoints.len(), healthy, in_flight)
+        let connecting = p.connecting.load(std::sync::atomic::Ordering::Relaxed);
+        (p.endpoints.len(), healthy, in_flight, connecting)
     });
+    // Waiting for an endpoint: held by scale from zero, or for a connection.
+    let queue_depth = node
+        .metrics
+        .scale
+        .held(&cfg.name)
+        .saturating_add(connecting);
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     let current = cfg.replicas.unwrap_or(count(endpoints));
     Inputs {
@@ -331,7 +343,7 @@ fn measure(
         latency_p95_ms: ms(w.p95),
         latency_p99_ms: ms(w.p99),
         in_flight,
-        queue_depth: 0,
+        queue_depth,
         gateway_cpu,
         gateway_memory_bytes,
         service_cpu: None,
@@ -386,8 +398,8 @@ fn evaluate(
         .collect();
     // Scale from zero: traffic for a service with no healthy replica asks
     // for one at once, whatever the policies say.
-    if cfg.min == 0 && inputs.healthy_replicas == 0 && (inputs.requests > 0 || inputs.in_flight > 0)
-    {
+    let waiting = inputs.requests + u64::from(inputs.in_flight) + u64::from(inputs.queue_depth);
+    if cfg.min == 0 && inputs.healthy_replicas == 0 && waiting > 0 {
         // First, so it names the decision when a policy agrees.
         answers.insert(
             0,
@@ -395,10 +407,14 @@ fn evaluate(
                 plugin: "scale-from-zero".into(),
                 desired_replicas: 1,
                 direction: Direction::of(inputs.current_replicas, 1),
-                reason: format!(
-                    "{} requests and no healthy replica",
-                    inputs.requests + u64::from(inputs.in_flight)
-                ),
+                reason: if inputs.queue_depth > 0 {
+                    format!(
+                        "{} requests held and no healthy replica",
+                        inputs.queue_depth
+                    )
+                } else {
+                    format!("{waiting} requests and no healthy replica")
+                },
                 fault: None,
             },
         );

@@ -15,6 +15,7 @@ mod cached;
 pub mod error;
 mod filters;
 pub mod headers;
+mod hold;
 mod inbound;
 mod log;
 mod proxy;

@@ -25,11 +25,11 @@ const MAX_ATTEMPTS: usize = 3;
 impl Session {
     /// Phases 5–7 for one request.
     pub(super) async fn forward(&self, req: Request<Body>) -> Answer {
-        let resp = self.exchange(req).await?;
+        let resp = self.exchange_held(req).await?;
         self.on_response(resp)
     }
 
-    async fn exchange(&self, req: Request<Body>) -> Answer {
+    pub(super) async fn exchange(&self, req: Request<Body>) -> Answer {
         let route = self.route();
         let pool = self.pool();
         let upstream_metrics = &self.generation.upstream_metrics[route.upstream];

@@ -365,7 +365,8 @@ impl FakeHost {
     /// # Panics
     /// When that is earlier than the clock already is: time does not go back.
     pub fn advance_to(&self, elapsed: Duration) {
-        let target = START_MONOTONIC.saturating_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+        let target =
+            START_MONOTONIC.saturating_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
         let now = self.state.borrow().monotonic;
         assert!(
             target >= now,
