@@ -77,7 +77,8 @@ impl History {
         let out = current
             .iter()
             .map(|(name, r)| {
-                let before = base.and_then(|(t, m)| Some((*t, *m.get(name)?)));
+                // A metric the base reading lacks was created since, at 0.
+                let before = base.map(|(t, m)| (*t, m.get(name).copied().unwrap_or(zero(*r))));
                 let value = value(*r, before, now);
                 (
                     name.clone(),
@@ -90,6 +91,14 @@ impl History {
             .collect();
         self.readings.push_back((now, current));
         out
+    }
+}
+
+fn zero(like: Reading) -> Reading {
+    match like {
+        Reading::Counter(_) => Reading::Counter(0),
+        Reading::Gauge(_) => Reading::Gauge(0.0),
+        Reading::Histogram { .. } => Reading::Histogram { sum: 0.0, count: 0 },
     }
 }
 
