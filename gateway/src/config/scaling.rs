@@ -454,4 +454,53 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("windw"), "{err}");
     }
+
+    #[test]
+    fn the_hold_is_for_min_zero_with_defaults() {
+        let svc = "scaling:\n  services:\n    api:\n      max: 3\n      policies: [scale-step]\n";
+        let Ok(c) = load(&svc.replace("max: 3", "min: 0\n      max: 3")) else {
+            assert!(crate::builtins::bytes("scale-step").is_none());
+            return;
+        };
+        let hold = c.scaling.services[0].hold.expect("on by default at min: 0");
+        assert_eq!(
+            (hold.queue, hold.timeout, hold.retry_after),
+            (100, Duration::from_secs(30), Duration::from_secs(5))
+        );
+        assert_eq!(load(svc).unwrap().scaling.services[0].hold, None);
+        let c = load(&format!(
+            "{}      hold: {{queue: 7, timeout: 2s, retry-after: 0s}}\n",
+            svc.replace("max: 3", "min: 0\n      max: 3")
+        ))
+        .unwrap();
+        let hold = c.scaling.services[0].hold.unwrap();
+        assert_eq!(
+            (hold.queue, hold.timeout, hold.retry_after.as_secs()),
+            (7, Duration::from_secs(2), 0)
+        );
+        let err = load(&format!("{svc}      hold: {{queue: 7}}\n")).unwrap_err();
+        assert!(
+            err.contains("t.yaml:13:13: scaling.services.api.hold: a service with min: 1"),
+            "{err}"
+        );
+        let err = load(&format!(
+            "{}      hold: {{queue: 0, timeout: 0s, size: 3}}\n",
+            svc.replace("max: 3", "min: 0\n      max: 3")
+        ))
+        .unwrap_err();
+        assert!(err.contains("size"), "unknown keys are refused: {err}");
+        let err = load(&format!(
+            "{}      hold: {{queue: 0, timeout: 0s}}\n",
+            svc.replace("max: 3", "min: 0\n      max: 3")
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("hold.queue: must be between 1 and 100000"),
+            "{err}"
+        );
+        assert!(
+            err.contains("hold.timeout: must be greater than zero"),
+            "{err}"
+        );
+    }
 }
