@@ -59,3 +59,32 @@ impl Service<Uri> for CountingConnector {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_connect_counts_until_it_ends_however_it_ends() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open: Uri = format!("http://{}/", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        drop(listener);
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up: Uri = format!("http://{}/", live.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let n = Arc::new(AtomicU32::new(0));
+        let mut c = CountingConnector::new(HttpConnector::new(), n.clone());
+        let pending = c.call(up.clone());
+        assert_eq!(n.load(Relaxed), 1, "counted from the call, before any poll");
+        drop(pending);
+        assert_eq!(n.load(Relaxed), 0, "a dropped connect is no longer waiting");
+        let both = (c.call(up), c.call(open));
+        assert_eq!(n.load(Relaxed), 2);
+        let (ok, refused) = tokio::join!(both.0, both.1);
+        assert!(ok.is_ok() && refused.is_err());
+        assert_eq!(n.load(Relaxed), 0);
+    }
+}

@@ -188,7 +188,8 @@ mod tests {
             .iter()
             .map(|&minutes| {
                 host.advance(Duration::from_secs(60 * minutes));
-                host.evaluate(&s, &host.snapshot("api", 10)).desired_replicas
+                host.evaluate(&s, &host.snapshot("api", 10))
+                    .desired_replicas
             })
             .collect();
         assert_eq!(seq, [10, 10, 10, 3]);

@@ -120,7 +120,10 @@ mod tests {
         let got: Vec<u32> = [10.0, 50.0, 69.9, 70.0, 99.0, 30.0]
             .iter()
             .enumerate()
-            .map(|(i, &p)| host.evaluate(&st, &cpu(&host, i as u64, 4, p)).desired_replicas)
+            .map(|(i, &p)| {
+                host.evaluate(&st, &cpu(&host, i as u64, 4, p))
+                    .desired_replicas
+            })
             .collect();
         assert_eq!(got, [2, 4, 4, 8, 16, 2]);
         let d = host.evaluate(&st, &cpu(&host, 10, 4, 75.0));

@@ -164,7 +164,11 @@ mod tests {
         let d = host.evaluate(&tt, &rps(&host, 15, 4, 210.0));
         assert_eq!(d.desired_replicas, 4, "{}", d.reason);
         assert!(d.reason.ends_with("(within ±10%)"), "{}", d.reason);
-        assert_eq!(host.evaluate(&tt, &rps(&host, 30, 4, 40.0)).desired_replicas, 1);
+        assert_eq!(
+            host.evaluate(&tt, &rps(&host, 30, 4, 40.0))
+                .desired_replicas,
+            1
+        );
         // Non-shared metric: proportional to the current count.
         let lat: TargetTracking = host
             .scaler(&[("metric", "latency-p90"), ("target", "250")])
@@ -283,7 +287,11 @@ mod tests {
         let mut other = rps(&host, 60, 1, 300.0);
         other.service = "other".into();
         assert_eq!(host.evaluate(&tt, &other).desired_replicas, 1);
-        assert_eq!(host.evaluate(&tt, &rps(&host, 60, 1, 300.0)).desired_replicas, 3);
+        assert_eq!(
+            host.evaluate(&tt, &rps(&host, 60, 1, 300.0))
+                .desired_replicas,
+            3
+        );
     }
 
     #[test]
@@ -316,7 +324,11 @@ mod tests {
         let bare: TargetTracking = host
             .scaler(&[("metric", "custom:basket"), ("target", "20")])
             .unwrap();
-        assert!(host.evaluate(&bare, &s).reason.starts_with("custom:basket 0 "));
+        assert!(
+            host.evaluate(&bare, &s)
+                .reason
+                .starts_with("custom:basket 0 ")
+        );
         let err = host
             .scaler::<TargetTracking>(&[("metric", "custom:Orders"), ("target", "1")])
             .err()
