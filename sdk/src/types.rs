@@ -7,7 +7,7 @@ use std::fmt;
 
 /// One endpoint of the upstream, as the host saw it when it called `choose`.
 ///
-/// Only integers: text about an endpoint (address, zone name, tags) is fetched
+/// Only numbers: text about an endpoint (address, zone name, tags) is fetched
 /// through [`Upstream`](crate::Upstream) when a plugin needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Candidate {
