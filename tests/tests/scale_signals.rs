@@ -292,7 +292,7 @@ admin: {{address: "{admin}"}}
 upstreams:
   svc:
     endpoints: ["{replica}"]
-    unhealthy-cool-down: 1s
+    unhealthy-cool-down: 2s
 routes:
   - upstream: svc
 plugins:
