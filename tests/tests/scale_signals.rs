@@ -284,8 +284,8 @@ async fn scale_from_zero_holds_requests_until_an_endpoint_listens() {
     let _ = tokio::task::spawn_blocking(edgeward_e2e::edgeward_bin).await;
     within(TEST_LIMIT, "the scale-from-zero test", async {
         // Nothing listens on the endpoint yet: the service is at zero.
-        let addrs = free_addrs(3);
-        let (listen, admin, replica) = (addrs[0], addrs[1], addrs[2]);
+        let addrs = free_addrs(4);
+        let (listen, admin, replica, never) = (addrs[0], addrs[1], addrs[2], addrs[3]);
         let yaml = format!(
             r#"listeners: [{{name: main, address: "{listen}"}}]
 admin: {{address: "{admin}"}}
@@ -293,7 +293,11 @@ upstreams:
   svc:
     endpoints: ["{replica}"]
     unhealthy-cool-down: 2s
+  cold:
+    endpoints: ["{never}"]
 routes:
+  - match: {{ path-prefix: /cold }}
+    upstream: cold
   - upstream: svc
 plugins:
   rps:
@@ -315,6 +319,11 @@ scaling:
         queue: 3
         timeout: 20s
         retry-after: 7s
+    cold:
+      min: 0
+      max: 1
+      policies: [rps]
+      hold: {{ timeout: 300ms }}
 "#
         );
         let gw = Gateway::start(&yaml).await.expect("gateway starts");
@@ -390,6 +399,26 @@ scaling:
         // Now healthy: no hold at all.
         let r = Client::h1().get(&url).await.expect("request");
         assert_eq!(r.status, StatusCode::OK);
+
+        // A service whose replica never comes: held for its timeout, then
+        // 503 with the default Retry-After.
+        let asked = tokio::time::Instant::now();
+        let r = Client::h1()
+            .get(&gw.url("main", "/cold"))
+            .await
+            .expect("request");
+        let waited = asked.elapsed();
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+        assert_eq!(r.header("retry-after"), Some("5"));
+        assert!(waited >= Duration::from_millis(300), "{waited:?}");
+        let m = gw.metrics().await;
+        assert_eq!(
+            m.value(
+                "edgeward_scale_hold_refused_total",
+                &[("service", "cold"), ("reason", "timeout")]
+            ),
+            1.0
+        );
     })
     .await;
 }
