@@ -277,10 +277,33 @@ mod tests {
                 log: LogLimiter::new(1, 1),
                 metrics,
                 custom: Arc::new(CustomMetrics::new("p")),
-                route_upstreams: Default::default(),
+                route_upstreams: Arc::new(HashMap::from([(Arc::from("r"), Arc::from("svc"))])),
             }),
             1 << 20,
         )
+    }
+
+    #[test]
+    fn metrics_are_labelled_with_the_upstream_of_the_call() {
+        let mut h = host();
+        assert_eq!(&*h.scope, "", "nothing before a call (init)");
+        let mut parts = head();
+        let client = IpAddr::from([127, 0, 0, 1]);
+        let r = h
+            .lend_request(&mut parts, client, "http", Arc::from("r"))
+            .unwrap();
+        assert_eq!(&*h.scope, "svc", "a filter's route's upstream");
+        h.take_back_request(r, &mut parts);
+        let info = Arc::new(UpstreamInfo {
+            name: "other".into(),
+            scope: Arc::from("other"),
+            ..UpstreamInfo::default()
+        });
+        let u = h.lend_upstream(&info).unwrap();
+        assert_eq!(&*h.scope, "other", "a router's upstream");
+        h.take_back_upstream(u);
+        h.set_scope(&Arc::from("scaled"));
+        assert_eq!(&*h.scope, "scaled", "a scaler's service");
     }
 
     fn head() -> http::request::Parts {
