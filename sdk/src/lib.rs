@@ -12,6 +12,11 @@
 //!   [`Upstream`]: each method is one host call, so read only what you need.
 //! - Keep anything shared between requests in [`state`] (host-owned
 //!   counters and a key-value store with TTL), never in a `static`.
+//! - Count what matters to your business with [`metrics`] (counters, gauges,
+//!   histograms on the gateway's `/metrics`, and in scale snapshots so a
+//!   scaler can target them).
+//! - Read time through [`clock`] only: the gateway's clock in a component,
+//!   the fake host's simulated one in tests.
 //! - Use the helpers: [`hash`] (stable hashing), [`rendezvous`] (affinity
 //!   that survives endpoint changes), [`cookie`], [`select`], [`Config`].
 //! - Test natively with `testing::FakeHost`: `cargo test`, no wasm (the
@@ -90,6 +95,7 @@ pub mod config;
 pub mod cookie;
 pub mod hash;
 pub mod log;
+pub mod metrics;
 mod plugin;
 pub mod rendezvous;
 mod request;
@@ -107,8 +113,8 @@ pub use config::Config;
 pub use plugin::{Filter, Router, Scaler};
 pub use request::{Request, Response, Upstream};
 pub use types::{
-    Action, Candidate, Decision, DirectResponse, Forward, Header, HeaderEdit, HttpVersion,
-    ScaleDecision, ScaleDirection, ScaleSnapshot,
+    Action, Candidate, CustomMetric, Decision, DirectResponse, Forward, Header, HeaderEdit,
+    HttpVersion, MetricKind, ScaleDecision, ScaleDirection, ScaleSnapshot,
 };
 
 #[cfg(target_arch = "wasm32")]

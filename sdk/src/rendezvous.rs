@@ -57,6 +57,7 @@ mod tests {
                 in_flight: 0,
                 latency_ewma_us: 0,
                 zone: 0,
+                ..Candidate::default()
             })
             .collect()
     }

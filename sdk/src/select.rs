@@ -58,6 +58,7 @@ mod tests {
             in_flight,
             latency_ewma_us: 0,
             zone: 0,
+            ..Candidate::default()
         }
     }
 

@@ -7,9 +7,9 @@ use std::fmt;
 
 /// One endpoint of the upstream, as the host saw it when it called `choose`.
 ///
-/// Only integers: text about an endpoint (address, zone name, tags) is fetched
+/// Only numbers: text about an endpoint (address, zone name, tags) is fetched
 /// through [`Upstream`](crate::Upstream) when a plugin needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Candidate {
     /// Index in the upstream's endpoint list; what a [`Decision`] names.
     /// Stable only while the configuration is unchanged.
@@ -28,6 +28,13 @@ pub struct Candidate {
     pub latency_ewma_us: u32,
     /// Zone number (0 = unknown); equal numbers mean the same zone.
     pub zone: u32,
+    /// The endpoint's own CPU use from its ORCA load reports
+    /// (`endpoint-load-metrics` `cpu_utilization`, a fraction of its
+    /// allocation that may exceed 1.0), averaged over its recent reports;
+    /// `None` until it sends one.
+    pub cpu_utilization: Option<f32>,
+    /// The same for memory (`mem_utilization`), a fraction.
+    pub mem_utilization: Option<f32>,
 }
 
 /// The HTTP version the client spoke.
@@ -297,6 +304,29 @@ impl fmt::Display for ScaleDirection {
     }
 }
 
+/// Which host [`metrics`](crate::metrics) function made a custom metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricKind {
+    /// [`metrics::Counter`](crate::metrics::Counter).
+    Counter,
+    /// [`metrics::Gauge`](crate::metrics::Gauge).
+    Gauge,
+    /// [`metrics::Histogram`](crate::metrics::Histogram).
+    Histogram,
+}
+
+/// A plugin's metric, as a scale snapshot carries it for its service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomMetric {
+    /// `<plugin>/<name>`, e.g. `shop/orders`.
+    pub name: String,
+    /// Which kind of metric it is.
+    pub kind: MetricKind,
+    /// A counter: its increase per second over the window. A gauge: its
+    /// value now. A histogram: the mean of the observations in the window.
+    pub value: f64,
+}
+
 /// What the gateway measured for one service over the last window.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ScaleSnapshot {
@@ -322,7 +352,8 @@ pub struct ScaleSnapshot {
     pub latency_p99_ms: f64,
     /// Requests in flight now.
     pub in_flight: u32,
-    /// Requests waiting for a connection or slot.
+    /// Requests waiting for an endpoint now: held by scale from zero, or
+    /// waiting for an upstream connection to open.
     pub queue_depth: u32,
     /// Gateway CPU use, 0.0..=1.0 of its cores.
     pub gateway_cpu: f64,
@@ -333,6 +364,27 @@ pub struct ScaleSnapshot {
     pub service_cpu: Option<f64>,
     /// The service's memory use from ORCA reports, a fraction.
     pub service_memory: Option<f64>,
+    /// Plugins' metrics recorded for this service, sorted by name.
+    pub custom_metrics: Vec<CustomMetric>,
+}
+
+impl ScaleSnapshot {
+    /// The custom metric `name`: either `<plugin>/<name>`, or a bare
+    /// `<name>` when exactly one plugin recorded a metric of that name.
+    /// `None` when absent or ambiguous.
+    pub fn custom(&self, name: &str) -> Option<&CustomMetric> {
+        if let Some(m) = self.custom_metrics.iter().find(|m| m.name == name) {
+            return Some(m);
+        }
+        let mut bare = self
+            .custom_metrics
+            .iter()
+            .filter(|m| m.name.rsplit_once('/').is_some_and(|(_, n)| n == name));
+        match (bare.next(), bare.next()) {
+            (Some(m), None) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 /// A scaler's answer.

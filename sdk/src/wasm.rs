@@ -30,6 +30,7 @@ pub mod filter {
             "edgeward:plugin/log@0.1.0": crate::wasm::router::edgeward::plugin::log,
             "edgeward:plugin/clock@0.1.0": crate::wasm::router::edgeward::plugin::clock,
             "edgeward:plugin/state@0.1.0": crate::wasm::router::edgeward::plugin::state,
+            "edgeward:plugin/metrics@0.1.0": crate::wasm::router::edgeward::plugin::metrics,
         },
     });
 }
@@ -46,11 +47,12 @@ pub mod scaler {
             "edgeward:plugin/log@0.1.0": crate::wasm::router::edgeward::plugin::log,
             "edgeward:plugin/clock@0.1.0": crate::wasm::router::edgeward::plugin::clock,
             "edgeward:plugin/state@0.1.0": crate::wasm::router::edgeward::plugin::state,
+            "edgeward:plugin/metrics@0.1.0": crate::wasm::router::edgeward::plugin::metrics,
         },
     });
 }
 
-pub use router::edgeward::plugin::{clock, log, state, types};
+pub use router::edgeward::plugin::{clock, log, metrics, state, types};
 
 use crate::types as sdk;
 
@@ -64,6 +66,8 @@ impl From<types::Candidate> for sdk::Candidate {
             in_flight: c.in_flight,
             latency_ewma_us: c.latency_ewma_us,
             zone: c.zone,
+            cpu_utilization: c.cpu_utilization,
+            mem_utilization: c.mem_utilization,
         }
     }
 }
@@ -155,6 +159,19 @@ impl From<types::ScaleSnapshot> for sdk::ScaleSnapshot {
             gateway_memory_bytes: s.gateway_memory_bytes,
             service_cpu: s.service_cpu,
             service_memory: s.service_memory,
+            custom_metrics: s
+                .custom_metrics
+                .into_iter()
+                .map(|m| sdk::CustomMetric {
+                    name: m.name,
+                    kind: match m.kind {
+                        types::MetricKind::Counter => sdk::MetricKind::Counter,
+                        types::MetricKind::Gauge => sdk::MetricKind::Gauge,
+                        types::MetricKind::Histogram => sdk::MetricKind::Histogram,
+                    },
+                    value: m.value,
+                })
+                .collect(),
         }
     }
 }

@@ -17,6 +17,10 @@
 //!       scale-down-stabilization: 300s
 //!       scale-up-stabilization: 0s
 //!       policies: [rps-target]      # names in `plugins:` (or built-ins)
+//!       hold:                       # scale from zero (only with `min: 0`)
+//!         queue: 100                # requests held at most while no endpoint is healthy
+//!         timeout: 30s              # longest a request is held
+//!         retry-after: 5s           # `Retry-After` of the 503 on overflow or timeout
 //! ```
 
 use std::collections::BTreeMap;
@@ -42,6 +46,12 @@ pub const DEFAULT_TOLERANCE: f64 = 0.1;
 pub const DEFAULT_DOWN_STABILIZATION: Duration = Duration::from_secs(300);
 /// Decisions kept per service by default.
 pub const DEFAULT_HISTORY: usize = 20;
+/// Requests a scale-from-zero service holds at most, by default.
+pub const DEFAULT_HOLD_QUEUE: u32 = 100;
+/// Longest a request is held, by default.
+pub const DEFAULT_HOLD_TIMEOUT: Duration = Duration::from_secs(30);
+/// `Retry-After` of a refused held request, by default.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// The `scaling:` block.
 #[derive(Debug, Default, Deserialize)]
@@ -83,6 +93,29 @@ pub struct ServiceYaml {
     pub scale_up_stabilization: Option<Spanned<String>>,
     /// Scaler plugins, by name; the largest desired count wins.
     pub policies: Spanned<Vec<Spanned<String>>>,
+    /// Scale from zero: how requests wait while no endpoint is healthy.
+    /// Only with `min: 0`, where it is on with the defaults when absent.
+    pub hold: Option<Spanned<HoldYaml>>,
+}
+
+/// `hold:` of a scaled service.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HoldYaml {
+    /// Requests held at most; more get 503 at once. Default: 100.
+    pub queue: Option<Spanned<u32>>,
+    /// Longest a request is held before a 503. Default: 30s.
+    pub timeout: Option<Spanned<String>>,
+    /// The `Retry-After` (whole seconds) of those 503s. Default: 5s.
+    pub retry_after: Option<Spanned<String>>,
+}
+
+/// The validated `hold:` of a `min: 0` service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    pub queue: u32,
+    pub timeout: Duration,
+    pub retry_after: Duration,
 }
 
 /// The validated `scaling:` block.
@@ -109,6 +142,8 @@ pub struct ScaledService {
     pub up_stabilization: Duration,
     /// Plugin names, in order.
     pub policies: Vec<String>,
+    /// Set exactly when `min` is 0.
+    pub hold: Option<Hold>,
 }
 
 /// Validates `raw`; plugin references go through `checks` (which may add a
@@ -263,6 +298,7 @@ fn service(
         .enumerate()
         .filter_map(|(i, p)| checks.reference(plugins, p, path(&format!("policies[{i}]"))))
         .collect();
+    let hold = hold(v, min, &path, issues);
     if issues.len() > before || checks.issues.len() > issued {
         return None;
     }
@@ -278,6 +314,61 @@ fn service(
         down_stabilization,
         up_stabilization,
         policies,
+        hold,
+    })
+}
+
+fn hold(
+    v: &ServiceYaml,
+    min: u32,
+    path: &dyn Fn(&str) -> String,
+    issues: &mut Vec<Issue>,
+) -> Option<Hold> {
+    if min > 0 {
+        if let Some(h) = &v.hold {
+            issues.push(Issue::new(
+                &h.referenced,
+                path("hold"),
+                format!(
+                    "a service with min: {min} always has a replica to send to; \
+                     `hold` is for scale from zero (min: 0)"
+                ),
+            ));
+        }
+        return None;
+    }
+    let raw = v.hold.as_ref().map(|h| &h.value);
+    let queue = match raw.and_then(|h| h.queue.as_ref()) {
+        None => DEFAULT_HOLD_QUEUE,
+        Some(q) if (1..=100_000).contains(&q.value) => q.value,
+        Some(q) => {
+            issues.push(Issue::new(
+                &q.referenced,
+                path("hold.queue"),
+                "must be between 1 and 100000",
+            ));
+            DEFAULT_HOLD_QUEUE
+        }
+    };
+    let none = None;
+    let timeout = duration(
+        raw.map_or(&none, |h| &h.timeout),
+        path("hold.timeout"),
+        DEFAULT_HOLD_TIMEOUT,
+        false,
+        issues,
+    );
+    let retry_after = duration(
+        raw.map_or(&none, |h| &h.retry_after),
+        path("hold.retry-after"),
+        DEFAULT_RETRY_AFTER,
+        true,
+        issues,
+    );
+    Some(Hold {
+        queue,
+        timeout,
+        retry_after,
     })
 }
 
@@ -362,5 +453,54 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("windw"), "{err}");
+    }
+
+    #[test]
+    fn the_hold_is_for_min_zero_with_defaults() {
+        let svc = "scaling:\n  services:\n    api:\n      max: 3\n      policies: [scale-step]\n";
+        let Ok(c) = load(&svc.replace("max: 3", "min: 0\n      max: 3")) else {
+            assert!(crate::builtins::bytes("scale-step").is_none());
+            return;
+        };
+        let hold = c.scaling.services[0].hold.expect("on by default at min: 0");
+        assert_eq!(
+            (hold.queue, hold.timeout, hold.retry_after),
+            (100, Duration::from_secs(30), Duration::from_secs(5))
+        );
+        assert_eq!(load(svc).unwrap().scaling.services[0].hold, None);
+        let c = load(&format!(
+            "{}      hold: {{queue: 7, timeout: 2s, retry-after: 0s}}\n",
+            svc.replace("max: 3", "min: 0\n      max: 3")
+        ))
+        .unwrap();
+        let hold = c.scaling.services[0].hold.unwrap();
+        assert_eq!(
+            (hold.queue, hold.timeout, hold.retry_after.as_secs()),
+            (7, Duration::from_secs(2), 0)
+        );
+        let err = load(&format!("{svc}      hold: {{queue: 7}}\n")).unwrap_err();
+        assert!(
+            err.contains("t.yaml:13:13: scaling.services.api.hold: a service with min: 1"),
+            "{err}"
+        );
+        let err = load(&format!(
+            "{}      hold: {{queue: 0, timeout: 0s, size: 3}}\n",
+            svc.replace("max: 3", "min: 0\n      max: 3")
+        ))
+        .unwrap_err();
+        assert!(err.contains("size"), "unknown keys are refused: {err}");
+        let err = load(&format!(
+            "{}      hold: {{queue: 0, timeout: 0s}}\n",
+            svc.replace("max: 3", "min: 0\n      max: 3")
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("hold.queue: must be between 1 and 100000"),
+            "{err}"
+        );
+        assert!(
+            err.contains("hold.timeout: must be greater than zero"),
+            "{err}"
+        );
     }
 }

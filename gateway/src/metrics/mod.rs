@@ -24,10 +24,12 @@
 //!                                                 rate_limited,upgrades,
 //!                                                 connections_refused}_total
 //! edgeward_cache_*, edgeward_plugin_*             (from the sources)
+//! edgeward_plugin_<plugin>_<name>{upstream}       (defined by plugins, host `metrics`)
 //! ```
 
 mod handles;
 pub mod histogram;
+mod plugin_defined;
 mod scale_gauges;
 mod sources;
 pub mod window;
@@ -46,7 +48,10 @@ use prometheus_client::registry::Registry;
 
 pub use handles::{InFlight, RouteMetrics, UpstreamMetrics};
 pub use histogram::{Histogram, LATENCY_BUCKETS};
-pub use scale_gauges::ScaleGauges;
+pub use plugin_defined::{
+    DefinedKind, DefinedMetric, DefinedSample, DefinedSeries, DefinedValue, exposition_name,
+};
+pub use scale_gauges::{HoldHandles, ScaleGauges};
 pub use sources::{CacheSample, EndpointSample, PluginSample, Source};
 pub use window::{Clock, MonotonicClock, Window, WindowSnapshot};
 
@@ -85,6 +90,7 @@ pub struct NodeMetrics {
     endpoint_source: Arc<sources::Slot<Vec<EndpointSample>>>,
     cache_source: Arc<sources::Slot<CacheSample>>,
     plugin_source: Arc<sources::Slot<Vec<PluginSample>>>,
+    defined_source: Arc<sources::Slot<Vec<DefinedSample>>>,
     /// Requests no route matched (answered 404).
     pub no_route: Counter,
     /// Requests refused as malformed or too large (client errors).
@@ -201,6 +207,8 @@ impl NodeMetrics {
         registry.register_collector(Box::new(sources::Endpoints(endpoint_source.clone())));
         registry.register_collector(Box::new(sources::CacheCounters(cache_source.clone())));
         registry.register_collector(Box::new(sources::PluginCounters(plugin_source.clone())));
+        let defined_source = sources::Slot::new();
+        registry.register_collector(Box::new(plugin_defined::Defined(defined_source.clone())));
 
         Self {
             registry,
@@ -215,6 +223,7 @@ impl NodeMetrics {
             endpoint_source,
             cache_source,
             plugin_source,
+            defined_source,
             no_route,
             bad_requests,
             client_aborted,
@@ -302,6 +311,12 @@ impl NodeMetrics {
     /// counters for `edgeward_plugin_*`, e.g. `move || plugins.metrics_samples()`.
     pub fn set_plugin_source(&self, f: Source<Vec<PluginSample>>) {
         self.plugin_source.set(f);
+    }
+
+    /// Installs (or replaces, on reload) the function that reads the metrics
+    /// plugins define, e.g. `move || plugins.defined_samples()`.
+    pub fn set_defined_source(&self, f: Source<Vec<DefinedSample>>) {
+        self.defined_source.set(f);
     }
 
     /// Everything in the Prometheus text format, version 0.0.4 ([`CONTENT_TYPE`]).

@@ -85,7 +85,7 @@ impl<T> Slot<T> {
     }
 
     /// Calls the source outside the lock (it may take locks of its own).
-    fn sample(&self) -> Option<T> {
+    pub(super) fn sample(&self) -> Option<T> {
         let f = self.0.read().unwrap_or_else(|p| p.into_inner()).clone();
         f.map(|f| f())
     }

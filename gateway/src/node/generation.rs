@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::config::{Config, Listener};
 use crate::metrics::{EndpointSample, NodeMetrics, RouteMetrics, UpstreamMetrics};
 use crate::plugin::{self, FilterPlugin, LoadError, Plugins};
+use crate::upstream::hold::HoldQueue;
 use crate::upstream::{self, UpstreamPool};
 
 /// What a route needs at request time besides its config.
@@ -27,6 +28,9 @@ pub struct Generation {
     /// In `config.upstreams` order.
     pub upstreams: Vec<UpstreamPool>,
     pub upstream_metrics: Vec<Arc<UpstreamMetrics>>,
+    /// Per upstream, in `config.upstreams` order: the scale-from-zero hold of
+    /// the `min: 0` service that measures it.
+    pub holds: Vec<Option<Arc<HoldQueue>>>,
     pub plugins: Plugins,
 }
 
@@ -57,6 +61,23 @@ impl Generation {
             .iter()
             .map(|u| metrics.upstream(&u.name))
             .collect();
+        let holds = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                let s = config
+                    .scaling
+                    .services
+                    .iter()
+                    .find(|s| s.upstream == u.name)?;
+                let hold = s.hold?;
+                Some(Arc::new(HoldQueue::new(
+                    &s.name,
+                    hold,
+                    metrics.scale.hold_handles(&s.name),
+                )))
+            })
+            .collect();
         let routes = config
             .routes
             .iter()
@@ -76,6 +97,7 @@ impl Generation {
             routes,
             upstreams,
             upstream_metrics,
+            holds,
             plugins,
         })
     }

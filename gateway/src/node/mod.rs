@@ -88,6 +88,12 @@ impl Node {
                 .map(|n| n.generation().plugins.metrics_samples())
                 .unwrap_or_default()
         }));
+        let weak = Arc::downgrade(self);
+        self.metrics.set_defined_source(Arc::new(move || {
+            weak.upgrade()
+                .map(|n| n.generation().plugins.defined_samples())
+                .unwrap_or_default()
+        }));
     }
 
     /// The generation a request starts on.

@@ -28,8 +28,9 @@ pub mod filter {
             "edgeward:plugin/log": super::router::edgeward::plugin::log,
             "edgeward:plugin/clock": super::router::edgeward::plugin::clock,
             "edgeward:plugin/state": super::router::edgeward::plugin::state,
+            "edgeward:plugin/metrics": super::router::edgeward::plugin::metrics,
         },
     });
 }
 
-pub use router::edgeward::plugin::{clock, log, state, types};
+pub use router::edgeward::plugin::{clock, log, metrics, state, types};

@@ -1,24 +1,21 @@
-//! What a plugin instance's store holds, and the host half of the contract:
-//! `log`, `clock`, `state`, and the `request` / `response` / `upstream`
-//! resources. Guests get WASI p2 with nothing granted: no preopens, no
-//! environment, no sockets, and stdio that goes nowhere.
+//! What a plugin instance's store holds: its WASI context (nothing granted:
+//! no preopens, no environment, no sockets, stdio that goes nowhere), its
+//! memory cap, and the heads a call lends it. The host interfaces are in
+//! `host_api.rs`, the resources' methods in `resources.rs`.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
 
 use http::HeaderMap;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::{clock, log, state, types};
+use super::custom_metrics::CustomMetrics;
 use super::limit::LogLimiter;
 use super::pool::Fault;
-use super::state::{SharedState, StateError};
-
-/// Longest log line a guest may write, bytes.
-const MAX_LOG_LINE: usize = 1024;
+use super::state::SharedState;
 
 /// What every instance of one plugin shares.
 pub struct PluginShared {
@@ -27,6 +24,11 @@ pub struct PluginShared {
     pub state: Arc<SharedState>,
     pub log: LogLimiter,
     pub metrics: Arc<super::PluginMetrics>,
+    /// The metrics the plugin defines; outlives the generation like `state`.
+    pub custom: Arc<CustomMetrics>,
+    /// Each route's upstream, by route name: a filter's metrics are the
+    /// upstream's its request is routed to.
+    pub route_upstreams: Arc<HashMap<Arc<str>, Arc<str>>>,
 }
 
 /// The store data of one plugin instance.
@@ -35,6 +37,9 @@ pub struct HostState {
     pub table: ResourceTable,
     pub limits: MemoryCap,
     pub plugin: Arc<PluginShared>,
+    /// The upstream the current call is for (`""` for none, e.g. in `init`):
+    /// the label of the metrics it records.
+    pub scope: Arc<str>,
 }
 
 /// Host-side handles (WASI pollables, our resources) one instance may hold:
@@ -54,7 +59,13 @@ impl HostState {
                 refused: false,
             },
             plugin,
+            scope: Arc::from(""),
         }
+    }
+
+    /// Records the call's metrics under `upstream` (a scaler's service).
+    pub fn set_scope(&mut self, upstream: &Arc<str>) {
+        self.scope = upstream.clone();
     }
 }
 
@@ -165,6 +176,9 @@ impl HostState {
         scheme: &'static str,
         route: Arc<str>,
     ) -> Result<Resource<RequestView>, Fault> {
+        if let Some(u) = self.plugin.route_upstreams.get(&route) {
+            self.scope = u.clone();
+        }
         let r = self
             .table
             .push(RequestView {
@@ -223,6 +237,7 @@ impl HostState {
         &mut self,
         info: &Arc<UpstreamInfo>,
     ) -> Result<Resource<UpstreamView>, Fault> {
+        self.scope = info.scope.clone();
         self.table
             .push(UpstreamView(info.clone()))
             .map_err(table_full)
@@ -237,6 +252,8 @@ impl HostState {
 #[derive(Debug, Default)]
 pub struct UpstreamInfo {
     pub name: String,
+    /// `name` again, shared, as the label of metrics a router records.
+    pub scope: Arc<str>,
     pub addresses: Vec<String>,
     pub tags: Vec<Vec<String>>,
     /// Zone number per endpoint (0 = unknown).
@@ -247,314 +264,6 @@ pub struct UpstreamInfo {
 }
 
 pub struct UpstreamView(pub Arc<UpstreamInfo>);
-
-fn lossy(v: &http::HeaderValue) -> String {
-    String::from_utf8_lossy(v.as_bytes()).into_owned()
-}
-
-/// The first `name=value` pair among the `cookie` fields (RFC 6265 §5.4).
-pub fn find_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
-        .find_map(|pair| {
-            let pair = std::str::from_utf8(pair).ok()?.trim();
-            let (k, v) = pair.split_once('=')?;
-            (k.trim() == name).then(|| v.trim().to_owned())
-        })
-}
-
-impl RequestView {
-    fn header_all(&self, name: &str) -> Vec<String> {
-        self.parts.headers.get_all(name).iter().map(lossy).collect()
-    }
-}
-
-fn req<'a>(
-    table: &'a ResourceTable,
-    r: &Resource<RequestView>,
-) -> wasmtime::Result<&'a RequestView> {
-    Ok(table.get(r)?)
-}
-
-impl types::HostRequest for HostState {
-    fn method(&mut self, r: Resource<RequestView>) -> wasmtime::Result<String> {
-        Ok(req(&self.table, &r)?.parts.method.as_str().to_owned())
-    }
-    fn scheme(&mut self, r: Resource<RequestView>) -> wasmtime::Result<String> {
-        Ok(req(&self.table, &r)?.scheme.to_owned())
-    }
-    fn authority(&mut self, r: Resource<RequestView>) -> wasmtime::Result<Option<String>> {
-        let v = req(&self.table, &r)?;
-        Ok(v.parts
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| v.parts.headers.get(http::header::HOST).map(lossy)))
-    }
-    fn path(&mut self, r: Resource<RequestView>) -> wasmtime::Result<String> {
-        Ok(req(&self.table, &r)?.parts.uri.path().to_owned())
-    }
-    fn query(&mut self, r: Resource<RequestView>) -> wasmtime::Result<Option<String>> {
-        Ok(req(&self.table, &r)?.parts.uri.query().map(str::to_owned))
-    }
-    fn header(
-        &mut self,
-        r: Resource<RequestView>,
-        name: String,
-    ) -> wasmtime::Result<Option<String>> {
-        Ok(req(&self.table, &r)?
-            .parts
-            .headers
-            .get(name.as_str())
-            .map(lossy))
-    }
-    fn header_all(
-        &mut self,
-        r: Resource<RequestView>,
-        name: String,
-    ) -> wasmtime::Result<Vec<String>> {
-        Ok(req(&self.table, &r)?.header_all(&name))
-    }
-    fn cookie(
-        &mut self,
-        r: Resource<RequestView>,
-        name: String,
-    ) -> wasmtime::Result<Option<String>> {
-        Ok(find_cookie(&req(&self.table, &r)?.parts.headers, &name))
-    }
-    fn client_addr(&mut self, r: Resource<RequestView>) -> wasmtime::Result<types::IpAddress> {
-        Ok(match req(&self.table, &r)?.client {
-            IpAddr::V4(a) => {
-                let [a, b, c, d] = a.octets();
-                types::IpAddress::Ipv4((a, b, c, d))
-            }
-            IpAddr::V6(a) => {
-                let [a, b, c, d, e, f, g, h] = a.segments();
-                types::IpAddress::Ipv6((a, b, c, d, e, f, g, h))
-            }
-        })
-    }
-    fn http_version(&mut self, r: Resource<RequestView>) -> wasmtime::Result<types::HttpVersion> {
-        use http::Version;
-        Ok(match req(&self.table, &r)?.parts.version {
-            Version::HTTP_09 | Version::HTTP_10 => types::HttpVersion::Http10,
-            Version::HTTP_2 => types::HttpVersion::Http2,
-            Version::HTTP_3 => types::HttpVersion::Http3,
-            _ => types::HttpVersion::Http11,
-        })
-    }
-    fn route(&mut self, r: Resource<RequestView>) -> wasmtime::Result<String> {
-        Ok(req(&self.table, &r)?.route.to_string())
-    }
-    fn drop(&mut self, r: Resource<RequestView>) -> wasmtime::Result<()> {
-        // Borrowed handles are deleted by the call site; an owned one (never
-        // handed out today) would be cleaned up here.
-        if r.owned() {
-            self.table.delete(r)?;
-        }
-        Ok(())
-    }
-}
-
-impl types::HostResponse for HostState {
-    fn status(&mut self, r: Resource<ResponseView>) -> wasmtime::Result<u16> {
-        Ok(self.table.get(&r)?.status)
-    }
-    fn header(
-        &mut self,
-        r: Resource<ResponseView>,
-        name: String,
-    ) -> wasmtime::Result<Option<String>> {
-        Ok(self.table.get(&r)?.headers.get(name.as_str()).map(lossy))
-    }
-    fn header_all(
-        &mut self,
-        r: Resource<ResponseView>,
-        name: String,
-    ) -> wasmtime::Result<Vec<String>> {
-        Ok(self
-            .table
-            .get(&r)?
-            .headers
-            .get_all(name.as_str())
-            .iter()
-            .map(lossy)
-            .collect())
-    }
-    fn drop(&mut self, r: Resource<ResponseView>) -> wasmtime::Result<()> {
-        if r.owned() {
-            self.table.delete(r)?;
-        }
-        Ok(())
-    }
-}
-
-impl types::HostUpstream for HostState {
-    fn name(&mut self, r: Resource<UpstreamView>) -> wasmtime::Result<String> {
-        Ok(self.table.get(&r)?.0.name.clone())
-    }
-    fn address(&mut self, r: Resource<UpstreamView>, id: u32) -> wasmtime::Result<Option<String>> {
-        Ok(self.table.get(&r)?.0.addresses.get(id as usize).cloned())
-    }
-    fn zone_name(
-        &mut self,
-        r: Resource<UpstreamView>,
-        zone: u32,
-    ) -> wasmtime::Result<Option<String>> {
-        let info = &self.table.get(&r)?.0;
-        Ok(zone
-            .checked_sub(1)
-            .and_then(|z| info.zone_names.get(z as usize))
-            .cloned())
-    }
-    fn local_zone(&mut self, r: Resource<UpstreamView>) -> wasmtime::Result<u32> {
-        Ok(self.table.get(&r)?.0.local_zone)
-    }
-    fn tags(&mut self, r: Resource<UpstreamView>, id: u32) -> wasmtime::Result<Vec<String>> {
-        Ok(self
-            .table
-            .get(&r)?
-            .0
-            .tags
-            .get(id as usize)
-            .cloned()
-            .unwrap_or_default())
-    }
-    fn tagged(&mut self, r: Resource<UpstreamView>, tag: String) -> wasmtime::Result<Vec<u32>> {
-        let info = &self.table.get(&r)?.0;
-        Ok(info
-            .tags
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.contains(&tag))
-            .map(|(i, _)| i as u32)
-            .collect())
-    }
-    fn drop(&mut self, r: Resource<UpstreamView>) -> wasmtime::Result<()> {
-        if r.owned() {
-            self.table.delete(r)?;
-        }
-        Ok(())
-    }
-}
-
-impl types::Host for HostState {}
-
-impl log::Host for HostState {
-    fn enabled(&mut self, level: log::Level) -> wasmtime::Result<bool> {
-        Ok(enabled(level))
-    }
-
-    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        if !enabled(level) {
-            return Ok(());
-        }
-        let plugin = &self.plugin;
-        let Some(dropped) = plugin.log.admit() else {
-            plugin.metrics.log_dropped();
-            return Ok(());
-        };
-        if dropped > 0 {
-            tracing::warn!(plugin = %plugin.name, dropped, "plugin log lines dropped by the rate limit");
-        }
-        let mut msg = message.as_str();
-        if msg.len() > MAX_LOG_LINE {
-            let mut end = MAX_LOG_LINE;
-            while !msg.is_char_boundary(end) {
-                end -= 1;
-            }
-            msg = &msg[..end];
-        }
-        let name = plugin.name.as_str();
-        match level {
-            log::Level::Trace => {
-                tracing::trace!(target: "edgeward::plugin", plugin = name, "{msg}")
-            }
-            log::Level::Debug => {
-                tracing::debug!(target: "edgeward::plugin", plugin = name, "{msg}")
-            }
-            log::Level::Info => tracing::info!(target: "edgeward::plugin", plugin = name, "{msg}"),
-            log::Level::Warn => tracing::warn!(target: "edgeward::plugin", plugin = name, "{msg}"),
-            log::Level::Error => {
-                tracing::error!(target: "edgeward::plugin", plugin = name, "{msg}")
-            }
-        }
-        Ok(())
-    }
-}
-
-fn enabled(level: log::Level) -> bool {
-    match level {
-        log::Level::Trace => tracing::enabled!(target: "edgeward::plugin", tracing::Level::TRACE),
-        log::Level::Debug => tracing::enabled!(target: "edgeward::plugin", tracing::Level::DEBUG),
-        log::Level::Info => tracing::enabled!(target: "edgeward::plugin", tracing::Level::INFO),
-        log::Level::Warn => tracing::enabled!(target: "edgeward::plugin", tracing::Level::WARN),
-        log::Level::Error => tracing::enabled!(target: "edgeward::plugin", tracing::Level::ERROR),
-    }
-}
-
-/// The zero of `monotonic-now`, shared by every instance in the process.
-fn process_start() -> Instant {
-    static START: OnceLock<Instant> = OnceLock::new();
-    *START.get_or_init(Instant::now)
-}
-
-impl clock::Host for HostState {
-    fn monotonic_now(&mut self) -> wasmtime::Result<u64> {
-        Ok(process_start().elapsed().as_nanos() as u64)
-    }
-    fn wall_now(&mut self) -> wasmtime::Result<u64> {
-        Ok(SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64))
-    }
-}
-
-impl state::Host for HostState {
-    fn counter_get(&mut self, key: String) -> wasmtime::Result<i64> {
-        Ok(self.plugin.state.counter_get(&key))
-    }
-    fn counter_add(&mut self, key: String, delta: i64) -> wasmtime::Result<i64> {
-        Ok(self.plugin.state.counter_add(&key, delta))
-    }
-    fn counter_set(&mut self, key: String, value: i64) -> wasmtime::Result<()> {
-        self.plugin.state.counter_set(&key, value);
-        Ok(())
-    }
-    fn counter_compare_and_swap(
-        &mut self,
-        key: String,
-        expected: i64,
-        new: i64,
-    ) -> wasmtime::Result<bool> {
-        Ok(self.plugin.state.counter_cas(&key, expected, new))
-    }
-    fn kv_get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        Ok(self.plugin.state.kv_get(&key))
-    }
-    fn kv_set(
-        &mut self,
-        key: String,
-        value: Vec<u8>,
-        ttl_ms: Option<u64>,
-    ) -> wasmtime::Result<Result<(), state::StateError>> {
-        let ttl = ttl_ms.map(Duration::from_millis);
-        Ok(self
-            .plugin
-            .state
-            .kv_set(&key, value, ttl)
-            .map_err(|e| match e {
-                StateError::TooLarge => state::StateError::TooLarge,
-                StateError::Full => state::StateError::Full,
-            }))
-    }
-    fn kv_delete(&mut self, key: String) -> wasmtime::Result<bool> {
-        Ok(self.plugin.state.kv_delete(&key))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -567,9 +276,34 @@ mod tests {
                 state: Default::default(),
                 log: LogLimiter::new(1, 1),
                 metrics,
+                custom: Arc::new(CustomMetrics::new("p")),
+                route_upstreams: Arc::new(HashMap::from([(Arc::from("r"), Arc::from("svc"))])),
             }),
             1 << 20,
         )
+    }
+
+    #[test]
+    fn metrics_are_labelled_with_the_upstream_of_the_call() {
+        let mut h = host();
+        assert_eq!(&*h.scope, "", "nothing before a call (init)");
+        let mut parts = head();
+        let client = IpAddr::from([127, 0, 0, 1]);
+        let r = h
+            .lend_request(&mut parts, client, "http", Arc::from("r"))
+            .unwrap();
+        assert_eq!(&*h.scope, "svc", "a filter's route's upstream");
+        h.take_back_request(r, &mut parts);
+        let info = Arc::new(UpstreamInfo {
+            name: "other".into(),
+            scope: Arc::from("other"),
+            ..UpstreamInfo::default()
+        });
+        let u = h.lend_upstream(&info).unwrap();
+        assert_eq!(&*h.scope, "other", "a router's upstream");
+        h.take_back_upstream(u);
+        h.set_scope(&Arc::from("scaled"));
+        assert_eq!(&*h.scope, "scaled", "a scaler's service");
     }
 
     fn head() -> http::request::Parts {
@@ -615,15 +349,5 @@ mod tests {
         let mut headers = head().headers;
         assert!(h.lend_response(200, &mut headers).is_err());
         assert_eq!(headers["x-client"], "kept");
-    }
-
-    #[test]
-    fn cookies_are_found_across_fields() {
-        let mut h = HeaderMap::new();
-        h.append("cookie", "a=1; ew=\"x\"".parse().unwrap());
-        h.append("cookie", "b=2".parse().unwrap());
-        assert_eq!(find_cookie(&h, "ew").as_deref(), Some("\"x\""));
-        assert_eq!(find_cookie(&h, "b").as_deref(), Some("2"));
-        assert_eq!(find_cookie(&h, "c"), None);
     }
 }

@@ -5,13 +5,16 @@
 
 mod bindings;
 pub use crate::builtins as builtin;
+mod custom_metrics;
 mod engine;
 mod fault;
 mod filter;
 mod host;
+mod host_api;
 pub mod limit;
 mod metrics;
 mod pool;
+mod resources;
 mod router;
 mod scaler;
 mod state;
@@ -23,6 +26,7 @@ use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 
 use crate::config::{Config, OnError, PluginSource, PluginSpec};
+pub use custom_metrics::CustomMetrics;
 pub use filter::{FilterAction, FilterPlugin};
 pub use host::UpstreamInfo;
 use host::{HostState, PluginShared};
@@ -30,7 +34,9 @@ pub use metrics::PluginMetrics;
 pub use pool::Fault;
 use pool::{Pool, PoolLimits, World};
 pub use router::{CallContext, Candidate, Decision, HeaderEdit};
-pub use scaler::{ScaleDecision, ScaleDirection, ScaleSnapshot, ScalerPlugin};
+pub use scaler::{
+    CustomMetric, MetricKind, ScaleDecision, ScaleDirection, ScaleSnapshot, ScalerPlugin,
+};
 
 /// Guest log lines per second per plugin, and the burst allowed.
 const LOG_RATE: (u32, u32) = (20, 50);
@@ -89,9 +95,17 @@ impl RouterPlugin {
 pub struct Carry {
     states: HashMap<String, Arc<state::SharedState>>,
     metrics: HashMap<String, Arc<PluginMetrics>>,
+    custom: HashMap<String, Arc<CustomMetrics>>,
 }
 
 impl Carry {
+    fn custom(&mut self, name: &str) -> Arc<CustomMetrics> {
+        self.custom
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(CustomMetrics::new(name)))
+            .clone()
+    }
+
     fn state(&mut self, name: &str) -> Arc<state::SharedState> {
         self.states.entry(name.to_owned()).or_default().clone()
     }
@@ -112,6 +126,7 @@ impl Carry {
         };
         self.states.retain(|n, _| keep(n));
         self.metrics.retain(|n, _| keep(n));
+        self.custom.retain(|n, _| keep(n));
     }
 }
 
@@ -122,6 +137,7 @@ pub struct Plugins {
     filters: HashMap<String, Arc<FilterPlugin>>,
     scalers: HashMap<String, Arc<ScalerPlugin>>,
     metrics: Vec<Arc<PluginMetrics>>,
+    custom: Vec<Arc<CustomMetrics>>,
 }
 
 impl Plugins {
@@ -211,16 +227,29 @@ impl Plugins {
             })
             .map_err(|e| fail(specs[0], format!("cannot link the host interfaces: {e:#}")))?;
 
+        let route_upstreams: Arc<HashMap<Arc<str>, Arc<str>>> = Arc::new(
+            config
+                .routes
+                .iter()
+                .filter_map(|r| {
+                    let u = config.upstreams.get(r.upstream)?;
+                    Some((Arc::from(r.name.as_str()), Arc::from(u.name.as_str())))
+                })
+                .collect(),
+        );
         let mut out = Self::default();
         for (spec, b) in specs.iter().zip(&bytes) {
             let component = engine::compile(&engine, b)
                 .map_err(|r| fail(spec, format!("not a valid Wasm component: {r}")))?;
             let metrics = carry.metrics(&spec.name);
+            let custom = carry.custom(&spec.name);
             let shared = Arc::new(PluginShared {
                 name: spec.name.clone(),
                 state: carry.state(&spec.name),
                 log: limit::LogLimiter::new(LOG_RATE.0, LOG_RATE.1),
                 metrics: metrics.clone(),
+                custom: custom.clone(),
+                route_upstreams: route_upstreams.clone(),
             });
             let limits = PoolLimits::new(spec.deadline, spec.memory, spec.instances);
             let role = roles[spec.name.as_str()];
@@ -271,6 +300,7 @@ impl Plugins {
                 );
             }
             out.metrics.push(metrics);
+            out.custom.push(custom);
         }
         Ok(out)
     }

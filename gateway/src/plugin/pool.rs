@@ -513,6 +513,8 @@ mod tests {
             state: Default::default(),
             log: LogLimiter::new(1, 1),
             metrics: metrics.clone(),
+            custom: Arc::new(super::super::CustomMetrics::new("fake")),
+            route_upstreams: Default::default(),
         });
         let script = Arc::new(Script::default());
         let limits = PoolLimits {

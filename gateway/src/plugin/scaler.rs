@@ -21,11 +21,14 @@ pub mod bindings {
             "edgeward:plugin/log": crate::plugin::bindings::router::edgeward::plugin::log,
             "edgeward:plugin/clock": crate::plugin::bindings::router::edgeward::plugin::clock,
             "edgeward:plugin/state": crate::plugin::bindings::router::edgeward::plugin::state,
+            "edgeward:plugin/metrics": crate::plugin::bindings::router::edgeward::plugin::metrics,
         },
     });
 }
 
-pub use super::bindings::types::{ScaleDecision, ScaleDirection, ScaleSnapshot};
+pub use super::bindings::types::{
+    CustomMetric, MetricKind, ScaleDecision, ScaleDirection, ScaleSnapshot,
+};
 use bindings::{Scaler, ScalerPre};
 
 impl World for Scaler {
@@ -69,18 +72,23 @@ impl ScalerPlugin {
     /// Asks the plugin for a replica count. On `Err` the instance is discarded
     /// and the fault counted (and logged once per burst); the caller keeps
     /// the plugin's last answer.
-    pub fn evaluate(&self, snapshot: &ScaleSnapshot) -> Result<ScaleDecision, Fault> {
-        let r = self.call(snapshot);
+    /// Metrics the plugin records during the call are `upstream`'s.
+    pub fn evaluate(
+        &self,
+        snapshot: &ScaleSnapshot,
+        upstream: &Arc<str>,
+    ) -> Result<ScaleDecision, Fault> {
+        let r = self.call(snapshot, upstream);
         self.metrics
             .record(&r.as_ref().map(|_| ()).map_err(Clone::clone));
         r
     }
 
-    fn call(&self, snapshot: &ScaleSnapshot) -> Result<ScaleDecision, Fault> {
+    fn call(&self, snapshot: &ScaleSnapshot, upstream: &Arc<str>) -> Result<ScaleDecision, Fault> {
         let mut lease = self.pool.checkout()?;
-        let mut d = lease
-            .get()
-            .run(|guest, store| guest.call_evaluate(store, snapshot))?;
+        let inst = lease.get();
+        inst.store.data_mut().set_scope(upstream);
+        let mut d = inst.run(|guest, store| guest.call_evaluate(store, snapshot))?;
         lease.release();
         if d.reason.len() > MAX_REASON {
             let mut end = MAX_REASON;

@@ -10,6 +10,7 @@
 //! memory) is counted in `edgeward_plugin_faults_total`; its previous answer
 //! stands, marked with the fault.
 
+mod custom;
 pub mod decide;
 mod process;
 mod webhook;
@@ -22,11 +23,12 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 pub use crate::metrics::ScaleGauges;
+pub use custom::CustomValue;
 pub use decide::{Decision, Direction, Limits, PolicyAnswer, Stabilizer};
 
 use crate::config::scaling::ScaledService;
 use crate::node::{Generation, Node};
-use crate::plugin::{ScaleDirection, ScaleSnapshot};
+use crate::plugin::{CustomMetric, MetricKind, ScaleDirection, ScaleSnapshot};
 
 /// How often the loop looks for services that are due.
 const TICK: Duration = Duration::from_millis(200);
@@ -57,6 +59,8 @@ pub struct Inputs {
     pub service_cpu: Option<f64>,
     pub service_memory: Option<f64>,
     pub load_reports: u64,
+    /// Plugins' metrics for the service's upstream, by `<plugin>/<name>`.
+    pub custom_metrics: BTreeMap<String, CustomValue>,
 }
 
 impl Inputs {
@@ -78,6 +82,19 @@ impl Inputs {
             gateway_memory_bytes: self.gateway_memory_bytes,
             service_cpu: self.service_cpu,
             service_memory: self.service_memory,
+            custom_metrics: self
+                .custom_metrics
+                .iter()
+                .map(|(name, v)| CustomMetric {
+                    name: name.clone(),
+                    kind: match v.kind {
+                        "counter" => MetricKind::Counter,
+                        "gauge" => MetricKind::Gauge,
+                        _ => MetricKind::Histogram,
+                    },
+                    value: v.value,
+                })
+                .collect(),
         }
     }
 }
@@ -121,6 +138,7 @@ struct ServiceState {
     history: VecDeque<Decision>,
     stab: Stabilizer,
     evaluations: u64,
+    custom: custom::History,
 }
 
 impl ServiceState {
@@ -134,6 +152,7 @@ impl ServiceState {
             history: VecDeque::new(),
             stab: Stabilizer::default(),
             evaluations: 0,
+            custom: custom::History::default(),
         }
     }
 }
@@ -182,6 +201,7 @@ impl Board {
             }
             keep
         });
+        let defined = generation.plugins.defined_samples();
         let mut evaluated = 0;
         for cfg in &scaling.services {
             let st = services
@@ -191,7 +211,12 @@ impl Board {
                 st.config = cfg.clone();
                 st.next_due = None;
             }
-            if st.next_due.is_some_and(|due| now < due) {
+            // A held request of a service at zero asks for a replica now,
+            // not at the next interval.
+            let held = node.metrics.scale.held(&cfg.name);
+            let at_zero = st.decision.as_ref().is_none_or(|d| d.desired_replicas == 0);
+            let urgent = cfg.hold.is_some() && held > 0 && at_zero;
+            if st.next_due.is_some_and(|due| now < due) && !urgent {
                 continue;
             }
             st.next_due = Some(now + cfg.interval);
@@ -203,6 +228,7 @@ impl Board {
             inputs.service_cpu = load.cpu;
             inputs.service_memory = load.mem;
             inputs.load_reports = load.reports;
+            inputs.custom_metrics = st.custom.update(&defined, &cfg.upstream, now, cfg.window);
             let before = st.decision.as_ref().map(|d| d.desired_replicas);
             evaluate(node, &generation, st, inputs, scaling.history);
             evaluated += 1;
@@ -285,11 +311,18 @@ fn measure(
     let ms = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
     let now_ms = crate::upstream::stats::now_ms();
     let pool = generation.upstreams.iter().find(|u| u.name == cfg.upstream);
-    let (endpoints, healthy, in_flight) = pool.map_or((0, 0, 0), |p| {
+    let (endpoints, healthy, in_flight, connecting) = pool.map_or((0, 0, 0, 0), |p| {
         let healthy = p.stats.iter().filter(|s| s.healthy(now_ms)).count();
         let in_flight: u32 = p.stats.iter().map(|s| s.in_flight()).sum();
-        (p.endpoints.len(), healthy, in_flight)
+        let connecting = p.connecting.load(std::sync::atomic::Ordering::Relaxed);
+        (p.endpoints.len(), healthy, in_flight, connecting)
     });
+    // Waiting for an endpoint: held by scale from zero, or for a connection.
+    let queue_depth = node
+        .metrics
+        .scale
+        .held(&cfg.name)
+        .saturating_add(connecting);
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     let current = cfg.replicas.unwrap_or(count(endpoints));
     Inputs {
@@ -310,12 +343,13 @@ fn measure(
         latency_p95_ms: ms(w.p95),
         latency_p99_ms: ms(w.p99),
         in_flight,
-        queue_depth: 0,
+        queue_depth,
         gateway_cpu,
         gateway_memory_bytes,
         service_cpu: None,
         service_memory: None,
         load_reports: 0,
+        custom_metrics: BTreeMap::new(),
     }
 }
 
@@ -328,11 +362,12 @@ fn evaluate(
 ) {
     let cfg = &st.config;
     let snapshot = inputs.to_wit(&cfg.name);
+    let upstream: Arc<str> = Arc::from(cfg.upstream.as_str());
     for name in &cfg.policies {
         let Some(plugin) = generation.plugins.scaler(name) else {
             continue;
         };
-        match plugin.evaluate(&snapshot) {
+        match plugin.evaluate(&snapshot, &upstream) {
             Ok(d) => {
                 st.answers.insert(
                     name.clone(),
@@ -363,8 +398,8 @@ fn evaluate(
         .collect();
     // Scale from zero: traffic for a service with no healthy replica asks
     // for one at once, whatever the policies say.
-    if cfg.min == 0 && inputs.healthy_replicas == 0 && (inputs.requests > 0 || inputs.in_flight > 0)
-    {
+    let waiting = inputs.requests + u64::from(inputs.in_flight) + u64::from(inputs.queue_depth);
+    if cfg.min == 0 && inputs.healthy_replicas == 0 && waiting > 0 {
         // First, so it names the decision when a policy agrees.
         answers.insert(
             0,
@@ -372,10 +407,14 @@ fn evaluate(
                 plugin: "scale-from-zero".into(),
                 desired_replicas: 1,
                 direction: Direction::of(inputs.current_replicas, 1),
-                reason: format!(
-                    "{} requests and no healthy replica",
-                    inputs.requests + u64::from(inputs.in_flight)
-                ),
+                reason: if inputs.queue_depth > 0 {
+                    format!(
+                        "{} requests held and no healthy replica",
+                        inputs.queue_depth
+                    )
+                } else {
+                    format!("{waiting} requests and no healthy replica")
+                },
                 fault: None,
             },
         );

@@ -57,6 +57,16 @@ pub enum ProxyError {
     },
     #[error("upstream {upstream}: no endpoint can take the request")]
     Unavailable { upstream: String },
+    /// Scale from zero could not hold the request until an endpoint came.
+    #[error("scaled service {service}: {}", match .refusal {
+        crate::upstream::hold::Refusal::Full => "the hold queue is full",
+        crate::upstream::hold::Refusal::Timeout => "no endpoint became healthy within the hold timeout",
+    })]
+    Held {
+        service: String,
+        refusal: crate::upstream::hold::Refusal,
+        retry_after: std::time::Duration,
+    },
     #[error("upstream {upstream}: {endpoint} failed: {source}")]
     Upstream {
         upstream: String,
@@ -79,6 +89,7 @@ impl ProxyError {
             Self::Connect { .. }
             | Self::Timeout { .. }
             | Self::Unavailable { .. }
+            | Self::Held { .. }
             | Self::Upstream { .. } => Blame::Upstream,
             Self::Plugin { .. } => Blame::Plugin,
             Self::Internal(_) => Blame::Internal,
@@ -101,7 +112,7 @@ impl ProxyError {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Connect { .. } | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } | Self::Held { .. } => StatusCode::SERVICE_UNAVAILABLE,
             // Too slow or too busy is a capacity problem; a trap is a broken plugin.
             Self::Plugin { fault, .. } => match fault {
                 crate::plugin::Fault::Deadline | crate::plugin::Fault::Busy => {
@@ -125,10 +136,19 @@ impl ProxyError {
             Self::Upstream { .. } => "upstream failed\n",
             Self::Timeout { .. } => "upstream timed out\n",
             Self::Unavailable { .. } => "no upstream endpoint available\n",
+            Self::Held { .. } => "service is starting; retry later\n",
             Self::Plugin { .. } => "plugin failed\n",
             Self::Internal(_) => "internal error\n",
         };
-        body::local_response(self.status(), "text/plain; charset=utf-8", text)
+        let mut resp = body::local_response(self.status(), "text/plain; charset=utf-8", text);
+        // RFC 9110 §10.2.3: when the service should have a replica by then.
+        if let Self::Held { retry_after, .. } = self {
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(retry_after.as_secs().max(1)),
+            );
+        }
+        resp
     }
 
     /// Classifies a failed upstream exchange. A failure that began in the

@@ -132,7 +132,7 @@ impl Record {
             | ProxyError::ClientBody { .. } => Some(&m.bad_requests),
             ProxyError::ClientAborted { .. } => Some(&m.client_aborted),
             ProxyError::Upstream { .. } => Some(&m.upstream_errors),
-            ProxyError::Unavailable { .. } => Some(&m.no_endpoint),
+            ProxyError::Unavailable { .. } | ProxyError::Held { .. } => Some(&m.no_endpoint),
             ProxyError::Plugin { .. } => Some(&m.plugin_failures),
             ProxyError::Internal(_) => Some(&m.internal_errors),
             // Per upstream, counted where the attempt failed.

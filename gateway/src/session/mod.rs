@@ -17,6 +17,7 @@ mod cached;
 pub mod error;
 mod filters;
 pub mod headers;
+mod hold;
 mod inbound;
 mod log;
 mod proxy;

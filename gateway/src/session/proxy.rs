@@ -25,11 +25,11 @@ const MAX_ATTEMPTS: usize = 3;
 impl Session {
     /// Phases 5–7 for one request.
     pub(super) async fn forward(&self, req: Request<Body>) -> Answer {
-        let resp = self.exchange(req).await?;
+        let resp = self.exchange_held(req).await?;
         self.on_response(resp)
     }
 
-    async fn exchange(&self, req: Request<Body>) -> Answer {
+    pub(super) async fn exchange(&self, req: Request<Body>) -> Answer {
         let route = self.route();
         let pool = self.pool();
         let upstream_metrics = &self.generation.upstream_metrics[route.upstream];
@@ -139,7 +139,7 @@ impl Session {
                     };
                     self.node
                         .load_reports
-                        .record(&pool.name, resp.headers_mut());
+                        .record(&pool.name, stats, resp.headers_mut());
                     let ttfb = started.elapsed();
                     self.upstream_us.store(
                         u64::try_from(ttfb.as_micros()).unwrap_or(u64::MAX),

@@ -90,6 +90,7 @@ impl UpstreamPool {
             .enumerate()
             .map(|(i, e)| {
                 let s = &self.stats[i];
+                let (cpu_utilization, mem_utilization) = s.load();
                 Candidate {
                     id: i as u32,
                     key: self.keys[i],
@@ -98,6 +99,8 @@ impl UpstreamPool {
                     in_flight: s.in_flight(),
                     latency_ewma_us: s.latency_ewma_us(),
                     zone: self.zones[i],
+                    cpu_utilization,
+                    mem_utilization,
                 }
             })
             .collect()
@@ -155,6 +158,7 @@ pub(super) fn upstream_info(
         .collect();
     let info = UpstreamInfo {
         name: cfg.name.clone(),
+        scope: std::sync::Arc::from(cfg.name.as_str()),
         addresses: cfg
             .endpoints
             .iter()

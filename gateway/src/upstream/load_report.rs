@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 
+use super::stats::EndpointStats;
+
 /// Every upstream's reports, by upstream name; lives for the process.
 #[derive(Default)]
 pub struct Registry {
@@ -21,7 +23,8 @@ impl Registry {
     /// Takes the load-report headers out of an upstream response of
     /// `upstream` (so the client never sees them) and records them. Costs a
     /// header lookup when the upstream sends none.
-    pub fn record(&self, upstream: &str, headers: &mut HeaderMap) {
+    /// The endpoint that answered keeps its own average too, for routers.
+    pub fn record(&self, upstream: &str, endpoint: &EndpointStats, headers: &mut HeaderMap) {
         if !headers.contains_key(HEADER) && !headers.contains_key(HEADER_BIN) {
             return;
         }
@@ -33,6 +36,7 @@ impl Registry {
         let now = Instant::now();
         for r in &reports {
             acc.record(now, r);
+            endpoint.load_reported(r.cpu, r.mem);
         }
     }
 

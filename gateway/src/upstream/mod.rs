@@ -4,15 +4,16 @@
 
 mod balance;
 mod choose;
+mod connect;
+pub mod hold;
 pub mod load_report;
 mod registry;
 pub mod stats;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU32, AtomicUsize};
 
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 
 pub use balance::SmoothSchedule;
 pub use choose::Pick;
@@ -24,7 +25,7 @@ use crate::plugin::{RouterPlugin, UpstreamInfo};
 use stats::EndpointStats;
 
 /// The pooled client of one upstream service.
-pub type UpstreamClient = Client<HttpConnector, Body>;
+pub type UpstreamClient = Client<connect::CountingConnector, Body>;
 
 /// One upstream service as one generation's request path sees it.
 pub struct UpstreamPool {
@@ -33,6 +34,9 @@ pub struct UpstreamPool {
     schedule: SmoothSchedule,
     cursor: AtomicUsize,
     client: UpstreamClient,
+    /// Requests waiting for a new connection to one of the endpoints now;
+    /// shared with every generation that keeps this client.
+    pub connecting: Arc<AtomicU32>,
     /// Per endpoint, in `endpoints` order; shared with the generations before
     /// and after this one for endpoints whose address stays.
     pub stats: Vec<Arc<EndpointStats>>,
@@ -61,7 +65,7 @@ impl UpstreamPool {
 
     fn assemble(
         cfg: &config::Upstream,
-        client: UpstreamClient,
+        (client, connecting): (UpstreamClient, Arc<AtomicU32>),
         stats: Vec<Arc<EndpointStats>>,
         router: Option<Arc<RouterPlugin>>,
         local_zone: Option<&str>,
@@ -74,6 +78,7 @@ impl UpstreamPool {
             schedule: SmoothSchedule::new(&weights),
             cursor: AtomicUsize::new(0),
             client,
+            connecting,
             stats,
             router,
             keys: info.addresses.iter().map(|a| stats::fnv1a(a)).collect(),

@@ -4,6 +4,7 @@
 //! Touched only while a generation is built, never on the request path.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::connect::CountingConnector;
 use super::stats::EndpointStats;
 use super::{UpstreamClient, UpstreamPool};
 use crate::config::{self, UpstreamProtocol};
@@ -35,7 +37,7 @@ impl ClientKey {
         }
     }
 
-    fn build(&self) -> UpstreamClient {
+    fn build(&self, connecting: &Arc<AtomicU32>) -> UpstreamClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(self.connect_timeout));
         connector.set_nodelay(true);
@@ -51,13 +53,14 @@ impl ClientKey {
         if self.protocol == UpstreamProtocol::H2c {
             builder.http2_only(true);
         }
-        builder.build(connector)
+        builder.build(CountingConnector::new(connector, connecting.clone()))
     }
 }
 
 struct Carried {
     key: ClientKey,
     client: UpstreamClient,
+    connecting: Arc<AtomicU32>,
     /// By endpoint address (`host:port`).
     endpoints: HashMap<String, Arc<EndpointStats>>,
 }
@@ -78,13 +81,17 @@ impl Registry {
     ) -> UpstreamPool {
         let key = ClientKey::of(cfg);
         let mut all = self.upstreams.lock().unwrap_or_else(|p| p.into_inner());
-        let carried = all.entry(cfg.name.clone()).or_insert_with(|| Carried {
-            client: key.build(),
-            key: key.clone(),
-            endpoints: HashMap::new(),
+        let carried = all.entry(cfg.name.clone()).or_insert_with(|| {
+            let connecting = Arc::default();
+            Carried {
+                client: key.build(&connecting),
+                connecting,
+                key: key.clone(),
+                endpoints: HashMap::new(),
+            }
         });
         if carried.key != key {
-            carried.client = key.build();
+            carried.client = key.build(&carried.connecting);
             carried.key = key;
         }
         let stats = cfg
@@ -98,7 +105,8 @@ impl Registry {
                     .clone()
             })
             .collect();
-        UpstreamPool::assemble(cfg, carried.client.clone(), stats, router, local_zone)
+        let client = (carried.client.clone(), carried.connecting.clone());
+        UpstreamPool::assemble(cfg, client, stats, router, local_zone)
     }
 
     /// Forgets upstreams and endpoints `config` no longer has, once it serves:

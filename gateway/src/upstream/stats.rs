@@ -17,6 +17,10 @@ pub struct EndpointStats {
     failures: AtomicU32,
     /// Milliseconds since the pool's clock zero until which it is out; 0 = healthy.
     down_until_ms: AtomicU64,
+    /// Moving averages of its ORCA `cpu_utilization` / `mem_utilization`
+    /// reports, in millionths plus one (0 = never reported).
+    cpu_load: AtomicU32,
+    mem_load: AtomicU32,
 }
 
 /// Decrements the endpoint's in-flight count when dropped: held until the
@@ -61,6 +65,36 @@ impl EndpointStats {
         });
         self.failures.store(0, Relaxed);
         self.down_until_ms.store(0, Relaxed);
+    }
+
+    /// The endpoint reported its own load (ORCA); averaged like latency.
+    pub fn load_reported(&self, cpu: Option<f64>, mem: Option<f64>) {
+        for (cell, v) in [(&self.cpu_load, cpu), (&self.mem_load, mem)] {
+            let Some(v) = v.filter(|v| v.is_finite() && *v >= 0.0) else {
+                continue;
+            };
+            let sample = (v * 1e6).min(f64::from(u32::MAX - 1)) as u64;
+            let _ = cell.fetch_update(Relaxed, Relaxed, |old| {
+                let new = match old {
+                    0 => sample,
+                    old => {
+                        let old = u64::from(old - 1);
+                        (old * (16 - EWMA_NEW_SIXTEENTHS) + sample * EWMA_NEW_SIXTEENTHS) / 16
+                    }
+                };
+                Some(new as u32 + 1)
+            });
+        }
+    }
+
+    /// The averaged ORCA CPU and memory utilisation, fractions; `None`
+    /// until the endpoint reports.
+    pub fn load(&self) -> (Option<f32>, Option<f32>) {
+        let read = |cell: &AtomicU32| match cell.load(Relaxed) {
+            0 => None,
+            v => Some((f64::from(v - 1) / 1e6) as f32),
+        };
+        (read(&self.cpu_load), read(&self.mem_load))
     }
 
     /// A connection could not be made. Returns true when this takes it out.
@@ -109,6 +143,20 @@ mod tests {
         assert_eq!(s.latency_ewma_us(), 3000);
         s.succeeded(Duration::from_millis(7));
         assert_eq!(s.latency_ewma_us(), 4000);
+    }
+
+    #[test]
+    fn load_reports_are_averaged() {
+        let s = EndpointStats::default();
+        assert_eq!(s.load(), (None, None));
+        s.load_reported(Some(0.8), None);
+        assert_eq!(s.load(), (Some(0.8), None));
+        s.load_reported(Some(0.4), Some(0.5));
+        let (cpu, mem) = s.load();
+        assert!((cpu.unwrap() - 0.7).abs() < 1e-6, "{cpu:?}");
+        assert_eq!(mem, Some(0.5));
+        s.load_reported(Some(f64::NAN), None);
+        assert!((s.load().0.unwrap() - 0.7).abs() < 1e-6);
     }
 
     #[test]

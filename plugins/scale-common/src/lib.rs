@@ -3,16 +3,17 @@
 //! raw recommendation into a decision with sustain windows, cooldowns and a
 //! panic mode, its memory in host [`state`] so every instance agrees.
 //!
-//! Time is the snapshot's `at-ms`, which the host stamps from its clock, so a
-//! test drives a simulated clock by the snapshots it hands in.
+//! Time is read only through the host `clock` (monotonic for sustain windows
+//! and cooldowns), so a native test drives a simulated clock with
+//! `FakeHost::advance`.
 
 use std::fmt;
 use std::time::Duration;
 
-use edgeward_sdk::{Config, ScaleDecision, ScaleSnapshot, state};
+use edgeward_sdk::{Config, MetricKind, ScaleDecision, ScaleSnapshot, clock, state};
 
 /// A measurement a policy can act on, in the unit operators write targets in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Metric {
     /// Requests per second (the whole service).
     RequestRate,
@@ -34,6 +35,10 @@ pub enum Metric {
     /// reports, percent (0 without reports).
     ServiceCpu,
     ServiceMemory,
+    /// A plugin's metric (host `metrics`), `custom:<plugin>/<name>` or
+    /// `custom:<name>`: a counter's rate per second, a gauge's value, a
+    /// histogram's mean over the window; 0 when the snapshot lacks it.
+    Custom(String),
 }
 
 const NAMES: &[(&str, Metric)] = &[
@@ -53,14 +58,21 @@ const NAMES: &[(&str, Metric)] = &[
 impl Metric {
     /// Parses a metric name as written in `config:`.
     pub fn parse(name: &str) -> Result<Self, String> {
+        if let Some(custom) = name.strip_prefix("custom:") {
+            let bare = custom.rsplit_once('/').map_or(custom, |(_, n)| n);
+            edgeward_sdk::metrics::check_name(bare)
+                .map_err(|e| format!("config `metric`: `{name}`: {e}"))?;
+            return Ok(Self::Custom(custom.to_owned()));
+        }
         NAMES
             .iter()
             .find(|(n, _)| *n == name)
-            .map(|(_, m)| *m)
+            .map(|(_, m)| m.clone())
             .ok_or_else(|| {
                 let known: Vec<&str> = NAMES.iter().map(|(n, _)| *n).collect();
                 format!(
-                    "config `metric`: unknown metric `{name}` (known: {})",
+                    "config `metric`: unknown metric `{name}` (known: {}, or \
+                     custom:<plugin>/<name> for a plugin's own metric)",
                     known.join(", ")
                 )
             })
@@ -75,7 +87,7 @@ impl Metric {
     }
 
     /// The value in `s`, for the whole service.
-    pub fn value(self, s: &ScaleSnapshot) -> f64 {
+    pub fn value(&self, s: &ScaleSnapshot) -> f64 {
         match self {
             Self::RequestRate => s.request_rate,
             Self::InFlight => f64::from(s.in_flight),
@@ -88,20 +100,28 @@ impl Metric {
             Self::GatewayMemory => s.gateway_memory_bytes as f64 / (1024.0 * 1024.0),
             Self::ServiceCpu => s.service_cpu.unwrap_or(0.0) * 100.0,
             Self::ServiceMemory => s.service_memory.unwrap_or(0.0) * 100.0,
+            Self::Custom(name) => s.custom(name).map_or(0.0, |m| m.value),
         }
     }
 
     /// Whether replicas share the load: a target is then per replica and
-    /// the total is divided by the replica count.
-    pub fn per_replica(self) -> bool {
-        matches!(self, Self::RequestRate | Self::InFlight | Self::QueueDepth)
+    /// the total is divided by the replica count. A plugin's counter (orders
+    /// per second) or gauge is shared load; a histogram's mean is not.
+    pub fn per_replica(&self, s: &ScaleSnapshot) -> bool {
+        match self {
+            Self::RequestRate | Self::InFlight | Self::QueueDepth => true,
+            Self::Custom(name) => s
+                .custom(name)
+                .is_none_or(|m| m.kind != MetricKind::Histogram),
+            _ => false,
+        }
     }
 
     /// The unit, for reasons.
-    pub fn unit(self) -> &'static str {
+    pub fn unit(&self) -> &'static str {
         match self {
             Self::RequestRate => " rps",
-            Self::InFlight | Self::QueueDepth => "",
+            Self::InFlight | Self::QueueDepth | Self::Custom(_) => "",
             Self::ErrorRate | Self::GatewayCpu | Self::ServiceCpu | Self::ServiceMemory => "%",
             Self::LatencyP50 | Self::LatencyP90 | Self::LatencyP99 => "ms",
             Self::GatewayMemory => "MiB",
@@ -111,6 +131,9 @@ impl Metric {
 
 impl fmt::Display for Metric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Self::Custom(name) = self {
+            return write!(f, "custom:{name}");
+        }
         let name = NAMES
             .iter()
             .find(|(_, m)| m == self)
@@ -218,12 +241,12 @@ impl Gate {
     }
 
     /// Turns `raw` (what the metric asks for now, with `why`) into the
-    /// decision at `s.at_ms`. `panic` skips the out-sustain window and the
+    /// decision now (the host's monotonic clock). `panic` skips the out-sustain window and the
     /// out-cooldown, and blocks scale-in for `panic-hold`. Keys live under
     /// `prefix` (the service name), so one plugin can serve several services.
     pub fn decide(&self, s: &ScaleSnapshot, raw: u32, why: &str, panic: bool) -> ScaleDecision {
         let k = |name: &str| format!("{}:{name}", s.service);
-        let now = i64::try_from(s.at_ms).unwrap_or(i64::MAX);
+        let now = i64::try_from(clock::monotonic_now() / 1_000_000).unwrap_or(i64::MAX);
         let current = s.current_replicas;
         // Times are stored plus one, so 0 means "never".
         let get = |key: &str| match state::counter_get(&k(key)) {
@@ -342,14 +365,16 @@ impl Gate {
     }
 }
 
-/// A snapshot for tests: `current` replicas, every replica healthy.
-pub fn snapshot(service: &str, at_ms: u64, current: u32) -> ScaleSnapshot {
-    ScaleSnapshot {
-        service: service.to_owned(),
-        at_ms,
-        window_ms: 60_000,
-        current_replicas: current,
-        healthy_replicas: current,
-        ..ScaleSnapshot::default()
-    }
+/// Native test support: moves `host`'s simulated clock to `at_s` seconds after
+/// the first call (the gateway's interval between evaluations) and returns
+/// a snapshot of `service` with `current` replicas, all healthy.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn snapshot_at(
+    host: &edgeward_sdk::testing::FakeHost,
+    service: &str,
+    at_s: u64,
+    current: u32,
+) -> ScaleSnapshot {
+    host.advance_to(Duration::from_secs(at_s));
+    host.snapshot(service, current)
 }

@@ -22,7 +22,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
-use edgeward_sdk::{Config, ScaleDecision, ScaleSnapshot, Scaler};
+use edgeward_sdk::{Config, ScaleDecision, ScaleSnapshot, Scaler, clock};
 use scale_common::{GATE_KEYS, Gate};
 
 /// The scheduled scaler.
@@ -80,7 +80,7 @@ impl Scaler for Scheduled {
     }
 
     fn evaluate(&self, s: &ScaleSnapshot) -> ScaleDecision {
-        let utc: DateTime<Utc> = i64::try_from(s.at_ms)
+        let utc: DateTime<Utc> = i64::try_from(clock::wall_now() / 1_000_000)
             .ok()
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
             .unwrap_or_default();
@@ -110,7 +110,7 @@ edgeward_sdk::export!(scaler: Scheduled);
 mod tests {
     use super::*;
     use edgeward_sdk::testing::FakeHost;
-    use scale_common::snapshot;
+    use std::time::{Duration, SystemTime};
 
     const OFFICE: &[(&str, &str)] = &[
         ("timezone", "Europe/Berlin"),
@@ -122,7 +122,8 @@ mod tests {
     fn at(host: &FakeHost, s: &Scheduled, ymdhm: (i32, u32, u32, u32, u32)) -> ScaleDecision {
         let (y, m, d, h, min) = ymdhm;
         let t = Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap();
-        host.evaluate(s, &snapshot("api", t.timestamp_millis() as u64, 3))
+        host.set_wall_time(SystemTime::from(t));
+        host.evaluate(s, &host.snapshot("api", 3))
     }
 
     #[test]
@@ -152,7 +153,8 @@ mod tests {
         let host = FakeHost::new();
         let s: Scheduled = host.scaler(OFFICE).unwrap();
         let t = Utc.with_ymd_and_hms(2026, 3, 27, 8, 30, 42).unwrap();
-        let d = host.evaluate(&s, &snapshot("api", t.timestamp_millis() as u64 + 123, 3));
+        host.set_wall_time(SystemTime::from(t) + Duration::from_millis(123));
+        let d = host.evaluate(&s, &host.snapshot("api", 3));
         assert_eq!(d.desired_replicas, 10, "{}", d.reason);
     }
 
@@ -179,13 +181,16 @@ mod tests {
         let mut cfg = OFFICE.to_vec();
         cfg.push(("scale-in-after", "10m"));
         let s: Scheduled = host.scaler(&cfg).unwrap();
-        let now = |h, m| {
-            let t = Utc.with_ymd_and_hms(2026, 3, 27, h, m, 0).unwrap();
-            snapshot("api", t.timestamp_millis() as u64, 10)
-        };
-        let seq: Vec<u32> = [(15, 59), (16, 0), (16, 9), (16, 10)]
+        // Both clocks move together, as in the gateway.
+        let start = Utc.with_ymd_and_hms(2026, 3, 27, 15, 59, 0).unwrap();
+        host.set_wall_time(SystemTime::from(start));
+        let seq: Vec<u32> = [0, 1, 9, 1]
             .iter()
-            .map(|&(h, m)| host.evaluate(&s, &now(h, m)).desired_replicas)
+            .map(|&minutes| {
+                host.advance(Duration::from_secs(60 * minutes));
+                host.evaluate(&s, &host.snapshot("api", 10))
+                    .desired_replicas
+            })
             .collect();
         assert_eq!(seq, [10, 10, 10, 3]);
     }

@@ -98,10 +98,10 @@ edgeward_sdk::export!(scaler: Step);
 mod tests {
     use super::*;
     use edgeward_sdk::testing::FakeHost;
-    use scale_common::snapshot;
+    use scale_common::snapshot_at;
 
-    fn cpu(at_s: u64, current: u32, percent: f64) -> ScaleSnapshot {
-        let mut s = snapshot("api", at_s * 1000, current);
+    fn cpu(host: &FakeHost, at_s: u64, current: u32, percent: f64) -> ScaleSnapshot {
+        let mut s = snapshot_at(host, "api", at_s, current);
         s.gateway_cpu = percent / 100.0;
         s
     }
@@ -120,12 +120,15 @@ mod tests {
         let got: Vec<u32> = [10.0, 50.0, 69.9, 70.0, 99.0, 30.0]
             .iter()
             .enumerate()
-            .map(|(i, &p)| host.evaluate(&st, &cpu(i as u64, 4, p)).desired_replicas)
+            .map(|(i, &p)| {
+                host.evaluate(&st, &cpu(&host, i as u64, 4, p))
+                    .desired_replicas
+            })
             .collect();
         assert_eq!(got, [2, 4, 4, 8, 16, 2]);
-        let d = host.evaluate(&st, &cpu(10, 4, 75.0));
+        let d = host.evaluate(&st, &cpu(&host, 10, 4, 75.0));
         assert_eq!(d.reason, "gateway-cpu 75% in band 70%–85% → 8");
-        let d = host.evaluate(&st, &cpu(11, 16, 90.0));
+        let d = host.evaluate(&st, &cpu(&host, 11, 16, 90.0));
         assert_eq!(d.reason, "gateway-cpu 90% in band 85%+ → 16");
     }
 
@@ -151,7 +154,7 @@ mod tests {
             (800, 20.0),
         ]
         .iter()
-        .map(|&(t, p)| host.evaluate(&st, &cpu(t, 4, p)).desired_replicas)
+        .map(|&(t, p)| host.evaluate(&st, &cpu(&host, t, 4, p)).desired_replicas)
         .collect();
         assert_eq!(seq, [4, 4, 8, 4, 4, 2]);
     }

@@ -20,8 +20,13 @@
 //!
 //! Metrics: `request-rate` (rps), `in-flight`, `queue-depth` (per replica),
 //! `error-rate` (%), `latency-p50` / `latency-p90` / `latency-p99` (ms),
-//! `gateway-cpu` (%), `gateway-memory` (MiB). Sustain windows and cooldowns
-//! live in host state per service, so every instance agrees.
+//! `gateway-cpu` (%), `gateway-memory` (MiB), `service-cpu` / `service-memory`
+//! (% from ORCA load reports), and `custom:<plugin>/<name>` (or
+//! `custom:<name>` when one plugin has it): a plugin's own metric from the
+//! host `metrics` interface — a counter's rate per second or a gauge, per
+//! replica; a histogram's mean, proportional like latency. Sustain windows
+//! and cooldowns live in host state per service and are timed on the host
+//! `clock`, so every instance agrees and tests drive a simulated clock.
 
 use edgeward_sdk::{Config, ScaleDecision, ScaleSnapshot, Scaler};
 use scale_common::{GATE_KEYS, Gate, Metric, num};
@@ -85,14 +90,14 @@ impl TargetTracking {
         let current = s.current_replicas;
         let total = self.metric.value(s);
         let unit = self.metric.unit();
-        let (value, per) = if self.metric.per_replica() && current > 0 {
+        let (value, per) = if self.metric.per_replica(s) && current > 0 {
             (total / f64::from(current), " per replica")
         } else {
             (total, "")
         };
         let ratio = value / self.target;
         let base = f64::from(current.max(1));
-        let exact = if self.metric.per_replica() {
+        let exact = if self.metric.per_replica(s) {
             total / self.target
         } else if total > 0.0 {
             base * ratio
@@ -122,12 +127,11 @@ mod tests {
     use super::*;
     use edgeward_sdk::ScaleDirection;
     use edgeward_sdk::testing::FakeHost;
-    use scale_common::snapshot;
+    use scale_common::snapshot_at;
 
-    const S: u64 = 1000;
-
-    fn rps(at_s: u64, current: u32, rate: f64) -> ScaleSnapshot {
-        let mut s = snapshot("api", at_s * S, current);
+    /// A snapshot at `at_s` on the host's simulated clock.
+    fn rps(host: &FakeHost, at_s: u64, current: u32, rate: f64) -> ScaleSnapshot {
+        let mut s = snapshot_at(host, "api", at_s, current);
         s.request_rate = rate;
         s
     }
@@ -135,7 +139,7 @@ mod tests {
     fn run(host: &FakeHost, tt: &TargetTracking, steps: &[(u64, u32, f64)]) -> Vec<u32> {
         steps
             .iter()
-            .map(|&(t, c, r)| host.evaluate(tt, &rps(t, c, r)).desired_replicas)
+            .map(|&(t, c, r)| host.evaluate(tt, &rps(host, t, c, r)).desired_replicas)
             .collect()
     }
 
@@ -150,22 +154,26 @@ mod tests {
                 ("scale-in-cooldown", "0s"),
             ])
             .unwrap();
-        let d = host.evaluate(&tt, &rps(0, 2, 250.0));
+        let d = host.evaluate(&tt, &rps(&host, 0, 2, 250.0));
         assert_eq!((d.desired_replicas, d.direction), (5, ScaleDirection::Up));
         assert_eq!(
             d.reason,
             "request-rate 125 rps per replica vs target 50 rps"
         );
         // 4 replicas at 52.5 per replica is within 10 %.
-        let d = host.evaluate(&tt, &rps(15, 4, 210.0));
+        let d = host.evaluate(&tt, &rps(&host, 15, 4, 210.0));
         assert_eq!(d.desired_replicas, 4, "{}", d.reason);
         assert!(d.reason.ends_with("(within ±10%)"), "{}", d.reason);
-        assert_eq!(host.evaluate(&tt, &rps(30, 4, 40.0)).desired_replicas, 1);
+        assert_eq!(
+            host.evaluate(&tt, &rps(&host, 30, 4, 40.0))
+                .desired_replicas,
+            1
+        );
         // Non-shared metric: proportional to the current count.
         let lat: TargetTracking = host
             .scaler(&[("metric", "latency-p90"), ("target", "250")])
             .unwrap();
-        let mut s = snapshot("web", 0, 3);
+        let mut s = host.snapshot("web", 3);
         s.latency_p90_ms = 500.0;
         let d = host.evaluate(&lat, &s);
         assert_eq!(d.desired_replicas, 6);
@@ -185,19 +193,12 @@ mod tests {
             ])
             .unwrap();
         // Over target from t=0: out only at t=120.
-        let got = run(
-            &host,
-            &tt,
-            &[
-                (0, 2, 400.0),
-                (60, 2, 400.0),
-                (119, 2, 400.0),
-                (120, 2, 400.0),
-            ],
-        );
-        assert_eq!(got, [2, 2, 2, 4]);
-        let d = host.evaluate(&tt, &rps(60, 2, 400.0));
+        assert_eq!(run(&host, &tt, &[(0, 2, 400.0)]), [2]);
+        let d = host.evaluate(&tt, &rps(&host, 60, 2, 400.0));
+        assert_eq!(d.desired_replicas, 2);
         assert!(d.reason.contains("out after 2m (held 1m)"), "{}", d.reason);
+        let got = run(&host, &tt, &[(119, 2, 400.0), (120, 2, 400.0)]);
+        assert_eq!(got, [2, 4]);
         // A dip resets the window.
         let got = run(
             &host,
@@ -231,11 +232,11 @@ mod tests {
         // cooldown keeps 4, then 8 once it ends.
         let got = run(&host, &tt, &[(0, 2, 400.0), (30, 2, 800.0), (61, 2, 800.0)]);
         assert_eq!(got, [4, 4, 8]);
-        let d = host.evaluate(&tt, &rps(62, 8, 800.0));
+        let d = host.evaluate(&tt, &rps(&host, 62, 8, 800.0));
         assert_eq!(d.direction, ScaleDirection::Hold);
         // Load falls: no scale-in until 5m after the last change (t=61).
         assert_eq!(run(&host, &tt, &[(100, 8, 100.0)]), [8]);
-        let d = host.evaluate(&tt, &rps(200, 8, 100.0));
+        let d = host.evaluate(&tt, &rps(&host, 200, 8, 100.0));
         assert!(
             d.reason.contains("scale-in cooldown, 161s left"),
             "{}",
@@ -261,7 +262,7 @@ mod tests {
         // 1.5× target waits for the sustain window; 3× panics at once.
         let got = run(&host, &tt, &[(0, 2, 300.0), (10, 2, 600.0)]);
         assert_eq!(got, [2, 6]);
-        let d = host.evaluate(&tt, &rps(11, 2, 600.0));
+        let d = host.evaluate(&tt, &rps(&host, 11, 2, 600.0));
         assert!(d.reason.starts_with("panic: "), "{}", d.reason);
         // Calm again: scale-in waits out the panic hold.
         let got = run(
@@ -282,11 +283,57 @@ mod tests {
                 ("scale-out-after", "60s"),
             ])
             .unwrap();
-        host.evaluate(&tt, &rps(0, 1, 300.0));
-        let mut other = rps(60, 1, 300.0);
+        host.evaluate(&tt, &rps(&host, 0, 1, 300.0));
+        let mut other = rps(&host, 60, 1, 300.0);
         other.service = "other".into();
         assert_eq!(host.evaluate(&tt, &other).desired_replicas, 1);
-        assert_eq!(host.evaluate(&tt, &rps(60, 1, 300.0)).desired_replicas, 3);
+        assert_eq!(
+            host.evaluate(&tt, &rps(&host, 60, 1, 300.0))
+                .desired_replicas,
+            3
+        );
+    }
+
+    #[test]
+    fn a_plugins_metric_is_a_target() {
+        use edgeward_sdk::{CustomMetric, MetricKind};
+        let host = FakeHost::new();
+        let tt: TargetTracking = host
+            .scaler(&[("metric", "custom:orders"), ("target", "10")])
+            .unwrap();
+        let metric = |name: &str, kind, value| CustomMetric {
+            name: name.into(),
+            kind,
+            value,
+        };
+        let mut s = rps(&host, 0, 2, 0.0);
+        s.custom_metrics = vec![metric("shop/orders", MetricKind::Counter, 45.0)];
+        let d = host.evaluate(&tt, &s);
+        assert_eq!(d.desired_replicas, 5);
+        assert_eq!(d.reason, "custom:orders 22.5 per replica vs target 10");
+        // A histogram's mean is not shared load: proportional, as latency.
+        let mean: TargetTracking = host
+            .scaler(&[("metric", "custom:shop/basket"), ("target", "20")])
+            .unwrap();
+        s.custom_metrics = vec![
+            metric("shop/basket", MetricKind::Histogram, 30.0),
+            metric("other/basket", MetricKind::Gauge, 1.0),
+        ];
+        assert_eq!(host.evaluate(&mean, &s).desired_replicas, 3);
+        // A bare name two plugins define is ambiguous and reads as absent.
+        let bare: TargetTracking = host
+            .scaler(&[("metric", "custom:basket"), ("target", "20")])
+            .unwrap();
+        assert!(
+            host.evaluate(&bare, &s)
+                .reason
+                .starts_with("custom:basket 0 ")
+        );
+        let err = host
+            .scaler::<TargetTracking>(&[("metric", "custom:Orders"), ("target", "1")])
+            .err()
+            .unwrap();
+        assert!(err.contains("invalid metric name"), "{err}");
     }
 
     #[test]

@@ -41,16 +41,21 @@ pub use request::{FakeRequest, FakeResponse};
 pub use upstream::{FakeEndpoint, FakeUpstream};
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::log::Level;
+use crate::metrics::MetricError;
 use crate::state::StateError;
 use crate::{
     Action, Config, Decision, Filter, Request, Response, Router, ScaleDecision, ScaleSnapshot,
     Scaler, Upstream,
 };
 use store::Store;
+
+/// The monotonic clock of a fresh `FakeHost`, nanoseconds (1 s).
+const START_MONOTONIC: u64 = 1_000_000_000;
 
 /// Wall time a fresh `FakeHost` starts at: 2026-01-01T00:00:00Z.
 pub const START_WALL: Duration = Duration::from_secs(1_767_225_600);
@@ -67,9 +72,64 @@ pub(crate) struct HostState {
     store: Store,
     logs: Vec<(Level, String)>,
     min_level: Level,
+    metrics: BTreeMap<String, FakeMetric>,
+}
+
+/// A metric the plugin defined, as the fake host holds it: one series per
+/// name (the gateway keeps one per upstream).
+#[derive(Debug, Clone, PartialEq)]
+enum FakeMetric {
+    Counter(u64),
+    Gauge(f64),
+    Histogram(Vec<f64>),
+}
+
+/// One call of the `metrics` interface.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum MetricUpdate {
+    Add(u64),
+    Set(f64),
+    GaugeAdd(f64),
+    Observe(f64),
 }
 
 impl HostState {
+    /// The host `metrics` interface, with the gateway's rules and limits.
+    pub(crate) fn metric(&mut self, name: &str, update: MetricUpdate) -> Result<(), MetricError> {
+        if let MetricUpdate::Set(v) | MetricUpdate::GaugeAdd(v) | MetricUpdate::Observe(v) = update
+            && !v.is_finite()
+        {
+            return Err(MetricError::InvalidValue);
+        }
+        if !self.metrics.contains_key(name) {
+            if !crate::metrics::valid_name(name) {
+                return Err(MetricError::InvalidName);
+            }
+            if self.metrics.len() >= crate::metrics::MAX_METRICS {
+                return Err(MetricError::TooMany);
+            }
+            let fresh = match update {
+                MetricUpdate::Add(_) => FakeMetric::Counter(0),
+                MetricUpdate::Set(_) | MetricUpdate::GaugeAdd(_) => FakeMetric::Gauge(0.0),
+                MetricUpdate::Observe(_) => FakeMetric::Histogram(Vec::new()),
+            };
+            self.metrics.insert(name.to_owned(), fresh);
+        }
+        let Some(m) = self.metrics.get_mut(name) else {
+            return Err(MetricError::InvalidName);
+        };
+        match (m, update) {
+            (FakeMetric::Counter(n), MetricUpdate::Add(d)) => {
+                *n = n.checked_add(d).ok_or(MetricError::InvalidValue)?;
+            }
+            (FakeMetric::Gauge(g), MetricUpdate::Set(v)) => *g = v,
+            (FakeMetric::Gauge(g), MetricUpdate::GaugeAdd(d)) => *g += d,
+            (FakeMetric::Histogram(h), MetricUpdate::Observe(v)) => h.push(v),
+            _ => return Err(MetricError::WrongKind),
+        }
+        Ok(())
+    }
+
     pub(crate) fn monotonic_ns(&self) -> u64 {
         self.monotonic
     }
@@ -160,11 +220,12 @@ impl FakeHost {
     pub fn new() -> Self {
         Self {
             state: Rc::new(RefCell::new(HostState {
-                monotonic: 1_000_000_000,
+                monotonic: START_MONOTONIC,
                 wall: START_WALL.as_nanos() as u64,
                 store: Store::new(10_000),
                 logs: Vec::new(),
                 min_level: Level::Trace,
+                metrics: BTreeMap::new(),
             })),
         }
     }
@@ -297,6 +358,24 @@ impl FakeHost {
         s.wall = s.wall.saturating_add(ns);
     }
 
+    /// Move both clocks forward so that `elapsed` has passed since this host
+    /// was created: a test writes a timeline of absolute times
+    /// (`advance_to(120 s)`, then `advance_to(300 s)`).
+    ///
+    /// # Panics
+    /// When that is earlier than the clock already is: time does not go back.
+    pub fn advance_to(&self, elapsed: Duration) {
+        let target =
+            START_MONOTONIC.saturating_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX));
+        let now = self.state.borrow().monotonic;
+        assert!(
+            target >= now,
+            "FakeHost::advance_to({elapsed:?}): the clock is already {:?} past the start",
+            Duration::from_nanos(now - START_MONOTONIC)
+        );
+        self.advance(Duration::from_nanos(target - now));
+    }
+
     /// Set the wall clock (the monotonic clock does not move).
     pub fn set_wall_time(&self, at: SystemTime) {
         let ns = at
@@ -325,6 +404,46 @@ impl FakeHost {
         let mut s = self.state.borrow_mut();
         let now = s.monotonic;
         s.store.len(now)
+    }
+
+    /// Counter `name` the plugin defined (0 if it never counted).
+    pub fn metric_counter(&self, name: &str) -> u64 {
+        match self.state.borrow().metrics.get(name) {
+            Some(FakeMetric::Counter(n)) => *n,
+            _ => 0,
+        }
+    }
+
+    /// Gauge `name` the plugin defined, if it set one.
+    pub fn metric_gauge(&self, name: &str) -> Option<f64> {
+        match self.state.borrow().metrics.get(name) {
+            Some(FakeMetric::Gauge(v)) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// Every observation of histogram `name`, in order.
+    pub fn metric_observations(&self, name: &str) -> Vec<f64> {
+        match self.state.borrow().metrics.get(name) {
+            Some(FakeMetric::Histogram(v)) => v.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A snapshot of `service` stamped with this host's wall clock: a 60 s
+    /// window, `current` replicas, all healthy, nothing else measured. Set
+    /// the fields a test is about, then [`FakeHost::evaluate`]; move the
+    /// clock with [`FakeHost::advance`] between evaluations, as the gateway's
+    /// interval would.
+    pub fn snapshot(&self, service: &str, current: u32) -> ScaleSnapshot {
+        ScaleSnapshot {
+            service: service.to_owned(),
+            at_ms: self.state.borrow().wall / 1_000_000,
+            window_ms: 60_000,
+            current_replicas: current,
+            healthy_replicas: current,
+            ..ScaleSnapshot::default()
+        }
     }
 
     /// Log lines written so far, oldest first.

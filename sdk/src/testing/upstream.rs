@@ -15,6 +15,8 @@ pub struct FakeEndpoint {
     latency_ewma_us: u32,
     zone: Option<String>,
     tags: Vec<String>,
+    cpu: Option<f32>,
+    mem: Option<f32>,
 }
 
 impl FakeEndpoint {
@@ -28,7 +30,17 @@ impl FakeEndpoint {
             latency_ewma_us: 0,
             zone: None,
             tags: Vec::new(),
+            cpu: None,
+            mem: None,
         }
+    }
+
+    /// Set the load the endpoint reports (ORCA `cpu_utilization` and
+    /// `mem_utilization`, fractions), as the gateway averages it.
+    pub fn load(mut self, cpu: f32, mem: f32) -> Self {
+        self.cpu = Some(cpu);
+        self.mem = Some(mem);
+        self
     }
 
     /// Set the weight.
@@ -169,6 +181,8 @@ impl FakeUpstream {
                 in_flight: e.in_flight,
                 latency_ewma_us: e.latency_ewma_us,
                 zone: e.zone.as_deref().map_or(0, |z| self.zone_number(z)),
+                cpu_utilization: e.cpu,
+                mem_utilization: e.mem,
             })
             .collect()
     }
