@@ -3,6 +3,7 @@
 pub mod access_log;
 pub mod cache;
 pub mod compress;
+pub mod discovery;
 mod error;
 pub mod limits;
 mod load;

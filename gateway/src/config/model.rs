@@ -165,8 +165,12 @@ pub struct AdminConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct UpstreamConfig {
-    /// Endpoints: `host:port`, or `{address: host:port, weight: N}`.
+    /// Endpoints: `host:port`, or `{address: host:port, weight: N}`. Either
+    /// this or `discovery`.
+    #[serde(default)]
     pub endpoints: Vec<Spanned<EndpointConfig>>,
+    /// Endpoints from DNS, re-resolved on a timer (see `config::discovery`).
+    pub discovery: Option<Spanned<super::discovery::DiscoveryYaml>>,
     /// Protocol spoken to the endpoints. Default: `http1`.
     #[serde(default)]
     pub protocol: UpstreamProtocol,

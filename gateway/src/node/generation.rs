@@ -27,7 +27,8 @@ pub struct Generation {
     /// In `config.upstreams` order.
     pub upstreams: Vec<UpstreamPool>,
     pub upstream_metrics: Vec<Arc<UpstreamMetrics>>,
-    pub plugins: Plugins,
+    /// Shared with a generation that only changed discovered endpoints.
+    pub plugins: Arc<Plugins>,
 }
 
 impl Generation {
@@ -38,7 +39,29 @@ impl Generation {
         carry: &mut plugin::Carry,
         metrics: &NodeMetrics,
     ) -> Result<Self, LoadError> {
-        let plugins = Plugins::load_carrying(&config, carry)?;
+        let plugins = Arc::new(Plugins::load_carrying(&config, carry)?);
+        Ok(Self::assemble(number, config, plugins, registry, metrics))
+    }
+
+    /// The same generation with `config`'s endpoints, which differ from this
+    /// one's only where DNS discovery found others: plugins are shared, pools
+    /// rebuilt through the registry (so an endpoint that stays keeps its stats).
+    pub(super) fn with_endpoints(
+        &self,
+        config: Config,
+        registry: &upstream::Registry,
+        metrics: &NodeMetrics,
+    ) -> Self {
+        Self::assemble(self.number, config, self.plugins.clone(), registry, metrics)
+    }
+
+    fn assemble(
+        number: u64,
+        config: Config,
+        plugins: Arc<Plugins>,
+        registry: &upstream::Registry,
+        metrics: &NodeMetrics,
+    ) -> Self {
         let zone = config.node.zone.as_deref();
         let upstreams = config
             .upstreams
@@ -70,14 +93,14 @@ impl Generation {
                 metrics: metrics.route(&r.name),
             })
             .collect();
-        Ok(Self {
+        Self {
             number,
             config: Arc::new(config),
             routes,
             upstreams,
             upstream_metrics,
             plugins,
-        })
+        }
     }
 
     /// Each endpoint's in-flight count, health and latency, for `/metrics`.

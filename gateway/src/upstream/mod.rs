@@ -4,6 +4,7 @@
 
 mod balance;
 mod choose;
+pub mod discovery;
 pub mod load_report;
 mod registry;
 pub mod stats;
