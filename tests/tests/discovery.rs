@@ -38,7 +38,10 @@ impl Seen {
 }
 
 /// One replica on `ip:port`, answering its own `ip` as the body.
-async fn replica(ip: IpAddr, port: u16) -> std::io::Result<(Arc<Seen>, tokio::task::JoinHandle<()>)> {
+async fn replica(
+    ip: IpAddr,
+    port: u16,
+) -> std::io::Result<(Arc<Seen>, tokio::task::JoinHandle<()>)> {
     let socket = tokio::net::TcpListener::bind(SocketAddr::new(ip, port)).await?;
     let seen = Arc::new(Seen::default());
     let s = seen.clone();
@@ -260,22 +263,35 @@ async fn scenario() {
             tokio::spawn(async move { client.get(&url).await })
         })
         .collect();
-    until("both slow requests arrive", Duration::from_secs(5), async || {
-        seen(0).count("/slow") + seen(1).count("/slow") == 2
-    })
+    until(
+        "both slow requests arrive",
+        Duration::from_secs(5),
+        async || seen(0).count("/slow") + seen(1).count("/slow") == 2,
+    )
     .await;
     assert_eq!(seen(1).count("/slow"), 1, "round robin put one on .3");
 
     // The autoscaler replaces .3 by .4: no config change, just DNS.
     dns.publish(&["127.0.0.2", "127.0.0.4"]);
-    until("traffic reaches the new replica", Duration::from_secs(10), async || {
-        client.get(&url).await.is_ok_and(|r| r.text() == "127.0.0.4")
-            || seen(2).count("/") > 0
-    })
+    until(
+        "traffic reaches the new replica",
+        Duration::from_secs(10),
+        async || {
+            client
+                .get(&url)
+                .await
+                .is_ok_and(|r| r.text() == "127.0.0.4")
+                || seen(2).count("/") > 0
+        },
+    )
     .await;
     let on_removed = seen(1).count("/");
     let by = spread(&client, &url, 20).await;
-    assert_eq!(by.get("127.0.0.3"), None, "no new request reaches a removed replica: {by:?}");
+    assert_eq!(
+        by.get("127.0.0.3"),
+        None,
+        "no new request reaches a removed replica: {by:?}"
+    );
     assert_eq!(by.get("127.0.0.2"), Some(&10), "{by:?}");
     assert_eq!(by.get("127.0.0.4"), Some(&10), "{by:?}");
     assert_eq!(seen(1).count("/"), on_removed);
@@ -285,15 +301,26 @@ async fn scenario() {
         s.gate.notify_waiters();
     }
     for t in slow {
-        let r = t.await.unwrap().expect("an in-flight request survives the change");
+        let r = t
+            .await
+            .unwrap()
+            .expect("an in-flight request survives the change");
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     }
 
     let m = gw.metrics().await;
     let labels = [("upstream", "backend")];
     assert_eq!(m.value("edgeward_discovery_endpoints", &labels), 2.0);
-    assert!(m.value("edgeward_discovery_changes_total", &labels) >= 2.0, "first set and the change");
-    assert!(m.value("edgeward_discovery_resolutions_total", &[("upstream", "backend"), ("result", "ok")]) >= 3.0);
+    assert!(
+        m.value("edgeward_discovery_changes_total", &labels) >= 2.0,
+        "first set and the change"
+    );
+    assert!(
+        m.value(
+            "edgeward_discovery_resolutions_total",
+            &[("upstream", "backend"), ("result", "ok")]
+        ) >= 3.0
+    );
     // The endpoint that stayed kept its stats across the change (same series,
     // still counted), the removed one is gone from the scrape.
     let endpoints: Vec<_> = m
@@ -301,14 +328,28 @@ async fn scenario() {
         .iter()
         .filter_map(|s| s.labels.get("endpoint").cloned())
         .collect();
-    assert!(endpoints.iter().any(|e| e == &format!("127.0.0.4:{port}")), "{endpoints:?}");
-    assert!(!endpoints.iter().any(|e| e == &format!("127.0.0.3:{port}")), "{endpoints:?}");
+    assert!(
+        endpoints.iter().any(|e| e == &format!("127.0.0.4:{port}")),
+        "{endpoints:?}"
+    );
+    assert!(
+        !endpoints.iter().any(|e| e == &format!("127.0.0.3:{port}")),
+        "{endpoints:?}"
+    );
 
     // A reload (the file lists no endpoints) starts from the discovered set.
     let (status, _) = gw.reload_http().await;
     assert_eq!(status, StatusCode::OK);
-    let r = client.get(&url).await.expect("request right after the reload");
-    assert_eq!(r.status, StatusCode::OK, "no 503 window after a reload: {}", r.text());
+    let r = client
+        .get(&url)
+        .await
+        .expect("request right after the reload");
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "no 503 window after a reload: {}",
+        r.text()
+    );
 
     // The name server goes silent: the last good set keeps serving, the
     // failures are counted and logged once (rate-limited).
@@ -323,9 +364,11 @@ async fn scenario() {
             )
             .unwrap_or(0.0)
     };
-    until("resolution failures are counted", Duration::from_secs(15), async || {
-        errors().await >= 2.0
-    })
+    until(
+        "resolution failures are counted",
+        Duration::from_secs(15),
+        async || errors().await >= 2.0,
+    )
     .await;
     let by = spread(&client, &url, 10).await;
     assert_eq!(by.get("127.0.0.2"), Some(&5), "{by:?}");

@@ -65,7 +65,10 @@ fn the_edge_resolves_the_headless_service() {
         edge.contains("dns: checkout.shop.svc.cluster.local:8080"),
         "the edge finds the backend's pods through DNS discovery"
     );
-    assert!(!edge.contains("endpoints:"), "no static list beside discovery");
+    assert!(
+        !edge.contains("endpoints:"),
+        "no static list beside discovery"
+    );
 }
 
 #[test]

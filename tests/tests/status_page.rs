@@ -26,8 +26,10 @@ async fn origin() -> Upstream {
             *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
         }
         if path.starts_with("/static/") {
-            r.headers_mut()
-                .insert("cache-control", http::HeaderValue::from_static("max-age=600"));
+            r.headers_mut().insert(
+                "cache-control",
+                http::HeaderValue::from_static("max-age=600"),
+            );
         }
         r
     })
@@ -155,7 +157,12 @@ fn expected(s: &Value) -> HashMap<String, String> {
     let mut e = HashMap::new();
     let u = &s["upstreams"][0];
     assert_eq!(u["name"], "svc");
-    for f in ["requestRate", "latencyP50Ms", "latencyP95Ms", "latencyP99Ms"] {
+    for f in [
+        "requestRate",
+        "latencyP50Ms",
+        "latencyP95Ms",
+        "latencyP99Ms",
+    ] {
         e.insert(format!("upstream.svc.{f}"), f1(&u[f]));
     }
     e.insert("upstream.svc.errorRate".into(), pct(&u["errorRate"]));
@@ -187,7 +194,8 @@ async fn status(gw: &Gateway) -> Value {
 
 /// `text` split into its words and numbers: `"13.5 rps"` → (["", " rps"], [13.5]).
 fn shape(text: &str) -> (Vec<String>, Vec<f64>) {
-    let (mut words, mut numbers, mut cur, mut num) = (Vec::new(), Vec::new(), String::new(), String::new());
+    let (mut words, mut numbers, mut cur, mut num) =
+        (Vec::new(), Vec::new(), String::new(), String::new());
     for c in text.chars().chain(std::iter::once('\0')) {
         if c.is_ascii_digit() || (c == '.' && !num.is_empty()) {
             num.push(c);
@@ -229,7 +237,13 @@ async fn page_matches_json(gw: &Gateway, page: &str) -> Option<(HashMap<String, 
         let wrong: Vec<_> = before
             .iter()
             .filter(|(k, b)| !shown.get(*k).is_some_and(|v| between(v, b, &after[*k])))
-            .map(|(k, b)| format!("{k}: page {:?}, JSON {b:?} then {:?}", shown.get(k), after[k]))
+            .map(|(k, b)| {
+                format!(
+                    "{k}: page {:?}, JSON {b:?} then {:?}",
+                    shown.get(k),
+                    after[k]
+                )
+            })
             .collect();
         assert!(
             !dom.contains(">never<") && !dom.contains("id=\"err\">("),
@@ -269,7 +283,10 @@ async fn scenario() {
         .as_u64()
         .is_none_or(|n| n == 0)
     {
-        assert!(tokio::time::Instant::now() < deadline, "no scale evaluation");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no scale evaluation"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let Some((idle, _)) = page_matches_json(&gw, &page).await else {
@@ -293,7 +310,9 @@ async fn scenario() {
             _ => format!("/api/{i}"),
         };
         let (client, url) = (client.clone(), gw.url("main", &path));
-        tasks.push(tokio::spawn(async move { client.get(&url).await.map(|r| r.status) }));
+        tasks.push(tokio::spawn(async move {
+            client.get(&url).await.map(|r| r.status)
+        }));
     }
     let mut by_status = HashMap::new();
     for t in tasks {
@@ -303,12 +322,23 @@ async fn scenario() {
     assert_eq!(by_status.get(&500), Some(&40), "{by_status:?}");
     assert_eq!(by_status.get(&200), Some(&360), "{by_status:?}");
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (busy, s) = page_matches_json(&gw, &page).await.expect("rendered before");
+    let (busy, s) = page_matches_json(&gw, &page)
+        .await
+        .expect("rendered before");
     let u = &s["upstreams"][0];
     assert!(u["requestRate"].as_f64().unwrap() > 10.0, "{u}");
-    assert!(u["latencyP95Ms"].as_f64().unwrap() >= LATENCY.as_millis() as f64, "{u}");
-    assert_ne!(busy["upstream.svc.requestRate"], idle["upstream.svc.requestRate"]);
-    assert_ne!(busy["upstream.svc.errorRate"], idle["upstream.svc.errorRate"]);
+    assert!(
+        u["latencyP95Ms"].as_f64().unwrap() >= LATENCY.as_millis() as f64,
+        "{u}"
+    );
+    assert_ne!(
+        busy["upstream.svc.requestRate"],
+        idle["upstream.svc.requestRate"]
+    );
+    assert_ne!(
+        busy["upstream.svc.errorRate"],
+        idle["upstream.svc.errorRate"]
+    );
     assert_ne!(busy["cache.hitRatio"], idle["cache.hitRatio"]);
     assert_ne!(busy["scale.svc.reason"], idle["scale.svc.reason"]);
     assert!(
