@@ -306,7 +306,7 @@ async fn scenario() {
         tick.tick().await;
         let path = match i % 10 {
             0 => "/api/err".to_owned(),
-            1 | 2 | 3 => format!("/static/{}", i % 4),
+            1..=3 => format!("/static/{}", i % 4),
             _ => format!("/api/{i}"),
         };
         let (client, url) = (client.clone(), gw.url("main", &path));
