@@ -319,7 +319,7 @@ async fn scenario() {
         m.value(
             "edgeward_discovery_resolutions_total",
             &[("upstream", "backend"), ("result", "ok")]
-        ) >= 3.0
+        ) >= 2.0
     );
     // The endpoint that stayed kept its stats across the change (same series,
     // still counted), the removed one is gone from the scrape.
@@ -350,6 +350,49 @@ async fn scenario() {
         "no 503 window after a reload: {}",
         r.text()
     );
+
+    // The Service scales to zero: the name has no records (NXDOMAIN), which
+    // is an answer, not a failure: the set empties and requests get 503.
+    dns.publish(&[]);
+    let mut last = None;
+    for _ in 0..100 {
+        last = Some(client.get(&url).await.map(|r| r.status));
+        if matches!(last, Some(Ok(StatusCode::SERVICE_UNAVAILABLE))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        matches!(last, Some(Ok(StatusCode::SERVICE_UNAVAILABLE))),
+        "an empty answer empties the set: {last:?}\n{}\n{}",
+        gw.metrics_text()
+            .await
+            .lines()
+            .filter(|l| l.contains("discovery"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        gw.stderr_tail(10)
+    );
+    let m = gw.metrics().await;
+    assert_eq!(m.value("edgeward_discovery_endpoints", &labels), 0.0);
+    assert!(
+        m.value(
+            "edgeward_discovery_resolutions_total",
+            &[("upstream", "backend"), ("result", "empty")]
+        ) >= 1.0
+    );
+    dns.publish(&["127.0.0.2", "127.0.0.4"]);
+    until(
+        "the replicas are back",
+        Duration::from_secs(10),
+        async || {
+            client
+                .get(&url)
+                .await
+                .is_ok_and(|r| r.status == StatusCode::OK)
+        },
+    )
+    .await;
 
     // The name server goes silent: the last good set keeps serving, the
     // failures are counted and logged once (rate-limited).
