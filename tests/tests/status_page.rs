@@ -259,6 +259,47 @@ async fn page_matches_json(gw: &Gateway, page: &str) -> Option<(HashMap<String, 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_admin_token_the_page_asks_for_it_and_shows_the_status_with_it() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        const TOKEN: &str = "page-test-token-0123456789";
+        let up = origin().await;
+        let [listen, admin] = free_addrs(2)[..] else {
+            unreachable!()
+        };
+        let yaml = yaml(listen, admin, up.addr).replace(
+            &format!("admin: {{address: \"{admin}\"}}"),
+            &format!("admin: {{address: \"{admin}\", token: {TOKEN}}}"),
+        );
+        assert!(yaml.contains(TOKEN));
+        let gw = Gateway::start(&yaml).await.unwrap();
+        // The JSON needs the token; the page (no data in it) does not.
+        let r = gw.admin_request(Method::GET, "/admin/status", "").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        let Some(locked) = render(&gw.admin_url("/")).await else {
+            return;
+        };
+        assert!(
+            locked.contains("<form id=\"login\">"),
+            "the token form shows: {locked}"
+        );
+        assert!(locked.contains("the admin token is needed"), "{locked}");
+        assert!(!cells(&locked).contains_key("upstream.svc.requestRate"));
+        let open = render(&format!("{}#token={TOKEN}", gw.admin_url("/")))
+            .await
+            .expect("rendered before");
+        assert!(open.contains("<form id=\"login\" hidden"), "{open}");
+        assert_eq!(
+            cells(&open)["upstream.svc.healthy"],
+            "1/1 healthy",
+            "{open}"
+        );
+        assert!(!open.contains(">never<"), "{open}");
+    })
+    .await
+    .expect("the scenario finishes in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_renders_the_json_numbers_in_chromium_and_follows_load() {
     tokio::time::timeout(TEST_LIMIT, scenario())
         .await

@@ -155,7 +155,7 @@ pub struct CertificateConfig {
 pub struct AdminConfig {
     /// `ip:port` of the admin listener, e.g. `127.0.0.1:9901`.
     pub address: Spanned<String>,
-    /// Bearer token every endpoint but `/healthz` and `/readyz` requires
+    /// Bearer token every endpoint but `/healthz`, `/readyz` and the page at `/` requires
     /// (`Authorization: Bearer <token>`). Required unless the address is loopback.
     pub token: Option<Spanned<String>>,
     /// A file holding the token (surrounding whitespace ignored), instead of `token`.
