@@ -9,6 +9,11 @@
 //! it, however many reloads happen meanwhile. Building the next generation
 //! happens off to the side and only a complete one is installed.
 //!
+//! DNS discovery (`discovery.rs`) installs generations too: the current one
+//! with only a discovered upstream's endpoints changed (same number, same
+//! plugins). The node keeps each discovered upstream's last good set, so a
+//! reload's generation starts from it.
+//!
 //! Not carried across a reload (each is rebuilt or fixed at start, and why):
 //! - plugin instances and their engine: `init` runs again with the new
 //!   `config:`, so a plugin's guest globals start fresh (its `state` does not);
