@@ -95,8 +95,9 @@ pub async fn run(
     mut first: Option<oneshot::Sender<()>>,
 ) {
     let mut watched: HashMap<String, Watched> = HashMap::new();
+    let mut unbuilt: HashMap<String, Instant> = HashMap::new();
     loop {
-        pass(&node, &mut watched).await;
+        pass(&node, &mut watched, &mut unbuilt).await;
         if let Some(tx) = first.take() {
             let _ = tx.send(());
         }
@@ -107,7 +108,13 @@ pub async fn run(
     }
 }
 
-async fn pass(node: &Node, watched: &mut HashMap<String, Watched>) {
+/// `unbuilt`: upstreams whose resolver could not be made (no readable
+/// resolv.conf), with when to try again.
+async fn pass(
+    node: &Node,
+    watched: &mut HashMap<String, Watched>,
+    unbuilt: &mut HashMap<String, Instant>,
+) {
     let generation = node.generation();
     let config = &generation.config;
     watched.retain(|name, w| {
@@ -121,8 +128,12 @@ async fn pass(node: &Node, watched: &mut HashMap<String, Watched>) {
     for u in &config.upstreams {
         let Some(d) = &u.discovery else { continue };
         if !watched.contains_key(&u.name) {
+            if unbuilt.get(&u.name).is_some_and(|retry| now < *retry) {
+                continue;
+            }
             match Resolver::new(d) {
                 Ok(resolver) => {
+                    unbuilt.remove(&u.name);
                     watched.insert(
                         u.name.clone(),
                         Watched {
@@ -136,7 +147,10 @@ async fn pass(node: &Node, watched: &mut HashMap<String, Watched>) {
                 }
                 Err(e) => {
                     node.metrics.discovery.resolved(&u.name, "error");
-                    tracing::warn!(upstream = %u.name, "discovery: {e}");
+                    // Once a minute: the system's configuration does not fix itself.
+                    if unbuilt.insert(u.name.clone(), now + LOG_EVERY).is_none() {
+                        tracing::warn!(upstream = %u.name, "discovery: {e}; retrying every minute");
+                    }
                     continue;
                 }
             }
