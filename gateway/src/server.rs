@@ -61,6 +61,7 @@ pub struct Running {
     stop_admin: watch::Sender<bool>,
     admin_task: Option<tokio::task::JoinHandle<()>>,
     scale_task: tokio::task::JoinHandle<()>,
+    discovery_task: tokio::task::JoinHandle<()>,
     reloads: mpsc::Receiver<ReloadReply>,
     hangups: Hangups,
 }
@@ -69,6 +70,17 @@ pub struct Running {
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin_addr = config.admin;
     let node = Node::new(config)?;
+    let (stop_admin, stop_rx) = watch::channel(false);
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let discovery_task = tokio::spawn(crate::node::discovery::run(
+        node.clone(),
+        stop_rx.clone(),
+        Some(first_tx),
+    ));
+    // Discovered upstreams start with their first answer, not with a 503 for
+    // one interval; a name server that does not answer delays the start by
+    // at most this much (the loop keeps trying).
+    let _ = tokio::time::timeout(Duration::from_secs(5), first_rx).await;
     let generation = node.generation();
     let mut bound = Listeners::default();
     let prepared = bound.prepare(&generation.config).await?;
@@ -80,7 +92,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     bound.commit(prepared, &node);
     let listeners = bound.announced();
-    let (stop_admin, stop_rx) = watch::channel(false);
     let (reload_tx, reloads) = mpsc::channel(8);
     let ready = Arc::new(Readiness::default());
     let admin = admin_socket.as_ref().map(|s| s.local_addr()).transpose()?;
@@ -113,6 +124,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         stop_admin,
         admin_task,
         scale_task,
+        discovery_task,
         reloads,
         hangups,
     })
@@ -210,6 +222,7 @@ impl Running {
             let _ = t.await;
         }
         let _ = self.scale_task.await;
+        let _ = self.discovery_task.await;
         drained
     }
 }

@@ -1,13 +1,16 @@
 //! The admin API's bearer token (`admin.token`): required on everything but
-//! the probes (`/healthz`, `/readyz`) whenever one is configured.
+//! the probes (`/healthz`, `/readyz`) and the status page's HTML (`/`, which
+//! holds no data: its script sends the token for `/admin/status`) whenever
+//! one is configured.
 
 use http::{Request, Response, StatusCode, header};
 
 use crate::body::{Body, local_response};
 
-/// Paths that answer without a token: probes carry no credentials.
+/// Paths that answer without a token: probes carry no credentials, and a
+/// browser cannot send a bearer token when it opens the page.
 pub fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz")
+    matches!(path, "/healthz" | "/readyz" | "/")
 }
 
 /// `None` when `req` may proceed, or the 401 to answer.
@@ -70,6 +73,8 @@ mod tests {
         assert!(check(&req("/metrics", Some("bearer 0123456789abcdef")), t).is_none());
         assert!(check(&req("/healthz", None), t).is_none());
         assert!(check(&req("/readyz", None), t).is_none());
+        assert!(check(&req("/", None), t).is_none());
+        assert!(check(&req("/admin/status", None), t).is_some());
         assert!(check(&req("/admin/reload", None), None).is_none());
     }
 }

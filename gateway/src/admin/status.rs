@@ -1,5 +1,7 @@
 //! The live status page at the admin listener's `/` (one HTML document, no
-//! external assets, polling `/admin/status` every second), and that JSON:
+//! external assets, polling `/admin/status` every second; with an admin
+//! token, the page asks for it, or takes it from `#token=…` in its address,
+//! which never leaves the browser), and that JSON:
 //! per upstream the last 10 s of request rate, error rate and latency
 //! percentiles, its endpoints' health, the cache's hit ratio, each route's
 //! upstream, and the scale board.
@@ -168,6 +170,8 @@ th{background:#f0f0f0} .ok{color:#17702a} .bad{color:#b00020;font-weight:600}
 #err{color:#b00020} small{color:#666}
 </style></head><body>
 <h1>Edgeward <span id="node"></span></h1>
+<form id="login" hidden><label>Admin token <input id="token" type="password" autocomplete="off"></label>
+<button>Show</button></form>
 <small>generation <span id="generation">–</span> · rates over the last <span id="window">–</span> s ·
 updated <span id="updated">never</span> <span id="err"></span></small>
 <h2>Upstreams</h2>
@@ -194,10 +198,27 @@ function rows(id, items, fill) {
   const out = items.map(it => { const tr = document.createElement("tr"); fill(tr, it); return tr; });
   body.replaceChildren(...out);
 }
+// The admin token, when the node has one: from the address's fragment
+// (not sent to the server, removed from the address bar) or typed in.
+let token = sessionStorage.getItem("edgeward-admin-token") || "";
+const fromHash = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+if (fromHash) {
+  token = decodeURIComponent(fromHash[1]);
+  sessionStorage.setItem("edgeward-admin-token", token);
+  history.replaceState(null, "", location.pathname);
+}
+document.getElementById("login").addEventListener("submit", ev => {
+  ev.preventDefault();
+  token = document.getElementById("token").value.trim();
+  sessionStorage.setItem("edgeward-admin-token", token);
+  refresh();
+});
 async function refresh() {
   try {
-    const r = await fetch("/admin/status", {cache: "no-store"});
-    if (!r.ok) throw new Error("HTTP " + r.status);
+    const headers = token ? {Authorization: "Bearer " + token} : {};
+    const r = await fetch("/admin/status", {cache: "no-store", headers});
+    document.getElementById("login").hidden = r.status !== 401;
+    if (!r.ok) throw new Error(r.status === 401 ? "the admin token is needed" : "HTTP " + r.status);
     const s = await r.json();
     document.getElementById("node").textContent = s.node + " (" + s.region + ")";
     document.getElementById("generation").textContent = s.generation;

@@ -4,6 +4,7 @@ pub mod access_log;
 pub mod actions;
 pub mod cache;
 pub mod compress;
+pub mod discovery;
 mod error;
 pub mod limits;
 mod load;

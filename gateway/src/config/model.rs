@@ -158,7 +158,7 @@ pub struct CertificateConfig {
 pub struct AdminConfig {
     /// `ip:port` of the admin listener, e.g. `127.0.0.1:9901`.
     pub address: Spanned<String>,
-    /// Bearer token every endpoint but `/healthz` and `/readyz` requires
+    /// Bearer token every endpoint but `/healthz`, `/readyz` and the page at `/` requires
     /// (`Authorization: Bearer <token>`). Required unless the address is loopback.
     pub token: Option<Spanned<String>>,
     /// A file holding the token (surrounding whitespace ignored), instead of `token`.
@@ -168,8 +168,12 @@ pub struct AdminConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct UpstreamConfig {
-    /// Endpoints: `host:port`, or `{address: host:port, weight: N}`.
+    /// Endpoints: `host:port`, or `{address: host:port, weight: N}`. Either
+    /// this or `discovery`.
+    #[serde(default)]
     pub endpoints: Vec<Spanned<EndpointConfig>>,
+    /// Endpoints from DNS, re-resolved on a timer (see `config::discovery`).
+    pub discovery: Option<Spanned<super::discovery::DiscoveryYaml>>,
     /// Protocol spoken to the endpoints. Default: `http1`.
     #[serde(default)]
     pub protocol: UpstreamProtocol,

@@ -113,6 +113,9 @@ pub struct Upstream {
     /// Name of the router plugin; `None` means the native round robin.
     pub balancer: Option<String>,
     pub unhealthy_cool_down: Duration,
+    /// Where `endpoints` come from when not listed: they start empty and the
+    /// node fills them from DNS.
+    pub discovery: Option<super::discovery::Discovery>,
 }
 
 #[derive(Debug, Clone)]

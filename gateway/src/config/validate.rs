@@ -459,12 +459,27 @@ fn read_key(file: &PathBuf) -> Result<PrivateKeyDer<'static>, String> {
 
 fn upstream(c: &mut Checker, name: &str, u: &Spanned<model::UpstreamConfig>) -> Upstream {
     let path = |f: &str| format!("upstreams.{name}.{f}");
-    if u.value.endpoints.is_empty() {
-        c.issue(
+    let mut found = Vec::new();
+    let discovery = u
+        .value
+        .discovery
+        .as_ref()
+        .and_then(|d| super::discovery::resolve(d, &path("discovery"), &mut found));
+    for i in found {
+        c.issue(&i.at, i.path, i.message);
+    }
+    match (&u.value.discovery, u.value.endpoints.first()) {
+        (None, None) => c.issue(
             &u.referenced,
             path("endpoints"),
-            "an upstream needs at least one endpoint (`host:port`)",
-        );
+            "an upstream needs at least one endpoint (`host:port`), or `discovery: {dns: name:port}`",
+        ),
+        (Some(_), Some(e)) => c.issue(
+            &e.referenced,
+            path("endpoints"),
+            "give either `endpoints` or `discovery`, not both (discovered endpoints replace the list)",
+        ),
+        _ => {}
     }
     let endpoints = u
         .value
@@ -520,6 +535,7 @@ fn upstream(c: &mut Checker, name: &str, u: &Spanned<model::UpstreamConfig>) -> 
             || path("unhealthy-cool-down"),
             UNHEALTHY_COOL_DOWN,
         ),
+        discovery,
     }
 }
 

@@ -27,6 +27,7 @@
 //! edgeward_plugin_<plugin>_<name>{upstream}       (defined by plugins, host `metrics`)
 //! ```
 
+mod discovery;
 mod handles;
 pub mod histogram;
 mod plugin_defined;
@@ -46,6 +47,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+pub use discovery::DiscoveryMetrics;
 pub use handles::{InFlight, RouteMetrics, UpstreamMetrics};
 pub use histogram::{Histogram, LATENCY_BUCKETS};
 pub use plugin_defined::{
@@ -115,6 +117,8 @@ pub struct NodeMetrics {
     pub connections_refused: Counter,
     /// `edgeward_scale_*`, set by the scale loop.
     pub scale: ScaleGauges,
+    /// `edgeward_discovery_*`, set by the discovery loop.
+    pub discovery: DiscoveryMetrics,
 }
 
 impl NodeMetrics {
@@ -201,6 +205,7 @@ impl NodeMetrics {
             .map(|result| reloads_family.get_or_create_owned(&ResultLabel { result }));
 
         let scale = ScaleGauges::register(&mut registry);
+        let discovery = DiscoveryMetrics::register(&mut registry);
         let endpoint_source = sources::Slot::new();
         let cache_source = sources::Slot::new();
         let plugin_source = sources::Slot::new();
@@ -235,6 +240,7 @@ impl NodeMetrics {
             upgrades,
             connections_refused,
             scale,
+            discovery,
         }
     }
 

@@ -31,7 +31,8 @@ pub struct Generation {
     /// Per upstream, in `config.upstreams` order: the scale-from-zero hold of
     /// the `min: 0` service that measures it.
     pub holds: Vec<Option<Arc<HoldQueue>>>,
-    pub plugins: Plugins,
+    /// Shared with a generation that only changed discovered endpoints.
+    pub plugins: Arc<Plugins>,
 }
 
 impl Generation {
@@ -42,7 +43,39 @@ impl Generation {
         carry: &mut plugin::Carry,
         metrics: &NodeMetrics,
     ) -> Result<Self, LoadError> {
-        let plugins = Plugins::load_carrying(&config, carry)?;
+        let plugins = Arc::new(Plugins::load_carrying(&config, carry)?);
+        Ok(Self::assemble(number, config, plugins, None, registry, metrics))
+    }
+
+    /// The same generation with `config`'s endpoints, which differ from this
+    /// one's only where DNS discovery found others: plugins are shared, pools
+    /// rebuilt through the registry (so an endpoint that stays keeps its stats).
+    /// Holds are shared too: a request held for a scaled-to-zero service must
+    /// see the replica DNS brings back, and count against the same queue.
+    pub(super) fn with_endpoints(
+        &self,
+        config: Config,
+        registry: &upstream::Registry,
+        metrics: &NodeMetrics,
+    ) -> Self {
+        let holds = Some(self.holds.clone());
+        Self::assemble(self.number, config, self.plugins.clone(), holds, registry, metrics)
+    }
+
+    /// Whether `other` differs from this generation only in discovered
+    /// endpoints (same config otherwise, same plugins, same route indices).
+    pub fn same_but_endpoints(&self, other: &Generation) -> bool {
+        Arc::ptr_eq(&self.plugins, &other.plugins)
+    }
+
+    fn assemble(
+        number: u64,
+        config: Config,
+        plugins: Arc<Plugins>,
+        holds: Option<Vec<Option<Arc<HoldQueue>>>>,
+        registry: &upstream::Registry,
+        metrics: &NodeMetrics,
+    ) -> Self {
         let zone = config.node.zone.as_deref();
         let upstreams = config
             .upstreams
@@ -61,7 +94,34 @@ impl Generation {
             .iter()
             .map(|u| metrics.upstream(&u.name))
             .collect();
-        let holds = config
+        let holds = holds.unwrap_or_else(|| Self::holds(&config, metrics));
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| RouteRt {
+                name: Arc::from(r.name.as_str()),
+                filters: r
+                    .filters
+                    .iter()
+                    .filter_map(|f| plugins.filter(f).cloned())
+                    .collect(),
+                metrics: metrics.route(&r.name),
+            })
+            .collect();
+        Self {
+            number,
+            config: Arc::new(config),
+            routes,
+            upstreams,
+            upstream_metrics,
+            holds,
+            plugins,
+        }
+    }
+
+    /// Per upstream, the hold of the `min: 0` scaled service that measures it.
+    fn holds(config: &Config, metrics: &NodeMetrics) -> Vec<Option<Arc<HoldQueue>>> {
+        config
             .upstreams
             .iter()
             .map(|u| {
@@ -77,29 +137,7 @@ impl Generation {
                     metrics.scale.hold_handles(&s.name),
                 )))
             })
-            .collect();
-        let routes = config
-            .routes
-            .iter()
-            .map(|r| RouteRt {
-                name: Arc::from(r.name.as_str()),
-                filters: r
-                    .filters
-                    .iter()
-                    .filter_map(|f| plugins.filter(f).cloned())
-                    .collect(),
-                metrics: metrics.route(&r.name),
-            })
-            .collect();
-        Ok(Self {
-            number,
-            config: Arc::new(config),
-            routes,
-            upstreams,
-            upstream_metrics,
-            holds,
-            plugins,
-        })
+            .collect()
     }
 
     /// Each endpoint's in-flight count, health and latency, for `/metrics`.

@@ -9,6 +9,11 @@
 //! it, however many reloads happen meanwhile. Building the next generation
 //! happens off to the side and only a complete one is installed.
 //!
+//! DNS discovery (`discovery.rs`) installs generations too: the current one
+//! with only a discovered upstream's endpoints changed (same number, same
+//! plugins). The node keeps each discovered upstream's last good set, so a
+//! reload's generation starts from it.
+//!
 //! Not carried across a reload (each is rebuilt or fixed at start, and why):
 //! - plugin instances and their engine: `init` runs again with the new
 //!   `config:`, so a plugin's guest globals start fresh (its `state` does not);
@@ -18,6 +23,7 @@
 //!   metric labels are made once per process; a change needs a restart;
 //! - the admin listener's address: bound once at start.
 
+pub mod discovery;
 mod generation;
 
 use std::sync::{Arc, Mutex};
@@ -41,16 +47,24 @@ pub struct Node {
     upstreams: upstream::Registry,
     plugins: Mutex<plugin::Carry>,
     current: ArcSwap<Generation>,
+    /// The last good endpoint set of each discovered upstream, which a
+    /// reloaded config (whose file lists none) starts from.
+    discovered: Mutex<discovery::Known>,
+    /// Held while a discovery change builds and installs its generation, so
+    /// it never derives from a generation a reload is replacing.
+    swap: Mutex<()>,
 }
 
 impl Node {
     /// A node serving `config` as generation 1. A plugin that cannot load or
     /// fails its `init` fails the start.
-    pub fn new(config: Config) -> Result<Arc<Self>, LoadError> {
+    pub fn new(mut config: Config) -> Result<Arc<Self>, LoadError> {
         let metrics = NodeMetrics::new(&config.node.name, &config.node.region);
         let cache = Cache::new(config.cache);
         let upstreams = upstream::Registry::default();
         let mut carry = plugin::Carry::default();
+        let discovered = discovery::Known::default();
+        discovered.fill(&mut config);
         let first = Generation::build(1, config, &upstreams, &mut carry, &metrics)?;
         carry.retain(&first.plugins);
         metrics.set_generation(1);
@@ -61,6 +75,8 @@ impl Node {
             upstreams,
             plugins: Mutex::new(carry),
             current: ArcSwap::from_pointee(first),
+            discovered: Mutex::new(discovered),
+            swap: Mutex::new(()),
         });
         node.scraped_from_here();
         Ok(node)
@@ -104,7 +120,11 @@ impl Node {
     /// Builds the next generation from `config` — plugins loaded and their
     /// `init` run — without installing it. The caller installs it once
     /// everything else it needs (new listeners) is ready too.
-    pub fn build(&self, config: Config) -> Result<Generation, LoadError> {
+    pub fn build(&self, mut config: Config) -> Result<Generation, LoadError> {
+        self.discovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fill(&mut config);
         let mut carry = self.plugins.lock().unwrap_or_else(|p| p.into_inner());
         // Reloads are serialised by the server, so this number is the next one.
         let number = self.generation().number + 1;
@@ -114,6 +134,11 @@ impl Node {
     /// Makes `next` the generation new requests start on; requests already
     /// running finish on the one they took.
     pub fn install(&self, next: Generation) -> Arc<Generation> {
+        let _swap = self.swap.lock().unwrap_or_else(|p| p.into_inner());
+        self.install_locked(next)
+    }
+
+    fn install_locked(&self, next: Generation) -> Arc<Generation> {
         let next = Arc::new(next);
         self.upstreams.retain(&next.config);
         self.plugins

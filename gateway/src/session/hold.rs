@@ -17,6 +17,7 @@ use http_body::Body as _;
 use super::error::ProxyError;
 use super::{Answer, Session};
 use crate::body::{self, Body};
+use crate::node::Generation;
 use crate::upstream::UpstreamPool;
 
 fn any_healthy(pool: &UpstreamPool) -> bool {
@@ -41,18 +42,31 @@ fn replayable(req: &Request<Body>) -> Option<http::request::Parts> {
 }
 
 impl Session {
+    /// The generation a held request should look at: the node's current one
+    /// when it differs from ours only in discovered endpoints (DNS brought the
+    /// replica back), else ours — a reload's new routes are not this request's.
+    fn followed(&self) -> std::sync::Arc<Generation> {
+        let current = self.node.generation();
+        if current.same_but_endpoints(&self.generation) {
+            current
+        } else {
+            self.generation.clone()
+        }
+    }
+
     /// Phases 5 and 6, through the scale-from-zero hold when the route's
     /// upstream has one.
     pub(super) async fn exchange_held(&self, req: Request<Body>) -> Answer {
-        let Some(hold) = &self.generation.holds[self.route().upstream] else {
+        let up = self.route().upstream;
+        let Some(hold) = self.generation.holds[up].clone() else {
             return self.exchange(req).await;
         };
-        let pool = self.pool();
+        let healthy = || any_healthy(&self.followed().upstreams[up]);
         let deadline = Instant::now() + hold.settings.timeout;
         let again = replayable(&req);
         let mut req = Some(req);
         loop {
-            hold.wait(|| any_healthy(pool), deadline)
+            hold.wait(healthy, deadline)
                 .await
                 .map_err(|refusal| ProxyError::Held {
                     service: hold.service.clone(),
@@ -62,13 +76,20 @@ impl Session {
             let Some(r) = req.take() else {
                 return Err(ProxyError::Internal("a held request was sent twice"));
             };
-            let answer = self.exchange(r).await;
+            let followed = self.followed();
+            let answer = if std::sync::Arc::ptr_eq(&followed, &self.generation) {
+                self.exchange(r).await
+            } else {
+                let mut moved = self.clone();
+                moved.generation = followed;
+                moved.exchange(r).await
+            };
             let refused = matches!(
                 answer,
                 Err(ProxyError::Connect { .. } | ProxyError::Unavailable { .. })
             );
             match &again {
-                Some(head) if refused && Instant::now() < deadline && !any_healthy(pool) => {
+                Some(head) if refused && Instant::now() < deadline && !healthy() => {
                     req = Some(Request::from_parts(head.clone(), body::empty()));
                 }
                 _ => return answer,

@@ -194,7 +194,10 @@ impl Session {
                 break;
             }
         }
-        Err(last_err.unwrap_or(ProxyError::Internal("no endpoint was tried")))
+        // Nothing tried means the set is empty (DNS discovery found no record).
+        Err(last_err.unwrap_or_else(|| ProxyError::Unavailable {
+            upstream: pool.name.clone(),
+        }))
     }
 
     fn response(

@@ -5,6 +5,7 @@
 mod balance;
 mod choose;
 mod connect;
+pub mod discovery;
 pub mod hold;
 pub mod load_report;
 mod registry;
