@@ -143,7 +143,11 @@ impl Running {
     ) -> Option<Ended> {
         let offered = upgrade::offer(stream, pid, &self.handed()).await;
         let mut offered = match offered {
-            Ok(o) => o,
+            Ok(Some(o)) => o,
+            Ok(None) => {
+                tracing::debug!(pid, "upgrade socket: a process probed it");
+                return None;
+            }
             Err(e) => {
                 tracing::error!(pid, "upgrade failed: {e}; this process keeps serving");
                 return None;

@@ -118,6 +118,17 @@ fn same_user(stream: &UnixStream) -> std::io::Result<u32> {
 }
 
 async fn read_line(stream: &mut UnixStream, limit: Duration) -> Result<String, UpgradeError> {
+    match read_line_or_eof(stream, limit).await? {
+        Some(line) => Ok(line),
+        None => protocol("the other process hung up"),
+    }
+}
+
+/// `None` when the other side hung up before sending a byte.
+async fn read_line_or_eof(
+    stream: &mut UnixStream,
+    limit: Duration,
+) -> Result<Option<String>, UpgradeError> {
     let mut line = Vec::new();
     let read = async {
         let mut byte = [0u8; 1];
@@ -135,7 +146,8 @@ async fn read_line(stream: &mut UnixStream, limit: Duration) -> Result<String, U
         }
     };
     match tokio::time::timeout(limit, read).await {
-        Ok(Ok(true)) => Ok(String::from_utf8_lossy(&line).into_owned()),
+        Ok(Ok(true)) => Ok(Some(String::from_utf8_lossy(&line).into_owned())),
+        Ok(Ok(false)) if line.is_empty() => Ok(None),
         Ok(Ok(false)) => protocol("the other process hung up"),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => protocol(format!("no answer within {limit:?}")),
@@ -226,12 +238,16 @@ pub struct Offered {
 }
 
 /// Answers one asking process with `sockets` (descriptions and descriptors).
+/// `None`: it hung up without a word (a starting process probing whether the
+/// socket is live).
 pub async fn offer(
     mut stream: UnixStream,
     pid: u32,
     sockets: &[(Handed, BorrowedFd<'_>)],
-) -> Result<Offered, UpgradeError> {
-    let hello = read_line(&mut stream, STEP).await?;
+) -> Result<Option<Offered>, UpgradeError> {
+    let Some(hello) = read_line_or_eof(&mut stream, STEP).await? else {
+        return Ok(None);
+    };
     if hello != HELLO {
         return protocol(format!("unexpected greeting {hello:?}"));
     }
@@ -269,7 +285,7 @@ pub async fn offer(
     .await
     .map_err(|_| UpgradeError::Protocol("the new process reads nothing".into()))??;
     stream.write_all(&line[first..]).await?;
-    Ok(Offered { stream, pid })
+    Ok(Some(Offered { stream, pid }))
 }
 
 impl Offered {
@@ -464,7 +480,6 @@ mod tests {
         let local = tcp.local_addr().unwrap();
         let configured: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let old = tokio::spawn(async move {
-            let (stream, pid) = control.accept().await.unwrap();
             let sockets = [
                 (
                     Handed {
@@ -485,7 +500,13 @@ mod tests {
                     control.fd(),
                 ),
             ];
-            let mut offered = offer(stream, pid, &sockets).await.unwrap();
+            // The first asker is the probe of the second bind above.
+            let mut offered = loop {
+                let (stream, pid) = control.accept().await.unwrap();
+                if let Some(o) = offer(stream, pid, &sockets).await.unwrap() {
+                    break o;
+                }
+            };
             offered.ready(STEP).await.unwrap();
             offered.released().await.unwrap();
         });
@@ -514,7 +535,7 @@ mod tests {
         let control = Control::bind(&path).await.unwrap().unwrap();
         let old = tokio::spawn(async move {
             let (stream, pid) = control.accept().await.unwrap();
-            let mut offered = offer(stream, pid, &[]).await.unwrap();
+            let mut offered = offer(stream, pid, &[]).await.unwrap().unwrap();
             let err = offered.ready(STEP).await.unwrap_err();
             control.remove();
             err.to_string()
