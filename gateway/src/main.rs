@@ -125,7 +125,8 @@ fn main() -> ExitCode {
             upgrade_socket,
         } => {
             let _logs = init_logs(cli.log.as_deref());
-            let control = upgrade_socket.unwrap_or_else(|| server::upgrade::default_socket(&config));
+            let control =
+                upgrade_socket.unwrap_or_else(|| server::upgrade::default_socket(&config));
             let cfg = match config::load_file(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -141,6 +142,7 @@ fn main() -> ExitCode {
             let startup = Startup {
                 control: Some(control),
                 upgrade,
+                demo: false,
             };
             serve(cfg, source, startup)
         }
@@ -154,7 +156,14 @@ fn main() -> ExitCode {
                 relaunch: None,
             };
             match demo::config() {
-                Ok(cfg) => serve(cfg, source, Startup::default()),
+                Ok(cfg) => serve(
+                    cfg,
+                    source,
+                    Startup {
+                        demo: true,
+                        ..Startup::default()
+                    },
+                ),
                 Err(e) => {
                     eprintln!("the embedded demo config is invalid (a bug): {e}");
                     ExitCode::FAILURE
@@ -165,11 +174,12 @@ fn main() -> ExitCode {
 }
 
 /// How `serve` comes up: `run` listens for upgrades (and may take over
-/// with `--upgrade`); the demo does neither.
+/// with `--upgrade`); the demo does neither and starts its upstreams.
 #[derive(Default)]
 struct Startup {
     control: Option<PathBuf>,
     upgrade: bool,
+    demo: bool,
 }
 
 /// What SIGUSR2 starts: this binary's path as it was exec'd (a new binary
@@ -186,7 +196,7 @@ fn relaunch_command() -> Option<Vec<std::ffi::OsString>> {
 }
 
 fn serve(cfg: config::Config, source: server::Source, startup: Startup) -> ExitCode {
-    let with_demo = startup.control.is_none();
+    let with_demo = startup.demo;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -238,7 +238,10 @@ impl TcpServer {
         let socket = TcpListener::from_std(socket).map_err(|e| {
             std::io::Error::new(
                 e.kind(),
-                format!("listener {}: cannot adopt the handed socket: {e}", config.name),
+                format!(
+                    "listener {}: cannot adopt the handed socket: {e}",
+                    config.name
+                ),
             )
         })?;
         Self::with_socket(config, socket)

@@ -16,6 +16,10 @@ use super::{Ended, Hangups, Running};
 /// How long the old process waits for the new one to be ready (config
 /// loaded, plugins compiled and initialised, listeners serving).
 pub const READY_LIMIT: Duration = Duration::from_secs(60);
+/// How long the old process waits for its QUIC endpoints to stop reading
+/// before the new one starts: new QUIC handshakes wait (their Initial is
+/// retransmitted) rather than land on a process that leaves.
+const QUIC_RELEASE_LIMIT: Duration = Duration::from_secs(2);
 
 /// The control socket at `path`: the old process's when it handed it over,
 /// else bound here. A failure only costs the ability to be upgraded.
@@ -170,8 +174,8 @@ impl Running {
         }
         // Nothing new from here: the new process accepts on the same sockets.
         self.ready.set(false);
-        self.bound.hand_over();
         let _ = self.stop_admin.send(true);
+        self.bound.hand_over(QUIC_RELEASE_LIMIT).await;
         self.handed_over = true;
         if let Err(e) = offered.released().await {
             tracing::warn!(pid, error = %e, "could not tell the new process its QUIC sockets are free");

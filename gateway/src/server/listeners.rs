@@ -18,11 +18,11 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::upgrade::{Handed, Inherited, Kind as HandedKind};
 use crate::config::Config;
 use crate::listener::quic::{self, QuicServer};
 use crate::listener::{ConnSettings, TcpServer};
 use crate::node::Node;
-use super::upgrade::{Handed, Inherited, Kind as HandedKind};
 
 struct Bound {
     /// As configured.
@@ -250,18 +250,28 @@ impl Listeners {
     }
 
     /// A new process took over: accept nothing more, and let go of the QUIC
-    /// sockets at once. A QUIC connection cannot follow its socket (its keys
-    /// live here), and while this process reads the socket it steals the new
-    /// process's datagrams, so its QUIC connections close now
-    /// (`H3_NO_ERROR`); their clients reconnect to the new process.
-    pub fn hand_over(&self) {
-        for b in &self.bound {
+    /// sockets. A QUIC connection cannot follow its socket (its keys live
+    /// here), and while this process reads the socket it steals the new
+    /// process's datagrams, so its QUIC connections close now (`H3_NO_ERROR`;
+    /// their clients reconnect, to the new process) and its endpoints stop
+    /// reading, waiting up to `limit` for the close to reach the clients.
+    pub async fn hand_over(&mut self, limit: Duration) {
+        let mut quic = Vec::new();
+        for b in std::mem::take(&mut self.bound) {
             let _ = b.stop.send(true);
-            if let Kind::Quic(e) = &b.kind {
-                e.set_server_config(None);
-                e.close(H3_NO_ERROR, b"handed over to a new process");
+            match &b.kind {
+                Kind::Quic(e) => {
+                    e.set_server_config(None);
+                    e.close(H3_NO_ERROR, b"handed over to a new process");
+                    // The serve task holds the last handle: when it ends, so does reading.
+                    quic.push(b.task);
+                }
+                Kind::Tcp(_) => self.bound.push(b),
             }
         }
+        let _ = tokio::time::timeout(limit, futures_util::future::join_all(quic.iter_mut())).await;
+        self.draining
+            .extend(quic.into_iter().filter(|t| !t.is_finished()));
     }
 
     /// `(name, scheme, bound address)` of every listener, in the order bound.

@@ -470,7 +470,8 @@ mod tests {
 
     #[tokio::test]
     async fn sockets_cross_to_another_owner_and_still_accept() {
-        let dir = std::env::temp_dir().join(format!("edgeward-upgrade-test-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("edgeward-upgrade-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("ctl.sock");
         let control = Control::bind(&path).await.unwrap().unwrap();
@@ -512,7 +513,11 @@ mod tests {
         });
         let (mut inherited, handoff) = take_over(&path).await.unwrap();
         assert_eq!(inherited.from_pid, std::process::id());
-        assert!(inherited.take_tcp("web", "127.0.0.1:1".parse().unwrap()).is_none());
+        assert!(
+            inherited
+                .take_tcp("web", "127.0.0.1:1".parse().unwrap())
+                .is_none()
+        );
         let listener = inherited.take_tcp("other-name", configured).unwrap();
         assert_eq!(listener.local_addr().unwrap(), local);
         assert!(inherited.take_control(&path).unwrap().is_ok());
@@ -529,7 +534,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_new_process_says_why() {
-        let dir = std::env::temp_dir().join(format!("edgeward-upgrade-fail-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("edgeward-upgrade-fail-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("ctl.sock");
         let control = Control::bind(&path).await.unwrap().unwrap();
