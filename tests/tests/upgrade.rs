@@ -560,3 +560,82 @@ async fn run() {
         refused.len()
     );
 }
+
+/// A new process that cannot serve (here: its config adds a listener on a
+/// port that is taken) tells the old one why and exits; the old one logs it,
+/// keeps serving on every socket, and can still be upgraded afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_process_that_cannot_serve_leaves_the_old_one_serving() {
+    tokio::time::timeout(TEST_LIMIT, failed_takeover())
+        .await
+        .expect("the failed-upgrade test finished in time");
+}
+
+async fn failed_takeover() {
+    let (_release, released) = tokio::sync::watch::channel(0u64);
+    let up = origin(released, Arc::new(Mutex::new(HashSet::new()))).await;
+    let cert = TestCert::new(&["localhost"]);
+    let fixed = edgeward_e2e::free_addr();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("cert.pem"), &cert.cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &cert.key_pem).unwrap();
+    let config = dir.path().join("edgeward.yaml");
+    let socket = dir.path().join("upgrade.sock");
+    let yaml = |g: u64| render(g, fixed).replace("{ORIGIN}", &up.addr.to_string());
+    std::fs::write(&config, yaml(1)).unwrap();
+    let mut args = upgrade_args(&config, &socket);
+    args.pop();
+    let gw = Gateway::start_args(&args)
+        .await
+        .expect("the gateway starts");
+    let plain = gw.addr("plain");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = yaml(2).replace(
+        "admin:\n",
+        &format!(
+            "  - name: extra\n    address: \"{}\"\nadmin:\n",
+            taken.local_addr().unwrap()
+        ),
+    );
+    std::fs::write(&config, busy).unwrap();
+    let err = match Gateway::start_args(&upgrade_args(&config, &socket)).await {
+        Ok(_) => panic!("a new process whose listener cannot bind must not become ready"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("cannot bind"), "{err}");
+    let deadline = tokio::time::Instant::now() + STEP;
+    while !gw.stderr().contains("upgrade failed") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the old process did not log the failed upgrade:\n{}",
+            gw.stderr_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let log = gw.stderr();
+    assert!(
+        log.contains("cannot bind") && log.contains("this process keeps serving"),
+        "{log}"
+    );
+    assert_eq!(serving_pid(gw.admin_addr()).await, Some(gw.pid()));
+    let r = Client::h1()
+        .get(&format!("http://{plain}/still"))
+        .await
+        .expect("the old process still serves");
+    assert_eq!(r.header(GEN), Some("1"));
+
+    // The next attempt, with a config that works, takes over.
+    std::fs::write(&config, yaml(3)).unwrap();
+    let next = Gateway::start_args(&upgrade_args(&config, &socket))
+        .await
+        .expect("a later upgrade works");
+    assert_eq!(next.addr("plain"), plain);
+    let r = Client::h1()
+        .get(&format!("http://{plain}/next"))
+        .await
+        .expect("the new process serves");
+    assert_eq!(r.header(GEN), Some("3"));
+    let mut gw = gw;
+    assert_eq!(gw.wait(STEP).await.unwrap(), Some(0));
+}
