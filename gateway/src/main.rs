@@ -247,10 +247,7 @@ fn serve(cfg: config::Config, source: server::Source, startup: Startup) -> ExitC
                 return ExitCode::FAILURE;
             }
         };
-        if let Err(e) = running.complete_takeover().await {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+        running.complete_takeover().await;
         running.announce();
         if with_demo {
             println!("\nEdgeward demo is up. Try:");

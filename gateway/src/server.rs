@@ -32,8 +32,6 @@ pub enum StartError {
     Plugin(#[from] crate::plugin::LoadError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    #[error("{0}")]
-    Upgrade(#[from] upgrade::UpgradeError),
 }
 
 /// Why a reload left the old generation serving. The text is what `edgeward
@@ -97,6 +95,7 @@ pub struct Running {
     control: Option<upgrade::Control>,
     /// The line to the old process until this one confirms it serves.
     handoff: Option<upgrade::Handoff>,
+    /// Set once a new process may own the control socket's path.
     handed_over: bool,
 }
 
@@ -106,15 +105,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 }
 
 /// As [`start`]; with a takeover, the old process learns why when this fails.
-pub async fn start_with(config: Config, mut startup: Startup) -> Result<Running, StartError> {
-    if let Some((inherited, _)) = &startup.takeover {
-        let from = inherited.from_pid;
+pub async fn start_with(config: Config, startup: Startup) -> Result<Running, StartError> {
+    let (inherited, handoff) = startup.takeover.unzip();
+    if let Some(h) = &handoff {
+        let from = h.from_pid;
         tracing::info!(from, "taking over the sockets of process {from}");
     }
-    let (inherited, handoff) = match startup.takeover.take() {
-        Some((i, h)) => (Some(i), Some(h)),
-        None => (None, None),
-    };
     match start_inner(config, startup.control, inherited).await {
         Ok(mut running) => {
             running.handoff = handoff;

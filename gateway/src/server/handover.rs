@@ -163,7 +163,11 @@ impl Running {
         );
         let ready = tokio::select! {
             r = offered.ready(READY_LIMIT) => r,
-            () = stop.as_mut() => return Some(Ended::Stopped),
+            () = stop.as_mut() => {
+                // The new process has our control socket and may serve it: its path stays.
+                self.handed_over = true;
+                return Some(Ended::Stopped);
+            }
         };
         if let Err(e) = ready {
             tracing::error!(
@@ -186,7 +190,7 @@ impl Running {
 
     /// After `run --upgrade`: tells the old process this one serves, and
     /// starts HTTP/3 on the handed UDP sockets once it let go of them.
-    pub async fn complete_takeover(&mut self) -> std::io::Result<()> {
+    pub async fn complete_takeover(&mut self) {
         if let Some(handoff) = self.handoff.take() {
             let from = handoff.from_pid;
             match handoff.ready().await {
@@ -197,6 +201,6 @@ impl Running {
                 ),
             }
         }
-        self.bound.start_adopted_quic(&self.node)
+        self.bound.start_adopted_quic(&self.node);
     }
 }

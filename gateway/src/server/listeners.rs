@@ -214,14 +214,17 @@ impl Listeners {
     }
 
     /// Starts HTTP/3 on the UDP sockets an old process handed over, once it
-    /// no longer reads them.
-    pub fn start_adopted_quic(&mut self, node: &Arc<Node>) -> std::io::Result<()> {
+    /// no longer reads them. The old process is draining by then: a failure
+    /// here costs that listener its HTTP/3 (logged), not the node.
+    pub fn start_adopted_quic(&mut self, node: &Arc<Node>) {
         let initial = self.draining.is_empty();
         for (config, socket) in std::mem::take(&mut self.adopted_quic) {
-            let s = QuicServer::adopt(config, socket)?;
-            self.serve_quic(s, node, initial);
+            let name = config.name.clone();
+            match QuicServer::adopt(config, socket) {
+                Ok(s) => self.serve_quic(s, node, initial),
+                Err(e) => tracing::error!(listener = %name, "HTTP/3 does not start: {e}"),
+            }
         }
-        Ok(())
     }
 
     /// Every listening socket, described for a new process.
