@@ -341,8 +341,18 @@ fn upgrade_args<'a>(config: &'a Path, socket: &'a Path) -> Vec<&'a str> {
     ]
 }
 
+/// The binary is built (when it is out of date) before the clock starts.
+async fn built() {
+    tokio::task::spawn_blocking(|| {
+        edgeward_e2e::edgeward_bin();
+    })
+    .await
+    .expect("build the edgeward binary");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_upgrades_under_load_lose_nothing() {
+    built().await;
     tokio::time::timeout(TEST_LIMIT, run())
         .await
         .expect("the upgrade test finished in time");
@@ -566,6 +576,7 @@ async fn run() {
 /// keeps serving on every socket, and can still be upgraded afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_process_that_cannot_serve_leaves_the_old_one_serving() {
+    built().await;
     tokio::time::timeout(TEST_LIMIT, failed_takeover())
         .await
         .expect("the failed-upgrade test finished in time");

@@ -50,6 +50,9 @@ pub enum UpgradeError {
     Io(#[from] std::io::Error),
     #[error("the hand-off: {0}")]
     Protocol(String),
+    /// What the new process said when it gave up.
+    #[error("{0}")]
+    Refused(String),
 }
 
 fn protocol<T>(msg: impl Into<String>) -> Result<T, UpgradeError> {
@@ -296,7 +299,7 @@ impl Offered {
         match line.as_str() {
             "ready" => Ok(()),
             other => match other.strip_prefix("failed: ") {
-                Some(why) => protocol(why.replace("\\n", "\n")),
+                Some(why) => Err(UpgradeError::Refused(why.replace("\\n", "\n"))),
                 None => protocol(format!("unexpected answer {other:?}")),
             },
         }
