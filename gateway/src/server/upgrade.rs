@@ -471,6 +471,17 @@ impl Handoff {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_default_socket_is_one_per_config_file_and_stable() {
+        let a = default_socket(Path::new("/etc/edgeward/a.yaml"));
+        assert_eq!(a, default_socket(Path::new("/etc/edgeward/a.yaml")));
+        assert_ne!(a, default_socket(Path::new("/etc/edgeward/b.yaml")));
+        let name = a.file_name().unwrap().to_string_lossy().into_owned();
+        // FNV-1a of the path: the same in every build, so a new binary finds the old.
+        let key = crate::upstream::stats::fnv1a("/etc/edgeward/a.yaml");
+        assert_eq!(name, format!("edgeward-{key:016x}.sock"));
+    }
+
     #[tokio::test]
     async fn sockets_cross_to_another_owner_and_still_accept() {
         let dir =
