@@ -357,7 +357,11 @@ impl TcpServer {
                         // Ours replaces any upstream's: it describes this hop, not theirs.
                         resp.headers_mut().insert(http::header::ALT_SVC, v);
                     }
-                    if closing && version <= http::Version::HTTP_11 {
+                    // A 101 keeps its `Connection: upgrade`: the tunnel holds the drain.
+                    if closing
+                        && version <= http::Version::HTTP_11
+                        && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS
+                    {
                         resp.headers_mut().insert(
                             http::header::CONNECTION,
                             http::HeaderValue::from_static("close"),
