@@ -21,7 +21,8 @@ enum Command {
     /// Serve traffic with the routes, listeners and upstreams of a config file.
     /// Stops on SIGTERM/SIGINT after in-flight requests finish (up to `shutdown.drain-timeout`).
     /// Reloads the file on SIGHUP and `POST /admin/reload`; a file that does not
-    /// validate leaves the running configuration serving.
+    /// validate leaves the running configuration serving. SIGUSR2 starts the
+    /// binary at the same path again with `--upgrade` (a binary upgrade).
     Run {
         /// The YAML configuration file.
         #[arg(long, short, value_name = "FILE")]
@@ -29,6 +30,14 @@ enum Command {
         /// Also reload whenever the file's content changes (checked every second).
         #[arg(long)]
         watch: bool,
+        /// Take over the listening sockets of the edgeward running on the upgrade
+        /// socket: serve once ready, then the old process stops accepting and drains.
+        #[arg(long)]
+        upgrade: bool,
+        /// The Unix socket a new process asks for this one's sockets on.
+        /// Default: `edgeward-<hash of the config path>.sock` in `$XDG_RUNTIME_DIR`, else in the temp dir.
+        #[arg(long, value_name = "PATH")]
+        upgrade_socket: Option<PathBuf>,
     },
     /// Validate a config file: prints `ok` and exits 0, or prints every problem
     /// as `file:line:column: field: message` and exits 1.
@@ -109,8 +118,15 @@ fn main() -> ExitCode {
             print!("{}", demo::CONFIG);
             ExitCode::SUCCESS
         }
-        Command::Run { config, watch } => {
+        Command::Run {
+            config,
+            watch,
+            upgrade,
+            upgrade_socket,
+        } => {
             let _logs = init_logs(cli.log.as_deref());
+            let control =
+                upgrade_socket.unwrap_or_else(|| server::upgrade::default_socket(&config));
             let cfg = match config::load_file(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -121,8 +137,14 @@ fn main() -> ExitCode {
             let source = server::Source {
                 path: Some(config),
                 watch,
+                relaunch: relaunch_command(),
             };
-            serve(cfg, source, false)
+            let startup = Startup {
+                control: Some(control),
+                upgrade,
+                demo: false,
+            };
+            serve(cfg, source, startup)
         }
         Command::Demo {
             print_config: false,
@@ -131,9 +153,17 @@ fn main() -> ExitCode {
             let source = server::Source {
                 path: None,
                 watch: false,
+                relaunch: None,
             };
             match demo::config() {
-                Ok(cfg) => serve(cfg, source, true),
+                Ok(cfg) => serve(
+                    cfg,
+                    source,
+                    Startup {
+                        demo: true,
+                        ..Startup::default()
+                    },
+                ),
                 Err(e) => {
                     eprintln!("the embedded demo config is invalid (a bug): {e}");
                     ExitCode::FAILURE
@@ -143,7 +173,30 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(cfg: config::Config, source: server::Source, with_demo: bool) -> ExitCode {
+/// How `serve` comes up: `run` listens for upgrades (and may take over
+/// with `--upgrade`); the demo does neither and starts its upstreams.
+#[derive(Default)]
+struct Startup {
+    control: Option<PathBuf>,
+    upgrade: bool,
+    demo: bool,
+}
+
+/// What SIGUSR2 starts: this binary's path as it was exec'd (a new binary
+/// installed there since is what runs) with our arguments and `--upgrade`.
+fn relaunch_command() -> Option<Vec<std::ffi::OsString>> {
+    let exe = std::env::current_exe().ok()?;
+    let mut argv: Vec<_> = std::iter::once(exe.into_os_string())
+        .chain(std::env::args_os().skip(1))
+        .collect();
+    if !argv.iter().any(|a| a == "--upgrade") {
+        argv.push("--upgrade".into());
+    }
+    Some(argv)
+}
+
+fn serve(cfg: config::Config, source: server::Source, startup: Startup) -> ExitCode {
+    let with_demo = startup.demo;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -173,13 +226,28 @@ fn serve(cfg: config::Config, source: server::Source, with_demo: bool) -> ExitCo
         } else {
             None
         };
-        let mut running = match server::start(cfg).await {
+        let takeover = match (&startup.control, startup.upgrade) {
+            (Some(path), true) => match server::upgrade::take_over(path).await {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    eprintln!("--upgrade: no running edgeward handed over its sockets: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            _ => None,
+        };
+        let startup = server::Startup {
+            control: startup.control,
+            takeover,
+        };
+        let mut running = match server::start_with(cfg, startup).await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("{e}");
                 return ExitCode::FAILURE;
             }
         };
+        running.complete_takeover().await;
         running.announce();
         if with_demo {
             println!("\nEdgeward demo is up. Try:");
@@ -189,8 +257,12 @@ fn serve(cfg: config::Config, source: server::Source, with_demo: bool) -> ExitCo
             println!("  python3 tests/h3/aioquic_get.py 127.0.0.1 8443 /api/products/1   (HTTP/3, 8443/udp)");
             println!("Admin: curl -s http://127.0.0.1:9901/metrics   (Ctrl-C stops)");
         }
-        running.serve_until(&source, stop).await;
-        tracing::info!("shutdown requested; draining");
+        match running.serve_until(&source, stop).await {
+            server::Ended::Stopped => tracing::info!("shutdown requested; draining"),
+            server::Ended::HandedOver { pid } => {
+                tracing::info!(pid, "handed over to process {pid}; draining")
+            }
+        }
         running.shutdown().await;
         ExitCode::SUCCESS
     })

@@ -1,11 +1,16 @@
 //! The process around the node: binds every listener, serves, reloads on
 //! request (SIGHUP, `POST /admin/reload`, a changed file with `--watch`), and
-//! drains on shutdown. Reloads run one at a time, here.
+//! drains on shutdown. Reloads run one at a time, here, and so do binary
+//! upgrades (SIGUSR2, `run --upgrade`; see [`upgrade`]).
 
+mod handover;
 mod listeners;
+pub mod upgrade;
 mod watch_file;
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +53,27 @@ pub enum ReloadError {
 pub struct Source {
     pub path: Option<PathBuf>,
     pub watch: bool,
+    /// The command line SIGUSR2 starts to take over (program first), or
+    /// `None` when this process cannot be upgraded that way.
+    pub relaunch: Option<Vec<OsString>>,
+}
+
+/// How a process comes up besides its config.
+#[derive(Default)]
+pub struct Startup {
+    /// Where this process listens for a new one to take over (`None`: never).
+    pub control: Option<PathBuf>,
+    /// With `run --upgrade`: the old process's sockets and the line to it.
+    pub takeover: Option<(upgrade::Inherited, upgrade::Handoff)>,
+}
+
+/// Why [`Running::serve_until`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// SIGTERM, SIGINT (the `stop` future).
+    Stopped,
+    /// A new process (this pid) serves now; this one only drains.
+    HandedOver { pid: u32 },
 }
 
 /// A node whose sockets are bound and serving.
@@ -64,10 +90,47 @@ pub struct Running {
     discovery_task: tokio::task::JoinHandle<()>,
     reloads: mpsc::Receiver<ReloadReply>,
     hangups: Hangups,
+    upgrades: Hangups,
+    /// The admin listener's configured address and a descriptor of its socket.
+    admin_socket: Option<(SocketAddr, OwnedFd)>,
+    control: Option<upgrade::Control>,
+    /// The line to the old process until this one confirms it serves.
+    handoff: Option<upgrade::Handoff>,
+    /// Set once a new process may own the control socket's path.
+    handed_over: bool,
 }
 
 /// Binds all sockets first, so a port in use fails the start instead of one listener.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    start_with(config, Startup::default()).await
+}
+
+/// As [`start`]; with a takeover, the old process learns why when this fails.
+pub async fn start_with(config: Config, startup: Startup) -> Result<Running, StartError> {
+    let (inherited, handoff) = startup.takeover.unzip();
+    if let Some(h) = &handoff {
+        let from = h.from_pid;
+        tracing::info!(from, "taking over the sockets of process {from}");
+    }
+    match start_inner(config, startup.control, inherited).await {
+        Ok(mut running) => {
+            running.handoff = handoff;
+            Ok(running)
+        }
+        Err(e) => {
+            if let Some(h) = handoff {
+                h.failed(&e.to_string()).await;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn start_inner(
+    config: Config,
+    control: Option<PathBuf>,
+    mut inherited: Option<upgrade::Inherited>,
+) -> Result<Running, StartError> {
     let admin_addr = config.admin;
     let node = Node::new(config)?;
     let (stop_admin, stop_rx) = watch::channel(false);
@@ -83,12 +146,34 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let _ = tokio::time::timeout(Duration::from_secs(5), first_rx).await;
     let generation = node.generation();
     let mut bound = Listeners::default();
-    let prepared = bound.prepare(&generation.config).await?;
+    let prepared = bound
+        .prepare(&generation.config, inherited.as_mut())
+        .await?;
     let admin_socket = match admin_addr {
-        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("admin: cannot bind {addr}: {e}"))
-        })?),
+        Some(addr) => Some(match inherited.as_mut().and_then(|h| h.take_admin(addr)) {
+            Some(socket) => {
+                socket.set_nonblocking(true)?;
+                tokio::net::TcpListener::from_std(socket)?
+            }
+            None => tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("admin: cannot bind {addr}: {e}"))
+            })?,
+        }),
         None => None,
+    };
+    let control = match control {
+        Some(path) => handover::control_socket(&path, inherited.as_mut()).await,
+        None => None,
+    };
+    if let Some(h) = &inherited {
+        for unused in h.unused() {
+            tracing::info!(socket = ?unused, "the new configuration does not use this handed-over socket; closing it");
+        }
+    }
+    drop(inherited);
+    let admin_fd = match (&admin_socket, admin_addr) {
+        (Some(s), Some(addr)) => Some((addr, s.as_fd().try_clone_to_owned()?)),
+        _ => None,
     };
     bound.commit(prepared, &node);
     let listeners = bound.announced();
@@ -114,6 +199,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     // Before anyone is told the node is ready: from here SIGHUP reloads
     // instead of killing the process.
     let hangups = hangup_signal();
+    let upgrades = handover::usr2_signal();
     ready.set(true);
     Ok(Running {
         listeners,
@@ -127,6 +213,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         discovery_task,
         reloads,
         hangups,
+        upgrades,
+        admin_socket: admin_fd,
+        control,
+        handoff: None,
+        handed_over: false,
     })
 }
 
@@ -143,8 +234,9 @@ impl Running {
         println!("ready");
     }
 
-    /// Serves, reloading on every trigger, until `stop` resolves.
-    pub async fn serve_until(&mut self, source: &Source, stop: impl Future<Output = ()>) {
+    /// Serves, reloading on every trigger, until `stop` resolves or a new
+    /// process took over.
+    pub async fn serve_until(&mut self, source: &Source, stop: impl Future<Output = ()>) -> Ended {
         let mut watched = source
             .path
             .as_ref()
@@ -155,7 +247,16 @@ impl Running {
         tokio::pin!(stop);
         loop {
             tokio::select! {
-                () = &mut stop => return,
+                () = &mut stop => return Ended::Stopped,
+                Some(asking) = handover::next_asking(self.control.as_ref()) => {
+                    if let Some(ended) = self.upgrade(asking, &mut stop).await {
+                        return ended;
+                    }
+                }
+                Some(()) = recv_hangup(&mut self.upgrades) => {
+                    tracing::info!("SIGUSR2: starting a new process to take over");
+                    handover::relaunch(source.relaunch.as_deref());
+                }
                 Some(()) = recv_hangup(&mut self.hangups) => {
                     tracing::info!("SIGHUP: reloading the configuration");
                     let _ = self.reload(source).await;
@@ -203,7 +304,7 @@ impl Running {
             .map_err(|e| ReloadError::Listener(std::io::Error::other(e)))??;
         let prepared = self
             .bound
-            .prepare(&next.config)
+            .prepare(&next.config, None)
             .await
             .map_err(ReloadError::Listener)?;
         let generation = self.node.install(next);
@@ -213,8 +314,14 @@ impl Running {
 
     /// Stops accepting, waits up to the drain timeout for in-flight requests.
     /// Returns true when everything finished in time.
-    pub async fn shutdown(self) -> bool {
+    pub async fn shutdown(mut self) -> bool {
         self.ready.set(false);
+        if let Some(c) = self.control.take() {
+            // After a hand-off the path is the new process's.
+            if !self.handed_over {
+                c.remove();
+            }
+        }
         let drain = self.node.generation().config.drain_timeout;
         let drained = self.bound.shutdown(drain).await;
         let _ = self.stop_admin.send(true);

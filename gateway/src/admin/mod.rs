@@ -90,6 +90,16 @@ pub async fn serve(
     http.http2().timer(TokioTimer::new());
     let http = Arc::new(http);
     let mut backoff = AcceptBackoff::default();
+    // Connections accepted just before `stop` (a binary upgrade hands this
+    // socket on) still get their answers: as the data listeners do, they
+    // answer with `Connection: close` for a linger, then close when idle.
+    let (close_conns, conns_stop) = watch::channel(false);
+    let mut stopped = stop.clone();
+    tokio::spawn(async move {
+        let _ = stopped.wait_for(|s| *s).await;
+        tokio::time::sleep(crate::listener::CLOSE_LINGER).await;
+        let _ = close_conns.send(true);
+    });
     loop {
         let accepted = tokio::select! {
             a = socket.accept() => a,
@@ -107,13 +117,14 @@ pub async fn serve(
         };
         let deadline = tokio::time::Instant::now() + TIMEOUTS.first_request;
         let guard = Arc::new(ConnGuard::default());
-        let (node, board, ready, http, reloads, stop, svc_guard) = (
+        let (node, board, ready, http, reloads, draining, conn_stop, svc_guard) = (
             node.clone(),
             board.clone(),
             ready.clone(),
             http.clone(),
             reloads.clone(),
             stop.clone(),
+            conns_stop.clone(),
             guard.clone(),
         );
         tokio::spawn(async move {
@@ -121,7 +132,9 @@ pub async fn serve(
                 let (node, board, ready, reloads) =
                     (node.clone(), board.clone(), ready.clone(), reloads.clone());
                 let token = svc_guard.request();
+                let closing = *draining.borrow();
                 async move {
+                    let version = req.version();
                     let generation = node.generation();
                     let resp = match auth::check(&req, generation.config.admin_token.as_deref()) {
                         Some(denied) => denied,
@@ -136,6 +149,13 @@ pub async fn serve(
                         },
                     };
                     token.done();
+                    let mut resp = resp;
+                    if closing && version <= http::Version::HTTP_11 {
+                        resp.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                    }
                     Ok::<_, Infallible>(resp)
                 }
             });
@@ -147,7 +167,7 @@ pub async fn serve(
                 &guard,
                 TIMEOUTS,
                 deadline,
-                stop,
+                conn_stop,
             )
             .await;
         });

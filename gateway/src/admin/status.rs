@@ -23,6 +23,8 @@ struct Status {
     node: String,
     region: String,
     generation: u64,
+    /// The serving process: after a binary upgrade, the new one's.
+    pid: u32,
     window_ms: u64,
     cache: CacheStatus,
     routes: Vec<RouteStatus>,
@@ -105,6 +107,7 @@ fn status(node: &Node, board: &crate::scale::Board) -> Status {
         node: cfg.node.name.clone(),
         region: cfg.node.region.clone(),
         generation: generation.number,
+        pid: std::process::id(),
         window_ms: u64::try_from(WINDOW.as_millis()).unwrap_or(u64::MAX),
         cache: CacheStatus {
             hits: c.hits,

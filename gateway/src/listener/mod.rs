@@ -26,6 +26,10 @@ use crate::node::Node;
 use crate::session::{self, ConnInfo};
 use conn::{ConnGuard, LogLimit, Timed, Timeouts};
 
+/// How long a stopped listener's HTTP/1.1 connections keep answering (each
+/// response with `Connection: close`) before idle ones are closed.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
 /// ALPN we offer on TLS, in preference order.
 pub const ALPN_H2_H1: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
@@ -228,12 +232,37 @@ impl TcpServer {
                 format!("listener {}: cannot bind {}: {e}", config.name, config.addr),
             )
         })?;
+        Self::with_socket(config, socket)
+    }
+
+    /// Serves a listening socket another process handed over (a binary
+    /// upgrade): the same socket, so connections in its accept queue stay.
+    pub fn adopt(config: Listener, socket: std::net::TcpListener) -> std::io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        let socket = TcpListener::from_std(socket).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "listener {}: cannot adopt the handed socket: {e}",
+                    config.name
+                ),
+            )
+        })?;
+        Self::with_socket(config, socket)
+    }
+
+    fn with_socket(config: Listener, socket: TcpListener) -> std::io::Result<Self> {
         let settings = ConnSettings::build(&config, socket.local_addr()?.port())?;
         Ok(Self {
             config,
             socket,
             settings: Arc::new(ArcSwap::from_pointee(settings)),
         })
+    }
+
+    /// A second descriptor of the listening socket, to hand to a new process.
+    pub fn dup_fd(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        std::os::fd::AsFd::as_fd(&self.socket).try_clone_to_owned()
     }
 
     /// Where a reload puts this listener's next [`ConnSettings`].
@@ -246,9 +275,13 @@ impl TcpServer {
     }
 
     /// Accepts until `stop` turns true, then lets open connections finish their
-    /// in-flight requests (HTTP/1.1 closes after the current response, HTTP/2 sends GOAWAY).
+    /// in-flight requests. For [`CLOSE_LINGER`] HTTP/1.1 connections answer
+    /// with `Connection: close` (a client never sees an idle connection close
+    /// under a request it just sent), then HTTP/1.1 closes after the current
+    /// response and HTTP/2 sends GOAWAY.
     pub async fn serve(self, node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         let (alive, mut drained) = mpsc::channel::<()>(1);
+        let (close_conns, conns_stop) = watch::channel(false);
         let name: Arc<str> = Arc::from(self.config.name.as_str());
         let scheme = if self.config.tls.is_some() {
             "https"
@@ -294,6 +327,7 @@ impl TcpServer {
                 trust_request_id: settings.trust_request_id,
             };
             let guard = Arc::new(ConnGuard::default());
+            let draining = stop.clone();
             let node = node.clone();
             let alt_svc = settings.alt_svc.clone();
             let svc_guard = guard.clone();
@@ -312,12 +346,14 @@ impl TcpServer {
                 let refused = svc_guard.is_tripped();
                 let hold = conn_hold.clone();
                 let sni = svc_sni.clone();
-                let close = svc_downgraded.load(std::sync::atomic::Ordering::Relaxed);
+                let downgraded = svc_downgraded.load(std::sync::atomic::Ordering::Relaxed);
+                let closing = *draining.borrow();
                 async move {
                     if refused {
                         token.done();
                         return Ok(conn::refused());
                     }
+                    let version = req.version();
                     let mut req = req.map(body::boxed);
                     default_host(&mut req, local);
                     req.extensions_mut().insert(hold);
@@ -329,7 +365,12 @@ impl TcpServer {
                         // Ours replaces any upstream's: it describes this hop, not theirs.
                         resp.headers_mut().insert(http::header::ALT_SVC, v);
                     }
-                    if close {
+                    // A 101 keeps its `Connection: upgrade`: the tunnel holds the drain.
+                    if downgraded
+                        || (closing
+                            && version <= http::Version::HTTP_11
+                            && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS)
+                    {
                         resp.headers_mut().insert(
                             http::header::CONNECTION,
                             http::HeaderValue::from_static("close"),
@@ -340,7 +381,7 @@ impl TcpServer {
                     )
                 }
             });
-            let stop = stop.clone();
+            let stop = conns_stop.clone();
             let alive = alive.clone();
             tokio::spawn(async move {
                 let _alive = (alive, admitted);
@@ -399,6 +440,9 @@ impl TcpServer {
         }
         drop(self.socket);
         drop(alive);
+        // The linger ends early once every connection is gone.
+        let _ = tokio::time::timeout(CLOSE_LINGER, drained.recv()).await;
+        let _ = close_conns.send(true);
         // Every connection task holds a sender; `None` once the last has ended.
         let _ = drained.recv().await;
     }

@@ -70,22 +70,52 @@ pub struct QuicServer {
     pub config: Listener,
     settings: Quic,
     endpoint: quinn::Endpoint,
+    /// The endpoint's socket, kept to be handed over.
+    socket: std::net::UdpSocket,
 }
 
 impl QuicServer {
     /// Binds `addr` (UDP): the TLS listener's bound address, so `Alt-Svc` can name its port.
     pub fn bind(config: Listener, addr: SocketAddr) -> Result<Self, QuicError> {
-        let (server, settings) = server_config(&config)?;
-        let endpoint = quinn::Endpoint::server(server, addr).map_err(|source| QuicError::Bind {
+        let socket = std::net::UdpSocket::bind(addr).map_err(|source| QuicError::Bind {
             name: config.name.clone(),
             addr,
             source,
         })?;
+        Self::adopt(config, socket)
+    }
+
+    /// Serves HTTP/3 on a bound UDP socket: one of ours, or one another
+    /// process handed over (a binary upgrade). Reading starts here, and two
+    /// processes must never read one QUIC socket at once: a datagram goes to
+    /// whichever reads first, and only the owner of its connection can use it.
+    pub fn adopt(config: Listener, socket: std::net::UdpSocket) -> Result<Self, QuicError> {
+        let (server, settings) = server_config(&config)?;
+        let bind_error = |source| QuicError::Bind {
+            name: config.name.clone(),
+            addr: socket.local_addr().unwrap_or(config.addr),
+            source,
+        };
+        let runtime = quinn::default_runtime()
+            .ok_or_else(|| bind_error(std::io::Error::other("no async runtime")))?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket.try_clone().map_err(bind_error)?,
+            runtime,
+        )
+        .map_err(bind_error)?;
         Ok(Self {
             config,
             settings,
             endpoint,
+            socket,
         })
+    }
+
+    /// A second descriptor of the UDP socket, to hand to a new process.
+    pub fn dup_fd(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        std::os::fd::AsFd::as_fd(&self.socket).try_clone_to_owned()
     }
 
     /// The endpoint, whose server config a reload replaces.
