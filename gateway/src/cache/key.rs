@@ -74,9 +74,10 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+        .filter_map(|pair| pair.split_once('='))
+        // Whitespace around the name and the value is not part of them (RFC 6265 §5.2).
+        .find(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim())
 }
 
 /// The key one stored variant lives under.
