@@ -88,7 +88,18 @@ impl ProxyError {
     /// Whether the request may go to another endpoint, if its body can be
     /// sent again: only when nothing reached the upstream's application.
     pub fn retryable(&self) -> bool {
-        matches!(self, Self::Connect { .. })
+        match self {
+            Self::Connect { .. } => true,
+            // The upstream closed a kept-alive connection as the request went out
+            // (a restart, an idle timeout): no response came, so a replayable
+            // request may go again (RFC 9112 §9.3.1, RFC 9110 §9.2.2).
+            Self::Upstream { source, .. } => {
+                let source: &(dyn std::error::Error + 'static) = &**source;
+                find::<hyper::Error>(source)
+                    .is_some_and(|e| e.is_incomplete_message() || e.is_canceled())
+            }
+            _ => false,
+        }
     }
 
     pub fn status(&self) -> StatusCode {
