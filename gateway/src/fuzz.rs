@@ -30,14 +30,21 @@ pub fn yaml_config(text: &str) {
     let path = Path::new("/nonexistent-edgeward-fuzz/fuzz.yaml");
     if let Err(e) = crate::config::load_str(text, path) {
         let msg = e.to_string();
-        assert!(msg.contains("fuzz.yaml"), "an error without its file: {msg}");
+        assert!(
+            msg.contains("fuzz.yaml"),
+            "an error without its file: {msg}"
+        );
     }
 }
 
 /// `Cache-Control` as a response and as a request field (and the targeted
 /// fields, RFC 9213): delta-seconds stay within RFC 9111 §1.2.2's cap.
 pub fn cache_control(lines: &[&[u8]]) {
-    for name in ["cache-control", "cdn-cache-control", "edgeward-cache-control"] {
+    for name in [
+        "cache-control",
+        "cdn-cache-control",
+        "edgeward-cache-control",
+    ] {
         let h = headers(name, lines);
         for cc in [
             policy::CacheControl::parse_response(&h),
@@ -86,10 +93,17 @@ pub fn http_date(text: &str) {
     // httpdate writes years up to 9999.
     if secs < 253_402_300_800 {
         let written = httpdate::fmt_http_date(t);
-        assert_eq!(policy::date_value(&written), Some(t), "{text:?} → {written}");
+        assert_eq!(
+            policy::date_value(&written),
+            Some(t),
+            "{text:?} → {written}"
+        );
     }
     let mut h = headers("expires", &[text.as_bytes()]);
-    h.insert(http::header::DATE, HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));
+    h.insert(
+        http::header::DATE,
+        HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+    );
     let cc = policy::CacheControl::parse_response(&h);
     let _ = policy::freshness_lifetime(StatusCode::OK, &h, &cc, None, SystemTime::now());
 }
@@ -118,7 +132,10 @@ pub fn vary(vary_lines: &[&[u8]], request: &[(&[u8], &[u8])]) {
         return;
     };
     for w in names.windows(2) {
-        assert!(w[0].as_str() < w[1].as_str(), "not sorted/unique: {names:?}");
+        assert!(
+            w[0].as_str() < w[1].as_str(),
+            "not sorted/unique: {names:?}"
+        );
     }
     let mut req = HeaderMap::new();
     for (n, v) in request {
@@ -138,10 +155,17 @@ pub fn cookies(lines: &[&[u8]], name: &str) {
     let host = crate::plugin::find_cookie(&h, name);
     if let Some(v) = key {
         // The key reader only sees UTF-8 lines; what it finds the host finds too.
-        assert!(host.is_some(), "{name:?} found by the cache key only ({v:?})");
+        assert!(
+            host.is_some(),
+            "{name:?} found by the cache key only ({v:?})"
+        );
     }
     if key.is_some() && host.is_some() && !name.is_empty() && name == name.trim() {
-        assert_eq!(key, host.as_deref(), "the two cookie readers disagree on {name:?}");
+        assert_eq!(
+            key,
+            host.as_deref(),
+            "the two cookie readers disagree on {name:?}"
+        );
     }
 }
 

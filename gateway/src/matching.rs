@@ -305,7 +305,10 @@ mod tests {
         assert_eq!(n("/a%5cb"), Err(PathError::Ambiguous));
         assert_eq!(n("/a%00"), Err(PathError::Ambiguous));
         assert_eq!(n("/a\\b"), Err(PathError::Ambiguous));
-        assert!(matches!(normalize_path("/a/b"), Ok(std::borrow::Cow::Borrowed(_))));
+        assert!(matches!(
+            normalize_path("/a/b"),
+            Ok(std::borrow::Cow::Borrowed(_))
+        ));
         assert_eq!(n("*").as_deref(), Ok("*"));
     }
 

@@ -70,7 +70,9 @@ fn case() -> impl Strategy<Value = Case> {
         200u16, 200, 200, 203, 204, 206, 301, 302, 304, 307, 308, 400, 404, 405, 410, 414, 500,
         501, 503,
     ]);
-    let offset = prop::option::of(prop::sample::select(vec![0i64, 0, 5, 100, 3000, 90_000, -30]));
+    let offset = prop::option::of(prop::sample::select(vec![
+        0i64, 0, 5, 100, 3000, 90_000, -30,
+    ]));
     (
         (
             status,
@@ -85,7 +87,12 @@ fn case() -> impl Strategy<Value = Case> {
             any::<bool>(),
             prop::bool::weighted(0.1),
             prop::bool::weighted(0.15),
-            prop::option::of(prop::sample::select(vec!["accept-language", "accept-language", "accept-language", "*"])),
+            prop::option::of(prop::sample::select(vec![
+                "accept-language",
+                "accept-language",
+                "accept-language",
+                "*",
+            ])),
             prop::collection::vec(req_directive, 0..3),
             prop::bool::weighted(0.05),
             prop::sample::select(vec![0u64, 1, 10, 59, 61, 119, 200, 4000]),
@@ -274,30 +281,51 @@ fn theirs(b: &Built) -> (bool, bool) {
 type Remedy = fn(&mut Case);
 
 const KINDS: &[(&str, Remedy)] = &[
-    ("vary-star: Vary: * is never stored by us", |c| c.vary = None),
-    ("must-understand: overrides no-store for understood statuses", |c| {
-        c.resp_cc.retain(|d| *d != "must-understand")
+    ("vary-star: Vary: * is never stored by us", |c| {
+        c.vary = None
     }),
-    ("proxy-revalidate: the oracle treats a fresh response as stale", |c| {
-        c.resp_cc.retain(|d| *d != "proxy-revalidate")
+    (
+        "must-understand: overrides no-store for understood statuses",
+        |c| c.resp_cc.retain(|d| *d != "must-understand"),
+    ),
+    (
+        "proxy-revalidate: the oracle treats a fresh response as stale",
+        |c| c.resp_cc.retain(|d| *d != "proxy-revalidate"),
+    ),
+    (
+        "response-pragma: the oracle reads Pragma: no-cache on a response",
+        |c| c.pragma_resp = false,
+    ),
+    (
+        "request-pragma: the oracle reads Pragma: no-cache beside Cache-Control",
+        |c| c.pragma_req = false,
+    ),
+    (
+        "apparent-age: the oracle ignores Date when computing age",
+        |c| c.date = Some(0),
+    ),
+    (
+        "useless: no freshness, no validator, no stale use: we do not store",
+        |c| c.etag = true,
+    ),
+    (
+        "status: the statuses each side stores or understands differ",
+        |c| c.status = 200,
+    ),
+    (
+        "heuristic: our heuristic needs a heuristically cacheable status or public, capped at 1 day",
+        |c| c.last_modified = None,
+    ),
+    (
+        "s-maxage-stale: s-maxage forbids serving stale; the oracle allows max-stale",
+        |c| c.req_cc.retain(|d| !d.starts_with("max-stale")),
+    ),
+    ("boundary: age exactly at a limit (< vs <=)", |c| {
+        c.later += 1
     }),
-    ("response-pragma: the oracle reads Pragma: no-cache on a response", |c| {
-        c.pragma_resp = false
+    ("boundary: age exactly at a limit (< vs <=)", |c| {
+        c.later = c.later.saturating_sub(1)
     }),
-    ("request-pragma: the oracle reads Pragma: no-cache beside Cache-Control", |c| {
-        c.pragma_req = false
-    }),
-    ("apparent-age: the oracle ignores Date when computing age", |c| c.date = Some(0)),
-    ("useless: no freshness, no validator, no stale use: we do not store", |c| c.etag = true),
-    ("status: the statuses each side stores or understands differ", |c| c.status = 200),
-    ("heuristic: our heuristic needs a heuristically cacheable status or public, capped at 1 day", |c| {
-        c.last_modified = None
-    }),
-    ("s-maxage-stale: s-maxage forbids serving stale; the oracle allows max-stale", |c| {
-        c.req_cc.retain(|d| !d.starts_with("max-stale"))
-    }),
-    ("boundary: age exactly at a limit (< vs <=)", |c| c.later += 1),
-    ("boundary: age exactly at a limit (< vs <=)", |c| c.later = c.later.saturating_sub(1)),
 ];
 
 fn decide(c: &Case) -> ((bool, bool), (bool, bool)) {
@@ -331,7 +359,11 @@ fn our_cache_policy_agrees_with_an_independent_implementation() {
     let cases: u32 = std::env::var("EDGEWARD_ORACLE_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(if std::env::var_os("CI").is_some() { 4000 } else { 1000 });
+        .unwrap_or(if std::env::var_os("CI").is_some() {
+            4000
+        } else {
+            1000
+        });
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
@@ -366,8 +398,16 @@ fn our_cache_policy_agrees_with_an_independent_implementation() {
         unexplained.is_empty(),
         "{} unexplained disagreements with http-cache-semantics (see notes/cache-oracle.md), e.g.:\n  {}",
         unexplained.len(),
-        unexplained.iter().take(8).cloned().collect::<Vec<_>>().join("\n  ")
+        unexplained
+            .iter()
+            .take(8)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n  ")
     );
     let agree = kinds.borrow().get("agree").copied().unwrap_or(0);
-    assert!(agree * 2 > u64::from(cases), "only {agree} of {cases} pairs agreed");
+    assert!(
+        agree * 2 > u64::from(cases),
+        "only {agree} of {cases} pairs agreed"
+    );
 }

@@ -35,7 +35,11 @@ fn root() -> PathBuf {
 }
 
 fn budget() -> Duration {
-    let default = if std::env::var_os("CI").is_some() { 12 } else { 2 };
+    let default = if std::env::var_os("CI").is_some() {
+        12
+    } else {
+        2
+    };
     let secs = std::env::var("EDGEWARD_FUZZ_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -94,10 +98,19 @@ fn inputs(corpus: Vec<Vec<u8>>, dict: &'static [&'static [u8]]) -> BoxedStrategy
     )
         .prop_map(move |(v, edits)| mutate(v, &edits, dict));
     let spliced = prop::collection::vec(
-        (proptest::sample::select(dict), proptest::sample::select(seps)),
+        (
+            proptest::sample::select(dict),
+            proptest::sample::select(seps),
+        ),
         0..16,
     )
-    .prop_map(|parts| parts.iter().flat_map(|(t, s)| t.iter().chain(s.iter())).copied().collect());
+    .prop_map(|parts| {
+        parts
+            .iter()
+            .flat_map(|(t, s)| t.iter().chain(s.iter()))
+            .copied()
+            .collect()
+    });
     let random = prop::collection::vec(any::<u8>(), 0..200);
     prop_oneof![5 => mutated, 3 => spliced, 1 => random].boxed()
 }
@@ -108,7 +121,11 @@ fn run(name: &str, dict: &'static [&'static [u8]], target: impl Fn(&[u8])) {
     let corpus_dir = root().join("corpus").join(name);
     let crash_dir = root().join("crashes").join(name);
     let mut corpus = files(&corpus_dir);
-    assert!(!corpus.is_empty(), "no seed corpus in {}", corpus_dir.display());
+    assert!(
+        !corpus.is_empty(),
+        "no seed corpus in {}",
+        corpus_dir.display()
+    );
     for input in files(&crash_dir).iter().chain(&corpus) {
         target(input);
     }
@@ -273,7 +290,9 @@ fn accept_encoding() {
         b"deflate",
         b"zstd",
     ];
-    run("accept_encoding", DICT, |b| fuzz::accept_encoding(&lines(b)));
+    run("accept_encoding", DICT, |b| {
+        fuzz::accept_encoding(&lines(b))
+    });
 }
 
 #[test]
@@ -305,7 +324,16 @@ fn vary() {
 
 #[test]
 fn cookies() {
-    const DICT: &[&[u8]] = &[b"sid", b"=", b"; ", b";", b" ", b"\"", b"lang=fr", b"\xc3\xa9"];
+    const DICT: &[&[u8]] = &[
+        b"sid",
+        b"=",
+        b"; ",
+        b";",
+        b" ",
+        b"\"",
+        b"lang=fr",
+        b"\xc3\xa9",
+    ];
     run("cookies", DICT, |b| {
         let l = lines(b);
         let (name, rest) = l.split_first().unwrap_or((&EMPTY, &[]));
@@ -483,7 +511,11 @@ fn normalised_spellings_select_the_same_route() {
     };
     let segment = "[a-z]{1,3}|admin|api|v1";
     let config = Config {
-        cases: if std::env::var_os("CI").is_some() { 2000 } else { 300 },
+        cases: if std::env::var_os("CI").is_some() {
+            2000
+        } else {
+            300
+        },
         failure_persistence: None,
         ..Config::default()
     };

@@ -188,7 +188,10 @@ async fn cache_worker(
                 continue;
             }
         };
-        let got = r.header("content-encoding").unwrap_or("identity").to_owned();
+        let got = r
+            .header("content-encoding")
+            .unwrap_or("identity")
+            .to_owned();
         let mut body = Vec::new();
         let decoded = match got.as_str() {
             "gzip" => flate2::read::GzDecoder::new(&r.body[..])
@@ -246,7 +249,10 @@ async fn soak() {
     let started = Instant::now();
     let until = started + total;
 
-    let targets = Targets::new(Some(gw.addr("plain")), Some((gw.addr("edge"), cert.clone())));
+    let targets = Targets::new(
+        Some(gw.addr("plain")),
+        Some((gw.addr("edge"), cert.clone())),
+    );
     let mut spec = LoadSpec::new(targets);
     spec.deadline = total;
     spec.max_requests_per_worker = u64::MAX;
@@ -309,7 +315,8 @@ async fn soak() {
         fds_end = open_fds(pid);
     }
     let rss_warm = rss_warm.unwrap_or(rss_end);
-    let sent_total = report.total_ok() + report.failures.len() as u64 + sent.load(Ordering::Relaxed);
+    let sent_total =
+        report.total_ok() + report.failures.len() as u64 + sent.load(Ordering::Relaxed);
     let failed = report.failures.len() + cache_failures.len();
     eprintln!(
         "soak {secs}s (load stopped at {:.1}s, fds settled {:.1}s later): {sent_total} requests sent, {failed} failed; load: {}; cache/compression: {} sent, {} hits; \
@@ -328,7 +335,12 @@ async fn soak() {
     assert!(
         cache_failures.is_empty(),
         "cache/compression requests failed: {}",
-        cache_failures.iter().take(20).cloned().collect::<Vec<_>>().join("\n  ")
+        cache_failures
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n  ")
     );
     assert!(hits.load(Ordering::Relaxed) > 0, "no cache hit in the soak");
     assert!(restarted && reloads >= 1);
@@ -336,7 +348,10 @@ async fn soak() {
         rss_end * 10 <= rss_warm * 11,
         "RSS grew from {rss_warm} KiB after warm-up to {rss_end} KiB"
     );
-    assert_eq!(fds_end, fds_start, "open descriptors: {fds_start} before the load, {fds_end} after");
+    assert_eq!(
+        fds_end, fds_start,
+        "open descriptors: {fds_start} before the load, {fds_end} after"
+    );
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -380,7 +395,13 @@ async fn a_guarded_prefix_is_not_bypassed_by_respelling() {
             "{path} was not stopped by the /admin route: {answer}"
         );
     }
-    for path in ["/admin%2fusers", "/x%2F..%2Fadmin", "/%5cadmin", "/a%zz", "/a%00"] {
+    for path in [
+        "/admin%2fusers",
+        "/x%2F..%2Fadmin",
+        "/%5cadmin",
+        "/a%zz",
+        "/a%00",
+    ] {
         let raw = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         let answer = edgeward_e2e::client::raw_exchange(addr, raw.as_bytes()).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
@@ -393,5 +414,9 @@ async fn a_guarded_prefix_is_not_bypassed_by_respelling() {
     let doc = r.json();
     assert_eq!(doc["path"], "/a/c");
     assert_eq!(doc["query"], "q=/../x");
-    assert_eq!(app.hits(), 1, "only the one legitimate request reached the app");
+    assert_eq!(
+        app.hits(),
+        1,
+        "only the one legitimate request reached the app"
+    );
 }
