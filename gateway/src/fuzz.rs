@@ -153,7 +153,11 @@ pub fn cookies(lines: &[&[u8]], name: &str) {
     let h = headers("cookie", lines);
     let key = crate::cache::key::cookie(&h, name);
     let host = crate::plugin::find_cookie(&h, name);
-    assert_eq!(key, host.as_deref(), "the two cookie readers disagree on {name:?}");
+    assert_eq!(
+        key,
+        host.as_deref(),
+        "the two cookie readers disagree on {name:?}"
+    );
 }
 
 /// The reading of a path an origin most lax about it would make: every escape

@@ -420,3 +420,50 @@ async fn a_guarded_prefix_is_not_bypassed_by_respelling() {
         "only the one legitimate request reached the app"
     );
 }
+
+/// The cache oracle's finding, end to end: a client's `min-fresh` is measured
+/// against the response's lifetime, its `max-age` against the age (RFC 9111
+/// §5.2.1.1, §5.2.1.3). Stored `max-age=60` with `Age: 10`: `max-age=30,
+/// min-fresh=20` is a hit (50 s of freshness left, 10 s old); `max-age=5` is not.
+#[tokio::test]
+async fn request_max_age_and_min_fresh_are_measured_apart() {
+    let origin = Upstream::start(|_req: Request<Incoming>| async {
+        let mut r = Response::new(full("fresh enough"));
+        r.headers_mut()
+            .insert("cache-control", "max-age=60".parse().unwrap());
+        r.headers_mut().insert("age", "10".parse().unwrap());
+        r
+    })
+    .await;
+    let yaml = format!(
+        "listeners:\n  - name: http\n    address: 127.0.0.1:0\n\
+         upstreams:\n  o: {{ endpoints: [\"{}\"] }}\n\
+         routes:\n  - name: r\n    match: {{ path-prefix: / }}\n    upstream: o\n    cache: {{}}\n",
+        origin.addr
+    );
+    let gw = Gateway::start(&yaml).await.unwrap();
+    let get = |cc: &'static str| {
+        let url = gw.url("http", "/p");
+        async move {
+            let mut req = Request::get(url);
+            if !cc.is_empty() {
+                req = req.header("cache-control", cc);
+            }
+            Client::h1()
+                .fetch(req.body(edgeward_e2e::empty()).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(get("").await.header("x-cache"), Some("MISS"));
+    let r = get("max-age=30, min-fresh=20").await;
+    assert_eq!(r.header("x-cache"), Some("HIT"), "{:?}", r.headers);
+    assert_eq!(origin.hits(), 1);
+    let r = get("max-age=5").await;
+    assert_ne!(
+        r.header("x-cache"),
+        Some("HIT"),
+        "an entry 10 s old for max-age=5"
+    );
+    assert_eq!(origin.hits(), 2);
+}
