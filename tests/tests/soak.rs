@@ -278,9 +278,13 @@ async fn soak() {
     let (mut generation, mut reloads, mut restarted) = (0u64, 0u32, false);
     let mut rss_warm = None;
     let mut next_reload = started + Duration::from_secs(10);
+    let mut last_reload = started;
+    let settled = |at: Instant| at.elapsed() >= Duration::from_secs(4);
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        if rss_warm.is_none() && started.elapsed() >= warmup {
+        // A reload holds two generations (and their plugin instances) for a
+        // moment: RSS is read between reloads, never right after one.
+        if rss_warm.is_none() && started.elapsed() >= warmup && settled(last_reload) {
             rss_warm = Some(gw.rss_kib());
         }
         if Instant::now() >= next_reload {
@@ -289,6 +293,7 @@ async fn soak() {
             let (status, body) = gw.reload_http().await;
             assert_eq!(status, StatusCode::OK, "reload {generation}: {body}");
             reloads += 1;
+            last_reload = Instant::now();
             next_reload += Duration::from_secs(10);
         }
         if !restarted && started.elapsed() >= total / 2 {
@@ -301,6 +306,9 @@ async fn soak() {
     let mut cache_failures = Vec::new();
     for w in cache_workers {
         cache_failures.extend(w.await.unwrap());
+    }
+    while !settled(last_reload) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let rss_end = gw.rss_kib();
 
