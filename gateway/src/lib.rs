@@ -15,6 +15,8 @@ pub mod compress;
 pub mod config;
 pub mod demo;
 pub mod encoding;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod listener;
 pub mod matching;
 pub mod metrics;

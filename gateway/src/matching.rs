@@ -111,6 +111,110 @@ fn strip_port(authority: &str) -> &str {
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
 
+/// Why a request target was refused before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("a '%' in the path is not followed by two hex digits")]
+    BadPercent,
+    /// `%2F`, `%5C`, `\` or `%00`: an upstream may read them as a separator (or a
+    /// string end) where we saw none, so no route decision on them would be safe.
+    #[error("the path holds an encoded '/', a '\\' or a NUL")]
+    Ambiguous,
+}
+
+/// The path a route is matched on and the upstream is sent, so that spellings an
+/// origin would read as the same resource cannot select a different route:
+/// percent-encoded unreserved characters are decoded and other escapes upper-cased
+/// (RFC 3986 §6.2.2.1–2), `.` and `..` segments are removed (§5.2.4; `..` stops at
+/// the root) and empty segments (`//`) are merged. Paths that do not start with `/`
+/// (`*`, authority-form) are left alone. Borrowed when already normal.
+pub fn normalize_path(path: &str) -> Result<std::borrow::Cow<'_, str>, PathError> {
+    use std::borrow::Cow;
+    if !path.starts_with('/') {
+        return Ok(Cow::Borrowed(path));
+    }
+    if path.contains('\\') {
+        return Err(PathError::Ambiguous);
+    }
+    if !path.contains('%') && !path.contains("//") && !path.contains("/.") {
+        return Ok(Cow::Borrowed(path));
+    }
+    // 1. escapes, so that `%2e%2e` is a dot segment below.
+    let bytes = path.as_bytes();
+    // Bytes, not chars: a non-ASCII byte is copied as it is, an escape decodes to ASCII.
+    let mut decoded: Vec<u8> = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b != b'%' {
+            decoded.push(b);
+            i += 1;
+            continue;
+        }
+        let hex = |j: usize| bytes.get(j).and_then(|c| (*c as char).to_digit(16));
+        let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
+            return Err(PathError::BadPercent);
+        };
+        let c = (hi * 16 + lo) as u8;
+        match c {
+            b'/' | b'\\' | 0 => return Err(PathError::Ambiguous),
+            c if c.is_ascii_alphanumeric() || b"-._~".contains(&c) => decoded.push(c),
+            c => decoded.extend_from_slice(format!("%{c:02X}").as_bytes()),
+        }
+        i += 3;
+    }
+    // 2. segments: `//` and `.` dropped, `..` pops; a trailing dot segment or
+    // slash keeps the trailing slash (`/a/.` is `/a/`).
+    let decoded = String::from_utf8(decoded).map_err(|_| PathError::BadPercent)?;
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = decoded[1..].split('/').collect();
+    let last = segments.len() - 1;
+    let mut trailing = false;
+    for (n, seg) in segments.into_iter().enumerate() {
+        match seg {
+            "" | "." => trailing = n == last,
+            ".." => {
+                out.pop();
+                trailing = n == last;
+            }
+            s => {
+                out.push(s);
+                trailing = false;
+            }
+        }
+    }
+    let mut normal = String::with_capacity(decoded.len());
+    for s in &out {
+        normal.push('/');
+        normal.push_str(s);
+    }
+    if trailing || out.is_empty() {
+        normal.push('/');
+    }
+    Ok(if normal == path {
+        Cow::Borrowed(path)
+    } else {
+        Cow::Owned(normal)
+    })
+}
+
+/// `uri` with its path normalised ([`normalize_path`]); `None` when it already is.
+/// The query is kept byte for byte.
+pub fn normalize_uri(uri: &http::Uri) -> Result<Option<http::Uri>, PathError> {
+    let path = uri.path();
+    let std::borrow::Cow::Owned(normal) = normalize_path(path)? else {
+        return Ok(None);
+    };
+    let pq = match uri.query() {
+        Some(q) => format!("{normal}?{q}"),
+        None => normal,
+    };
+    let mut parts = uri.clone().into_parts();
+    // Every byte of a normal path came from a valid path or is an upper-case escape.
+    parts.path_and_query = Some(pq.parse().map_err(|_| PathError::BadPercent)?);
+    Ok(http::Uri::from_parts(parts).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +274,49 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(request_host(&req), Some("[::1]"));
+    }
+
+    #[test]
+    fn paths_are_normalised_like_an_origin_reads_them() {
+        let n = |p: &str| normalize_path(p).map(|c| c.into_owned());
+        for (raw, want) in [
+            ("/a/b", "/a/b"),
+            ("/", "/"),
+            ("/a/../b", "/b"),
+            ("/a/./b", "/a/b"),
+            ("//a", "/a"),
+            ("/a//b/", "/a/b/"),
+            ("/%61dmin", "/admin"),
+            ("/x/../admin", "/admin"),
+            ("/x/%2e%2E/admin", "/admin"),
+            ("/../../a", "/a"),
+            ("/a/..", "/"),
+            ("/a/.", "/a/"),
+            ("/a%3ab", "/a%3Ab"),
+            ("/caf%C3%A9", "/caf%C3%A9"),
+            ("/.well-known/x", "/.well-known/x"),
+            ("/..a/b.", "/..a/b."),
+        ] {
+            assert_eq!(n(raw).as_deref(), Ok(want), "{raw}");
+        }
+        assert_eq!(n("/a%2"), Err(PathError::BadPercent));
+        assert_eq!(n("/a%zz"), Err(PathError::BadPercent));
+        assert_eq!(n("/a%2fb"), Err(PathError::Ambiguous));
+        assert_eq!(n("/a%5cb"), Err(PathError::Ambiguous));
+        assert_eq!(n("/a%00"), Err(PathError::Ambiguous));
+        assert_eq!(n("/a\\b"), Err(PathError::Ambiguous));
+        assert!(matches!(
+            normalize_path("/a/b"),
+            Ok(std::borrow::Cow::Borrowed(_))
+        ));
+        assert_eq!(n("*").as_deref(), Ok("*"));
+    }
+
+    #[test]
+    fn uri_keeps_its_query_and_authority() {
+        let u: http::Uri = "http://h.example/a/../%62?x=/../%61".parse().unwrap();
+        let n = normalize_uri(&u).unwrap().unwrap();
+        assert_eq!(n.to_string(), "http://h.example/b?x=/../%61");
+        assert_eq!(normalize_uri(&"/b?q".parse().unwrap()), Ok(None));
     }
 }

@@ -24,6 +24,8 @@ use crate::listener::AcceptBackoff;
 use crate::listener::conn::{self, ConnGuard, Timed, Timeouts};
 use crate::node::Node;
 pub use reload::ReloadReply;
+// For `crate::fuzz` only.
+pub(crate) use purge::parse as purge_request;
 
 /// Shared readiness: false until every listener is bound, and again once draining.
 #[derive(Default)]

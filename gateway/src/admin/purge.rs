@@ -41,9 +41,11 @@ fn bad(message: String) -> Response<Body> {
 }
 
 /// `(host, path)` of a purge target; a target starting with `/` matches any host.
+/// The path is normalised as request paths are before they become cache keys
+/// (`crate::matching::normalize_path`), so `/a/../b` purges what `/b` stored.
 fn target(s: &str) -> Result<(Option<String>, String), String> {
     if s.starts_with('/') {
-        return Ok((None, s.to_owned()));
+        return Ok((None, normal(s, s)?));
     }
     let uri: Uri = s
         .parse()
@@ -57,11 +59,27 @@ fn target(s: &str) -> Result<(Option<String>, String), String> {
         .authority()
         .map(|a| a.as_str().to_ascii_lowercase())
         .ok_or_else(|| format!("\"{s}\" has no host; start it with '/' to match every host"))?;
-    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    Ok((Some(host), path))
+    // Not `path_and_query()`: for `https://h?q` that is `?q`, with no path.
+    let path = match uri.query() {
+        Some(q) => format!("{}?{q}", uri.path()),
+        None => uri.path().to_owned(),
+    };
+    Ok((Some(host), normal(&path, s)?))
 }
 
-fn parse(body: &Bytes) -> Result<Purge, String> {
+fn normal(path_and_query: &str, s: &str) -> Result<String, String> {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let path = crate::matching::normalize_path(path).map_err(|e| format!("\"{s}\": {e}"))?;
+    Ok(match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.into_owned(),
+    })
+}
+
+pub(crate) fn parse(body: &Bytes) -> Result<Purge, String> {
     let req: PurgeRequest = serde_json::from_slice(body).map_err(|e| {
         format!("the body must be JSON like {{\"url\": \"/api/products/1\"}}, {{\"prefix\": \"/api/\"}}, {{\"tag\": \"t\"}} or {{\"all\": true}}: {e}")
     })?;
@@ -125,5 +143,19 @@ mod tests {
         assert!(p(r#"{"urll":"/a"}"#).is_err());
         assert!(p("not json").is_err());
         assert!(p(r#"{"url":"relative"}"#).is_err());
+        assert_eq!(
+            p(r#"{"url":"https://h.example?q=1"}"#),
+            Ok(Purge::Url {
+                host: Some("h.example".into()),
+                path: "/?q=1".into()
+            })
+        );
+        assert_eq!(
+            p(r#"{"prefix":"/a/../%62/"}"#),
+            Ok(Purge::Prefix {
+                host: None,
+                path: "/b/".into()
+            })
+        );
     }
 }

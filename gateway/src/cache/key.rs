@@ -72,11 +72,13 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+        // Pair by pair, as the plugin host reads them: one pair with non-ASCII
+        // bytes must not hide the others on its line.
+        .flat_map(|v| v.as_bytes().split(|&b| b == b';'))
+        .filter_map(|pair| std::str::from_utf8(pair).ok()?.split_once('='))
+        // Whitespace around the name and the value is not part of them (RFC 6265 §5.2).
+        .find(|(k, _)| k.trim() == name)
+        .map(|(_, v)| v.trim())
 }
 
 /// The key one stored variant lives under.

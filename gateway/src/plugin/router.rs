@@ -104,7 +104,7 @@ pub(super) fn choose(
     // fallback forwards it.
     let answer = call(inst, &req, upstream, candidates);
     inst.store.data_mut().take_back_request(req, parts);
-    let decision = convert(answer?, candidates.len())?;
+    let decision = convert(answer?, candidates)?;
     lease.release();
     Ok(decision)
 }
@@ -126,13 +126,16 @@ fn call(
     answer
 }
 
-fn convert(d: types::Decision, candidates: usize) -> Result<Decision, Fault> {
+/// A forward must name the `id` of an offered candidate (ids are endpoint
+/// indices, but the host may offer fewer than all), checked by id, not by count.
+pub(crate) fn convert(d: types::Decision, candidates: &[Candidate]) -> Result<Decision, Fault> {
     Ok(match d {
         types::Decision::Forward(f) => {
-            if f.endpoint as usize >= candidates {
+            if !candidates.iter().any(|c| c.id == f.endpoint) {
                 return Err(Fault::Invalid(format!(
-                    "chose endpoint {} of {candidates}",
-                    f.endpoint
+                    "chose endpoint {}, not among the {} offered",
+                    f.endpoint,
+                    candidates.len()
                 )));
             }
             Decision::Forward {

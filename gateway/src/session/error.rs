@@ -98,8 +98,22 @@ impl ProxyError {
 
     /// Whether the request may go to another endpoint, if its body can be
     /// sent again: only when nothing reached the upstream's application.
-    pub fn retryable(&self) -> bool {
-        matches!(self, Self::Connect { .. })
+    /// Whether another endpoint may be tried; `idempotent` is the request method's
+    /// (RFC 9110 §9.2.2).
+    pub fn retryable(&self, idempotent: bool) -> bool {
+        match self {
+            Self::Connect { .. } => true,
+            // The upstream closed a kept-alive connection as the request went out
+            // (a restart, an idle timeout): no response came, but the request may
+            // have been processed, so only an idempotent one goes again
+            // (RFC 9112 §9.3.1).
+            Self::Upstream { source, .. } if idempotent => {
+                let source: &(dyn std::error::Error + 'static) = &**source;
+                find::<hyper::Error>(source)
+                    .is_some_and(|e| e.is_incomplete_message() || e.is_canceled())
+            }
+            _ => false,
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -214,6 +228,6 @@ mod tests {
         let internal = ProxyError::Internal("no endpoint was tried");
         assert_eq!(internal.blame(), Blame::Internal);
         assert_eq!(internal.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(!ProxyError::NoRoute.retryable());
+        assert!(!ProxyError::NoRoute.retryable(true));
     }
 }

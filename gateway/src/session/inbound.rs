@@ -122,6 +122,25 @@ pub fn check<B>(req: &Request<B>) -> Result<(), ProxyError> {
     }
 }
 
+/// Routes, filters, the cache key and the upstream all see the normalised path
+/// ([`crate::matching::normalize_path`]), so `/%61dmin` or `/x/../admin` cannot
+/// slip past a route that guards `/admin`; an ambiguous path is refused.
+pub fn normalize<B>(req: &mut Request<B>) -> Result<(), ProxyError> {
+    match crate::matching::normalize_uri(req.uri()) {
+        Ok(Some(uri)) => {
+            *req.uri_mut() = uri;
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(crate::matching::PathError::BadPercent) => Err(ProxyError::BadRequest(
+            "the path has a '%' not followed by two hex digits\n",
+        )),
+        Err(crate::matching::PathError::Ambiguous) => Err(ProxyError::BadRequest(
+            "the path holds an encoded '/' (%2F), a '\\' or a NUL\n",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,8 +76,9 @@ pub async fn handle(node: &Arc<Node>, mut req: Request<Body>, conn: &ConnInfo) -
     let request_id = request_id::ensure(req.headers_mut(), conn.trust_request_id);
     let mut record = log::Record::start(node, &generation, conn, &req);
     // 1. inbound checks, 2. route
-    let routed =
-        inbound::check(&req).and_then(|()| route(&generation, &req).ok_or(ProxyError::NoRoute));
+    let routed = inbound::check(&req)
+        .and_then(|()| inbound::normalize(&mut req))
+        .and_then(|()| route(&generation, &req).ok_or(ProxyError::NoRoute));
     let local = actions::local_answer(&generation, conn, &req, &routed);
     if let (Some(_), Ok(r)) = (&local, &routed) {
         record.routed(&generation, *r);

@@ -185,7 +185,7 @@ impl Session {
                     tracing::warn!(upstream = %pool.name, endpoint = %endpoint.authority, "endpoint marked unhealthy after a connect failure");
                 }
             }
-            let retry = replayable && err.retryable();
+            let retry = replayable && err.retryable(parts.method.is_idempotent());
             if retry {
                 tracing::debug!(error = %err, "trying the next endpoint");
             }

@@ -23,13 +23,14 @@ impl Session {
     ) -> Answer {
         let cache = &self.node.cache;
         let age = entry.age();
-        let mut lifetime = entry.lifetime;
-        if let Some(ma) = req_cc.max_age {
-            lifetime = lifetime.min(Duration::from_secs(ma));
-        }
+        // The client's max-age bounds the age (RFC 9111 §5.2.1.1); min-fresh is
+        // measured against the response's own lifetime (§5.2.1.3), not that bound.
+        let young_enough = req_cc
+            .max_age
+            .is_none_or(|ma| age <= Duration::from_secs(ma));
         let min_fresh = Duration::from_secs(req_cc.min_fresh.unwrap_or(0));
         let must_validate = entry.cc.no_cache || req_cc.no_cache;
-        if !must_validate && age + min_fresh < lifetime {
+        if !must_validate && young_enough && age + min_fresh < entry.lifetime {
             cache.count(|c| &c.hits);
             return Ok(self.respond(full, entry, head, Did::Hit).await);
         }
