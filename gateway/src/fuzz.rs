@@ -321,6 +321,8 @@ pub fn router_decision(decision: PluginDecision, offered_ids: &[u32]) {
             in_flight: 0,
             latency_ewma_us: 0,
             zone: 0,
+            cpu_utilization: None,
+            mem_utilization: None,
         })
         .collect();
     let d = match decision {

@@ -36,7 +36,7 @@ use pool::{Pool, PoolLimits, World};
 pub use router::{CallContext, Candidate, Decision, HeaderEdit};
 // For `crate::fuzz` only: the decision check and the records it reads.
 pub(crate) use bindings::types as wit_types;
-pub(crate) use host::find_cookie;
+pub(crate) use resources::find_cookie;
 pub(crate) use router::convert as check_decision;
 pub use scaler::{
     CustomMetric, MetricKind, ScaleDecision, ScaleDirection, ScaleSnapshot, ScalerPlugin,
