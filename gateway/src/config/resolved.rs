@@ -111,6 +111,7 @@ pub struct Upstream {
     /// Name of the router plugin; `None` means the native round robin.
     pub balancer: Option<String>,
     pub unhealthy_cool_down: Duration,
+    pub resilience: super::resilience::Resilience,
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +129,7 @@ pub struct Route {
     /// Index into [`Config::upstreams`].
     pub upstream: usize,
     pub timeout: Duration,
+    pub body_timeouts: super::resilience::BodyTimeouts,
     /// `(matched prefix, replacement)`.
     pub rewrite: Option<(String, String)>,
     pub request_headers: HeaderEdit,

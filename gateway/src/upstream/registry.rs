@@ -11,6 +11,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::breaker::Breaker;
+use super::connector::Connector;
+use super::health::Checks;
+use super::retry_budget::RetryBudget;
 use super::stats::EndpointStats;
 use super::{UpstreamClient, UpstreamPool};
 use crate::config::{self, UpstreamProtocol};
@@ -35,7 +39,7 @@ impl ClientKey {
         }
     }
 
-    fn build(&self) -> UpstreamClient {
+    fn build(&self, breaker: &Arc<Breaker>) -> UpstreamClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(self.connect_timeout));
         connector.set_nodelay(true);
@@ -51,7 +55,7 @@ impl ClientKey {
         if self.protocol == UpstreamProtocol::H2c {
             builder.http2_only(true);
         }
-        builder.build(connector)
+        builder.build(Connector::new(connector, breaker.clone()))
     }
 }
 
@@ -60,6 +64,10 @@ struct Carried {
     client: UpstreamClient,
     /// By endpoint address (`host:port`).
     endpoints: HashMap<String, Arc<EndpointStats>>,
+    /// Counts the client's connections, so it lives as long as the client.
+    breaker: Arc<Breaker>,
+    budget: Arc<RetryBudget>,
+    checks: Checks,
 }
 
 /// Upstream clients and endpoint stats by upstream name.
@@ -78,27 +86,44 @@ impl Registry {
     ) -> UpstreamPool {
         let key = ClientKey::of(cfg);
         let mut all = self.upstreams.lock().unwrap_or_else(|p| p.into_inner());
-        let carried = all.entry(cfg.name.clone()).or_insert_with(|| Carried {
-            client: key.build(),
-            key: key.clone(),
-            endpoints: HashMap::new(),
+        let carried = all.entry(cfg.name.clone()).or_insert_with(|| {
+            let breaker = Arc::new(Breaker::new(cfg.resilience.breaker));
+            Carried {
+                client: key.build(&breaker),
+                key: key.clone(),
+                endpoints: HashMap::new(),
+                breaker,
+                budget: Arc::default(),
+                checks: Checks::default(),
+            }
         });
+        carried.breaker.set_limits(cfg.resilience.breaker);
         if carried.key != key {
-            carried.client = key.build();
+            carried.client = key.build(&carried.breaker);
             carried.key = key;
         }
-        let stats = cfg
+        let named: Vec<(String, Arc<EndpointStats>)> = cfg
             .endpoints
             .iter()
             .map(|e| {
-                carried
-                    .endpoints
-                    .entry(e.authority.to_string())
-                    .or_default()
-                    .clone()
+                let addr = e.authority.to_string();
+                let stats = carried.endpoints.entry(addr.clone()).or_default().clone();
+                (addr, stats)
             })
             .collect();
-        UpstreamPool::assemble(cfg, carried.client.clone(), stats, router, local_zone)
+        carried.checks.sync(
+            &cfg.name,
+            cfg.resilience.health_check.as_ref(),
+            cfg.protocol,
+            &named,
+        );
+        let stats = named.into_iter().map(|(_, s)| s).collect();
+        let shared = super::Shared {
+            client: carried.client.clone(),
+            breaker: carried.breaker.clone(),
+            budget: carried.budget.clone(),
+        };
+        UpstreamPool::assemble(cfg, shared, stats, router, local_zone)
     }
 
     /// Forgets upstreams and endpoints `config` no longer has, once it serves:
