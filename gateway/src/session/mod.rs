@@ -17,6 +17,7 @@ mod filters;
 pub mod headers;
 mod inbound;
 mod log;
+mod outgoing;
 mod proxy;
 mod ratelimit;
 pub mod request_id;
