@@ -191,6 +191,20 @@ impl http_body::Body for Timed {
         if *this.failed {
             return Poll::Ready(None);
         }
+        let timed_out = |failed: &mut bool, deadline: bool, after| {
+            *failed = true;
+            Poll::Ready(Some(Err(Box::new(BodyTimeout {
+                side: *this.side,
+                deadline,
+                after,
+            }) as BoxError)))
+        };
+        // A body that never pauses still ends at the deadline.
+        if let Some(d) = *this.deadline
+            && tokio::time::Instant::now() >= d
+        {
+            return timed_out(this.failed, true, *this.idle);
+        }
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 let wake = Self::next_wake(*this.idle, *this.deadline);
@@ -202,14 +216,9 @@ impl http_body::Body for Timed {
                 if this.sleep.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                *this.failed = true;
                 let now = tokio::time::Instant::now();
                 let deadline = this.deadline.is_some_and(|d| now >= d);
-                Poll::Ready(Some(Err(Box::new(BodyTimeout {
-                    side: *this.side,
-                    deadline,
-                    after: *this.idle,
-                }))))
+                timed_out(this.failed, deadline, *this.idle)
             }
         }
     }
@@ -281,10 +290,11 @@ impl http_body::Body for Prepend {
             .and_then(http_body::Frame::data_ref)
             .map(|d| d.len() as u64)
         {
-            h.set_lower(h.lower() + n);
+            // Upper first: `set_lower` checks against the upper bound.
             if let Some(u) = h.upper() {
                 h.set_upper(u + n);
             }
+            h.set_lower(h.lower() + n);
         }
         h
     }
