@@ -351,7 +351,10 @@ mod tests {
 
     #[tokio::test]
     async fn prepend_keeps_order_and_length() {
-        let b = prepend(http_body::Frame::data(Bytes::from_static(b"ab")), full("cd"));
+        let b = prepend(
+            http_body::Frame::data(Bytes::from_static(b"ab")),
+            full("cd"),
+        );
         assert_eq!(http_body::Body::size_hint(&b).exact(), Some(4));
         assert_eq!(b.collect().await.unwrap().to_bytes(), "abcd");
     }
@@ -372,6 +375,9 @@ mod tests {
                 .await
                 .map(|b| (Ok::<_, BoxError>(http_body::Frame::data(b)), rx))
         });
-        (Feed(tx), http_body_util::StreamBody::new(stream).boxed_unsync())
+        (
+            Feed(tx),
+            http_body_util::StreamBody::new(stream).boxed_unsync(),
+        )
     }
 }

@@ -24,7 +24,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Every wait in this file is bounded by this.
 const LIMIT: Duration = Duration::from_secs(20);
 
-type Handler = Arc<dyn Fn(Request<Incoming>) -> futures_util::future::BoxFuture<'static, Response<Body>> + Send + Sync>;
+type Handler = Arc<
+    dyn Fn(Request<Incoming>) -> futures_util::future::BoxFuture<'static, Response<Body>>
+        + Send
+        + Sync,
+>;
 
 /// An origin that can be killed outright (its listener and every open
 /// connection) and started again on the same port.
@@ -70,7 +74,9 @@ impl Origin {
     }
 
     async fn serve(&mut self) {
-        let socket = tokio::net::TcpListener::bind(self.addr).await.expect("bind origin");
+        let socket = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .expect("bind origin");
         self.addr = socket.local_addr().unwrap();
         let (handler, hits, accepted, open) = (
             self.handler.clone(),
@@ -143,14 +149,26 @@ async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
 
 /// The status JSON's view of one endpoint.
 async fn endpoint_status(gw: &Gateway, addr: SocketAddr) -> serde_json::Value {
-    let s = gw.admin_request(http::Method::GET, "/admin/status", "").await.json();
+    let s = gw
+        .admin_request(http::Method::GET, "/admin/status", "")
+        .await
+        .json();
     s["upstreams"][0]["endpoints"]
         .as_array()
-        .and_then(|eps| eps.iter().find(|e| e["address"] == addr.to_string()).cloned())
+        .and_then(|eps| {
+            eps.iter()
+                .find(|e| e["address"] == addr.to_string())
+                .cloned()
+        })
         .unwrap_or_else(|| panic!("no endpoint {addr} in {s}"))
 }
 
-async fn until_status(gw: &Gateway, addr: SocketAddr, what: &str, ok: impl Fn(&serde_json::Value) -> bool) {
+async fn until_status(
+    gw: &Gateway,
+    addr: SocketAddr,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) {
     within(what, async {
         loop {
             if ok(&endpoint_status(gw, addr).await) {
@@ -180,7 +198,8 @@ async fn an_endpoint_killed_under_load_loses_no_request_and_comes_back() {
     const TOTAL: usize = 5000;
     let workers: Vec<_> = (0..16)
         .map(|_| {
-            let (client, url, done, failed) = (client.clone(), url.clone(), done.clone(), failed.clone());
+            let (client, url, done, failed) =
+                (client.clone(), url.clone(), done.clone(), failed.clone());
             tokio::spawn(async move {
                 while done.fetch_add(1, Ordering::SeqCst) < TOTAL {
                     match client.get(&url).await {
@@ -218,12 +237,19 @@ async fn an_endpoint_killed_under_load_loses_no_request_and_comes_back() {
     .await;
     progress(2500).await;
     b.serve().await;
-    until_status(&gw, b.addr, "the restarted endpoint is back", |e| e["healthy"] == true).await;
+    until_status(&gw, b.addr, "the restarted endpoint is back", |e| {
+        e["healthy"] == true
+    })
+    .await;
     let back_at = b.hits();
     for w in workers {
         within("the load", w).await.unwrap();
     }
-    assert_eq!(failed.load(Ordering::SeqCst), 0, "idempotent requests failed");
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "idempotent requests failed"
+    );
     assert!(
         b.hits() > back_at + 100,
         "the re-admitted endpoint serves again ({} before, {} after)",
@@ -260,7 +286,11 @@ async fn an_endpoint_answering_500_is_ejected_after_five() {
     assert_eq!(e["ejected"], "5xx", "{e}");
     assert_eq!(e["healthy"], false, "{e}");
     let m = gw.metrics().await;
-    let labels = [("upstream", "svc"), ("endpoint", &*bad.addr.to_string()), ("reason", "5xx")];
+    let labels = [
+        ("upstream", "svc"),
+        ("endpoint", &*bad.addr.to_string()),
+        ("reason", "5xx"),
+    ];
     assert_eq!(m.value("edgeward_endpoint_ejections_total", &labels), 1.0);
     assert_eq!(m.value("edgeward_endpoint_ejected", &labels), 1.0);
 }
@@ -277,11 +307,15 @@ async fn a_hanging_endpoint_times_out_per_try_and_the_retry_goes_elsewhere() {
         "{}    balancer: native\n    retries: {{per-try-timeout: 300ms}}\n",
         endpoints(&[&hang, &good])
     );
-    let gw = Gateway::start(&config(&up, "    timeout: 5s\n")).await.unwrap();
+    let gw = Gateway::start(&config(&up, "    timeout: 5s\n"))
+        .await
+        .unwrap();
     let client = Client::h1();
     for _ in 0..4 {
         let t = Instant::now();
-        let r = within("a request", client.get(&gw.url("http", "/h"))).await.unwrap();
+        let r = within("a request", client.get(&gw.url("http", "/h")))
+            .await
+            .unwrap();
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         assert_eq!(r.text(), "good");
         assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
@@ -334,7 +368,10 @@ async fn the_retry_budget_holds_when_every_endpoint_fails() {
     }
     let seen = x.hits() + y.hits();
     // Without a budget every request would be tried twice (1280).
-    assert!(seen <= N + N / 5 + 3, "the upstream saw {seen} tries for {N} requests");
+    assert!(
+        seen <= N + N / 5 + 3,
+        "the upstream saw {seen} tries for {N} requests"
+    );
     assert!(seen > N, "some requests were retried ({seen})");
     let m = gw.metrics().await;
     let svc = [("upstream", "svc")];
@@ -351,14 +388,18 @@ async fn stalling(len: usize, sent: usize, chunked: bool) -> Origin {
     Origin::start(move |_| async move {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, BoxError>>(1);
         tokio::spawn(async move {
-            let _ = tx.send(Ok(http_body::Frame::data(Bytes::from(vec![b'x'; sent])))).await;
+            let _ = tx
+                .send(Ok(http_body::Frame::data(Bytes::from(vec![b'x'; sent]))))
+                .await;
             // Keep the body open, never finishing it.
             tokio::time::sleep(Duration::from_secs(60)).await;
             drop(tx);
         });
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|f| (f, rx))
-        });
+        let stream =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|f| (f, rx)) },
+            );
         let mut r = Response::new(http_body_util::StreamBody::new(stream).boxed_unsync());
         if !chunked {
             r.headers_mut().insert("content-length", len.into());
@@ -372,14 +413,25 @@ async fn stalling(len: usize, sent: usize, chunked: bool) -> Origin {
 async fn a_stalled_response_body_is_reset_not_completed() {
     for chunked in [false, true] {
         let origin = stalling(1000, 100, chunked).await;
-        let gw = Gateway::start(&config(&endpoints(&[&origin]), "    body-idle-timeout: 500ms\n"))
-            .await
-            .unwrap();
+        let gw = Gateway::start(&config(
+            &endpoints(&[&origin]),
+            "    body-idle-timeout: 500ms\n",
+        ))
+        .await
+        .unwrap();
         let url = gw.url("http", "/s");
         let h2 = H2cConn::connect(gw.addr("http")).await.unwrap();
         for (proto, resp) in [
-            ("h1", Client::h1().send(Request::get(&url).body(empty()).unwrap()).await),
-            ("h2", h2.send(Request::get(&url).body(empty()).unwrap()).await),
+            (
+                "h1",
+                Client::h1()
+                    .send(Request::get(&url).body(empty()).unwrap())
+                    .await,
+            ),
+            (
+                "h2",
+                h2.send(Request::get(&url).body(empty()).unwrap()).await,
+            ),
         ] {
             let resp = resp.unwrap();
             assert_eq!(resp.status(), StatusCode::OK);
@@ -401,7 +453,11 @@ async fn raw_status(addr: SocketAddr, raw: &[u8]) -> String {
     s.write_all(raw).await.unwrap();
     let mut buf = vec![0u8; 1024];
     let n = within("the answer", s.read(&mut buf)).await.unwrap();
-    String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned()
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
 }
 
 #[tokio::test]
@@ -423,7 +479,11 @@ async fn a_slow_upload_gets_408_and_frees_its_upstream_connection() {
     let addr = gw.addr("http");
 
     // A body that never starts: 408, and no upstream connection at all.
-    let line = raw_status(addr, b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n").await;
+    let line = raw_status(
+        addr,
+        b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n",
+    )
+    .await;
     assert!(line.contains("408"), "{line}");
     assert_eq!(origin.accepted.load(Ordering::SeqCst), 0);
 
@@ -448,7 +508,8 @@ async fn a_slow_upload_gets_408_and_frees_its_upstream_connection() {
     let mut senders = Vec::new();
     let streams: Vec<_> = (0..128)
         .map(|_| {
-            let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, BoxError>>(1);
+            let (tx, rx) =
+                tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, BoxError>>(1);
             senders.push(tx);
             let stream = futures_util::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|f| (f, rx))
@@ -465,7 +526,11 @@ async fn a_slow_upload_gets_408_and_frees_its_upstream_connection() {
         assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
     }
     drop(senders);
-    assert_eq!(origin.accepted.load(Ordering::SeqCst), 1, "no upstream connection per stalled stream");
+    assert_eq!(
+        origin.accepted.load(Ordering::SeqCst),
+        1,
+        "no upstream connection per stalled stream"
+    );
     let warnings = gw.stderr().lines().filter(|l| l.contains("WARN")).count();
     assert!(warnings < 5, "{warnings} warnings:\n{}", gw.stderr());
 }
@@ -481,7 +546,10 @@ async fn past_the_breaker_a_fast_503_is_counted() {
         }
     })
     .await;
-    let up = format!("{}    circuit-breaker: {{max-requests: 2}}\n", endpoints(&[&origin]));
+    let up = format!(
+        "{}    circuit-breaker: {{max-requests: 2}}\n",
+        endpoints(&[&origin])
+    );
     let gw = Gateway::start(&config(&up, "")).await.unwrap();
     let url = gw.url("http", "/b");
     let held: Vec<_> = (0..2)
@@ -499,8 +567,16 @@ async fn past_the_breaker_a_fast_503_is_counted() {
     let t = Instant::now();
     let r = Client::h1().get(&url).await.unwrap();
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
-    assert_eq!(origin.hits(), 2, "the refused request never reached the origin");
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        origin.hits(),
+        2,
+        "the refused request never reached the origin"
+    );
     release.send(true).unwrap();
     for h in held {
         assert_eq!(within("a held request", h).await.unwrap(), StatusCode::OK);

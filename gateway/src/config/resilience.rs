@@ -117,7 +117,9 @@ pub struct HealthCheck {
 
 impl HealthCheck {
     pub fn passes(&self, status: u16) -> bool {
-        self.expected.iter().any(|&(lo, hi)| (lo..=hi).contains(&status))
+        self.expected
+            .iter()
+            .any(|&(lo, hi)| (lo..=hi).contains(&status))
     }
 }
 
@@ -240,7 +242,12 @@ impl Ctx<'_> {
             .push(Issue::new(at, format!("{}.{field}", self.path), msg));
     }
 
-    fn duration(&mut self, f: Option<&Spanned<String>>, field: &str, default: Duration) -> Duration {
+    fn duration(
+        &mut self,
+        f: Option<&Spanned<String>>,
+        field: &str,
+        default: Duration,
+    ) -> Duration {
         let Some(f) = f else { return default };
         match parse_duration(&f.value) {
             Ok(d) if !d.is_zero() => d,

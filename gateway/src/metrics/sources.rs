@@ -187,8 +187,11 @@ impl Collector for Endpoints {
             for s in &samples {
                 for (reason, n) in &s.ejections {
                     let [u, e] = labels(s);
-                    ConstCounter::new(*n)
-                        .encode(m.encode_family(&[u, e, ("reason", (*reason).to_owned())])?)?;
+                    ConstCounter::new(*n).encode(m.encode_family(&[
+                        u,
+                        e,
+                        ("reason", (*reason).to_owned()),
+                    ])?)?;
                 }
             }
         }

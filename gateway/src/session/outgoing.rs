@@ -93,9 +93,17 @@ mod tests {
     fn only_connect_failures_retry_unsafe_methods() {
         let p = Retries::default();
         assert!(wants_retry(&p, &Method::POST, Err(&connect())));
-        assert!(!wants_retry(&p, &Method::POST, Ok(StatusCode::SERVICE_UNAVAILABLE)));
+        assert!(!wants_retry(
+            &p,
+            &Method::POST,
+            Ok(StatusCode::SERVICE_UNAVAILABLE)
+        ));
         assert!(wants_retry(&p, &Method::PUT, Ok(StatusCode::BAD_GATEWAY)));
-        assert!(!wants_retry(&p, &Method::GET, Ok(StatusCode::INTERNAL_SERVER_ERROR)));
+        assert!(!wants_retry(
+            &p,
+            &Method::GET,
+            Ok(StatusCode::INTERNAL_SERVER_ERROR)
+        ));
         let reset = ProxyError::Upstream {
             upstream: "u".into(),
             endpoint: "e".into(),

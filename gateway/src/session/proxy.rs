@@ -97,8 +97,13 @@ impl Session {
         let mut tried = Vec::new();
         let mut last: Option<Answer> = None;
         for attempt in 0..max_tries {
-            let _retrying = if attempt > 0 {
-                let Some(slot) = pool.budget.retry(policy.budget_percent, policy.min_concurrent)
+            // A retry after a refused connection is free: nothing reached the
+            // application, so it cannot amplify an outage.
+            let free = matches!(last, Some(Err(ProxyError::Connect { .. })));
+            let _retrying = if attempt > 0 && !free {
+                let Some(slot) = pool
+                    .budget
+                    .retry(policy.budget_percent, policy.min_concurrent)
                 else {
                     upstream_metrics.retry_budget_exhausted();
                     break;
@@ -193,12 +198,17 @@ impl Session {
                     // The last try's answer keeps the request's slots until its body ends.
                     let slots = if retry { None } else { held.take() };
                     let body_timeouts = (timeouts.response_idle, deadline);
-                    let mut resp =
-                        self.response(route, resp, client_version, body_timeouts, move |bytes, _| {
+                    let mut resp = self.response(
+                        route,
+                        resp,
+                        client_version,
+                        body_timeouts,
+                        move |bytes, _| {
                             // In flight, for the endpoint and the service, until the body ends.
                             drop((endpoint_busy, upstream_busy, slots));
                             metrics.finish(status, started.elapsed(), 0, bytes);
-                        });
+                        },
+                    );
                     HeaderEdit::apply_all(&response_edits, resp.headers_mut());
                     if let Some((u, protocol, on)) = switched {
                         let counter = self.node.metrics.upgrades.clone();

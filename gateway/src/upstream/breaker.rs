@@ -55,11 +55,11 @@ impl Breaker {
 
     /// Applies a new generation's limits; what is open stays counted.
     pub fn set_limits(&self, l: BreakerLimits) {
-        for (limit, n) in Limit::ALL.into_iter().zip([
-            l.max_connections,
-            l.max_pending,
-            l.max_requests,
-        ]) {
+        for (limit, n) in
+            Limit::ALL
+                .into_iter()
+                .zip([l.max_connections, l.max_pending, l.max_requests])
+        {
             self.max[limit as usize].store(n, Relaxed);
         }
     }

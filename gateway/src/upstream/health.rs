@@ -62,14 +62,15 @@ impl Checks {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        self.tasks
-            .retain(|addr, task| match endpoints.iter().any(|(a, _)| a == addr) {
+        self.tasks.retain(
+            |addr, task| match endpoints.iter().any(|(a, _)| a == addr) {
                 true => true,
                 false => {
                     task.abort();
                     false
                 }
-            });
+            },
+        );
         let client = check_client(&check, protocol);
         for (addr, stats) in endpoints {
             if self.tasks.contains_key(addr) {
@@ -143,8 +144,7 @@ impl Probe {
                 Err(why) => {
                     passes = 0;
                     fails = fails.saturating_add(1);
-                    if fails >= self.check.unhealthy_threshold
-                        && self.stats.set_check_failing(true)
+                    if fails >= self.check.unhealthy_threshold && self.stats.set_check_failing(true)
                     {
                         tracing::warn!(upstream = %self.upstream, endpoint = %self.authority, fails, reason = %why, "endpoint fails its health check: out of rotation");
                     }

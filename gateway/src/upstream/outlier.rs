@@ -83,8 +83,7 @@ impl EndpointOutlier {
             self.consecutive.store(0, Relaxed);
         }
         let until = self.until_ms.load(Relaxed);
-        if self.times.load(Relaxed) != 0
-            && now_ms > until.saturating_add(millis(cfg.max_ejection))
+        if self.times.load(Relaxed) != 0 && now_ms > until.saturating_add(millis(cfg.max_ejection))
         {
             self.times.store(0, Relaxed);
         }

@@ -25,7 +25,10 @@ impl UpstreamPool {
     /// A try on endpoint `idx` failed for `reason`.
     pub fn failed(&self, idx: usize, reason: Reason) {
         let now = now_ms();
-        let cap = outlier::max_ejected(self.endpoints.len(), self.resilience.outlier.max_ejected_percent);
+        let cap = outlier::max_ejected(
+            self.endpoints.len(),
+            self.resilience.outlier.max_ejected_percent,
+        );
         let stats = &self.stats[idx];
         let room = || self.passively_out(now) < cap;
         if let Some(length) = stats
