@@ -374,26 +374,15 @@ async fn h2c_upstreams_and_refused_endpoints() {
         "the client keeps its own protocol"
     );
 
-    // A request with a body is never replayed: the one that meets the refusing
-    // endpoint gets a 502. The refusal takes that endpoint out for a cool-down, so
-    // the requests after it are served.
-    let mut statuses = Vec::new();
+    // A request whose body arrived whole is replayable, and a refused
+    // connection proves nothing reached the application: even a POST is
+    // sent on to the next endpoint, so none is lost.
     for _ in 0..4 {
         let req = Request::post(gw.url("http", "/m"))
             .body(full("payload"))
             .unwrap();
-        statuses.push(c.fetch(req).await.unwrap().status.as_u16());
+        assert_eq!(c.fetch(req).await.unwrap().status, StatusCode::OK);
     }
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 502).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        3,
-        "{statuses:?}"
-    );
     // A request without a body is never lost to a refused endpoint.
     for _ in 0..4 {
         assert_eq!(

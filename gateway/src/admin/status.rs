@@ -68,6 +68,12 @@ struct EndpointStatus {
     address: String,
     healthy: bool,
     in_flight: u32,
+    /// Reason of the passive ejection in force (`5xx`, `connect-error`, `reset`, `timeout`).
+    ejected: Option<&'static str>,
+    /// Passive ejections so far.
+    ejections: u64,
+    /// The active health check finds it failing.
+    health_check_failing: bool,
 }
 
 fn status(node: &Node, board: &crate::scale::Board) -> Status {
@@ -98,6 +104,9 @@ fn status(node: &Node, board: &crate::scale::Board) -> Status {
                         address: e.endpoint.clone(),
                         healthy: e.healthy,
                         in_flight: e.in_flight,
+                        ejected: e.ejected,
+                        ejections: e.ejections.iter().map(|(_, n)| n).sum(),
+                        health_check_failing: e.check_failing,
                     })
                     .collect(),
             }

@@ -10,6 +10,7 @@ pub mod limits;
 mod load;
 pub mod model;
 pub mod plugins;
+pub mod resilience;
 mod resolved;
 pub mod scaling;
 mod units;

@@ -190,6 +190,16 @@ pub struct UpstreamConfig {
     /// How long an endpoint that refused a connection is offered as unhealthy
     /// before it is tried again. Default: 10s.
     pub unhealthy_cool_down: Option<Spanned<String>>,
+    /// Active health checks (HTTP or TCP). Default: none.
+    pub health_check: Option<Spanned<super::resilience::HealthCheckYaml>>,
+    /// Passive ejection of failing endpoints. Default: on, 5 errors, 30s, 50 %.
+    pub outlier_detection: Option<Spanned<super::resilience::OutlierYaml>>,
+    /// Retries of failed tries on other endpoints, within a budget. Default: 2 retries.
+    pub retries: Option<Spanned<super::resilience::RetriesYaml>>,
+    /// Limits past which requests get a fast 503. Default: 1024 each.
+    pub circuit_breaker: Option<Spanned<super::resilience::BreakerYaml>>,
+    /// Below this percentage of healthy endpoints every endpoint is used. Default: 50.
+    pub panic_threshold: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -266,6 +276,12 @@ pub struct RouteConfig {
     pub https_redirect: Option<Spanned<super::actions::HttpsRedirectYaml>>,
     /// Time allowed for the upstream to start answering. Default: 30s.
     pub timeout: Option<Spanned<String>>,
+    /// A response body that sends no byte for this long is reset. Default: 60s.
+    pub body_idle_timeout: Option<Spanned<String>>,
+    /// A request body that sends no byte for this long gets 408. Default: 60s.
+    pub request_body_idle_timeout: Option<Spanned<String>>,
+    /// The whole exchange, response body included. Default: none.
+    pub deadline: Option<Spanned<String>>,
     /// Replace the matched path prefix before forwarding.
     pub rewrite: Option<RewriteConfig>,
     /// Headers added to / removed from the request sent upstream.

@@ -116,6 +116,7 @@ pub struct Upstream {
     /// Where `endpoints` come from when not listed: they start empty and the
     /// node fills them from DNS.
     pub discovery: Option<super::discovery::Discovery>,
+    pub resilience: super::resilience::Resilience,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +137,7 @@ pub struct Route {
     pub respond: Option<super::actions::Respond>,
     pub https_redirect: Option<super::actions::HttpsRedirect>,
     pub timeout: Duration,
+    pub body_timeouts: super::resilience::BodyTimeouts,
     /// `(matched prefix, replacement)`.
     pub rewrite: Option<(String, String)>,
     pub request_headers: HeaderEdit,

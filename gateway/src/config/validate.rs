@@ -166,11 +166,24 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
     let mut plugins = checks.specs(&raw.plugins);
 
     let upstream_names: Vec<&str> = raw.upstreams.keys().map(String::as_str).collect();
+    let mut resilience_issues = Vec::new();
     let upstreams: Vec<Upstream> = raw
         .upstreams
         .iter()
         .map(|(name, u)| {
             let mut up = upstream(&mut c, name, u);
+            let v = &u.value;
+            up.resilience = super::resilience::resolve_upstream(
+                &super::resilience::UpstreamYaml {
+                    health_check: v.health_check.as_ref(),
+                    outlier: v.outlier_detection.as_ref(),
+                    retries: v.retries.as_ref(),
+                    breaker: v.circuit_breaker.as_ref(),
+                    panic_threshold: v.panic_threshold.as_ref(),
+                },
+                &format!("upstreams.{name}"),
+                &mut resilience_issues,
+            );
             up.balancer = match &u.value.balancer {
                 Some(b)
                     if b.value == NATIVE_BALANCER && !raw.plugins.contains_key(NATIVE_BALANCER) =>
@@ -195,7 +208,7 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Config, Vec<ConfigIssue>>
         })
         .collect();
 
-    let mut extra = Vec::new();
+    let mut extra = resilience_issues;
     let cache = super::cache::resolve_global(&raw.cache, &mut extra);
     let compression = raw
         .compression
@@ -536,6 +549,7 @@ fn upstream(c: &mut Checker, name: &str, u: &Spanned<model::UpstreamConfig>) -> 
             UNHEALTHY_COOL_DOWN,
         ),
         discovery,
+        resilience: Default::default(),
     }
 }
 
@@ -712,6 +726,7 @@ fn route(
         },
         upstream: upstream?,
         timeout,
+        body_timeouts: Default::default(),
         rewrite,
         request_headers,
         response_headers,
@@ -735,6 +750,13 @@ fn edge_stages(
     issues: &mut Vec<super::cache::Issue>,
 ) {
     let path = format!("routes[{i}]");
+    route.body_timeouts = super::resilience::resolve_route(
+        r.body_idle_timeout.as_ref(),
+        r.request_body_idle_timeout.as_ref(),
+        r.deadline.as_ref(),
+        &path,
+        issues,
+    );
     route.rate_limit = r
         .rate_limit
         .as_ref()

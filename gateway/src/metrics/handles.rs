@@ -41,6 +41,12 @@ pub(super) struct UpstreamLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct UpstreamLimit {
+    pub upstream: String,
+    pub limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct UpstreamClass {
     pub upstream: String,
     pub class: &'static str,
@@ -183,6 +189,8 @@ pub(super) struct UpstreamFamilies {
     connect_errors: Family<UpstreamLabel, Counter>,
     timeouts: Family<UpstreamLabel, Counter>,
     retries: Family<UpstreamLabel, Counter>,
+    overflows: Family<UpstreamLimit, Counter>,
+    retry_budget_exhausted: Family<UpstreamLabel, Counter>,
 }
 
 impl UpstreamFamilies {
@@ -197,6 +205,8 @@ impl UpstreamFamilies {
             connect_errors: Family::default(),
             timeouts: Family::default(),
             retries: Family::default(),
+            overflows: Family::default(),
+            retry_budget_exhausted: Family::default(),
         };
         r.register(
             "edgeward_upstream_requests",
@@ -243,6 +253,16 @@ impl UpstreamFamilies {
             "Requests sent again to another endpoint",
             f.retries.clone(),
         );
+        r.register(
+            "edgeward_upstream_overflows",
+            "Requests answered 503 at once because a circuit-breaker limit was reached, by limit",
+            f.overflows.clone(),
+        );
+        r.register(
+            "edgeward_upstream_retry_budget_exhausted",
+            "Retries not made because the upstream's retry budget was spent",
+            f.retry_budget_exhausted.clone(),
+        );
         f
     }
 
@@ -271,6 +291,13 @@ impl UpstreamFamilies {
             connect_errors: self.connect_errors.get_or_create_owned(&label),
             timeouts: self.timeouts.get_or_create_owned(&label),
             retries: self.retries.get_or_create_owned(&label),
+            overflows: ["max-connections", "max-pending-requests", "max-requests"].map(|limit| {
+                self.overflows.get_or_create_owned(&UpstreamLimit {
+                    upstream: upstream.to_owned(),
+                    limit,
+                })
+            }),
+            retry_budget_exhausted: self.retry_budget_exhausted.get_or_create_owned(&label),
             window,
             clock,
         }
@@ -290,6 +317,9 @@ pub struct UpstreamMetrics {
     connect_errors: Counter,
     timeouts: Counter,
     retries: Counter,
+    /// By limit: max-connections, max-pending-requests, max-requests.
+    overflows: [Counter; 3],
+    retry_budget_exhausted: Counter,
     window: Window,
     clock: Arc<dyn Clock>,
 }
@@ -358,6 +388,19 @@ impl UpstreamMetrics {
     /// The request is sent again to another endpoint.
     pub fn retry(&self) {
         self.retries.inc();
+    }
+
+    /// A request was refused at once by circuit-breaker limit `limit`
+    /// (0: max-connections, 1: max-pending-requests, 2: max-requests).
+    pub fn overflow(&self, limit: usize) {
+        if let Some(c) = self.overflows.get(limit) {
+            c.inc();
+        }
+    }
+
+    /// A retry was not made: the retry budget was spent.
+    pub fn retry_budget_exhausted(&self) {
+        self.retry_budget_exhausted.inc();
     }
 
     /// The per-second window the scale-signal loop reads.

@@ -13,7 +13,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 /// One endpoint of an upstream, as the upstream pool sees it at scrape time.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct EndpointSample {
     /// The upstream's name.
     pub upstream: String,
@@ -25,6 +25,12 @@ pub struct EndpointSample {
     pub healthy: bool,
     /// Its recent latency (exponentially weighted moving average).
     pub latency_ewma: Duration,
+    /// The reason of the passive ejection in force, if one is.
+    pub ejected: Option<&'static str>,
+    /// Passive ejections so far, by reason.
+    pub ejections: Vec<(&'static str, u64)>,
+    /// Whether its active health check is failing (false without one).
+    pub check_failing: bool,
 }
 
 /// The cache's counters and usage at scrape time (see `Cache::metrics_sample`).
@@ -155,6 +161,49 @@ impl Collector for Endpoints {
             )?;
             for s in &samples {
                 ConstGauge::new(i64::from(s.healthy)).encode(m.encode_family(&labels(s))?)?;
+            }
+        }
+        {
+            let mut m = enc.encode_descriptor(
+                "edgeward_endpoint_ejected",
+                "1 while passive outlier detection keeps the endpoint out, labelled with the reason.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for s in samples.iter() {
+                let [u, e] = labels(s);
+                let reason = ("reason", s.ejected.unwrap_or("none").to_owned());
+                ConstGauge::new(i64::from(s.ejected.is_some()))
+                    .encode(m.encode_family(&[u, e, reason])?)?;
+            }
+        }
+        {
+            let mut m = enc.encode_descriptor(
+                "edgeward_endpoint_ejections",
+                "Passive ejections of the endpoint, by reason.",
+                None,
+                MetricType::Counter,
+            )?;
+            for s in &samples {
+                for (reason, n) in &s.ejections {
+                    let [u, e] = labels(s);
+                    ConstCounter::new(*n).encode(m.encode_family(&[
+                        u,
+                        e,
+                        ("reason", (*reason).to_owned()),
+                    ])?)?;
+                }
+            }
+        }
+        {
+            let mut m = enc.encode_descriptor(
+                "edgeward_endpoint_health_check_failing",
+                "1 while the endpoint fails its active health check.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for s in &samples {
+                ConstGauge::new(i64::from(s.check_failing)).encode(m.encode_family(&labels(s))?)?;
             }
         }
         let mut m = enc.encode_descriptor(

@@ -396,6 +396,7 @@ fn sources_are_read_at_scrape_time_and_replaceable() {
                 in_flight: seen.load(Ordering::Relaxed) as u32,
                 healthy: true,
                 latency_ewma: Duration::from_millis(12),
+                ..Default::default()
             },
             EndpointSample {
                 upstream: "u".into(),
@@ -403,6 +404,7 @@ fn sources_are_read_at_scrape_time_and_replaceable() {
                 in_flight: 0,
                 healthy: false,
                 latency_ewma: Duration::ZERO,
+                ..Default::default()
             },
         ]
     }));
@@ -494,6 +496,7 @@ fn hostile_label_values_are_escaped() {
             in_flight: 1,
             healthy: true,
             latency_ewma: MS,
+            ..Default::default()
         }]
     }));
     m.set_cache_source(Arc::new(CacheSample::default));

@@ -157,6 +157,14 @@ impl Generation {
                         latency_ewma: std::time::Duration::from_micros(u64::from(
                             s.latency_ewma_us(),
                         )),
+                        ejected: s.outlier.ejection(now).map(|r| r.as_str()),
+                        ejections: s
+                            .outlier
+                            .ejections()
+                            .iter()
+                            .map(|(r, n)| (r.as_str(), *n))
+                            .collect(),
+                        check_failing: s.check_failing(),
                     })
             })
             .collect()

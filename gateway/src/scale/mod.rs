@@ -314,7 +314,8 @@ fn measure(
     let (endpoints, healthy, in_flight, connecting) = pool.map_or((0, 0, 0, 0), |p| {
         let healthy = p.stats.iter().filter(|s| s.healthy(now_ms)).count();
         let in_flight: u32 = p.stats.iter().map(|s| s.in_flight()).sum();
-        let connecting = p.connecting.load(std::sync::atomic::Ordering::Relaxed);
+        // A connection being opened holds a pending slot: a request waits on it.
+        let connecting = p.breaker.open(crate::upstream::breaker::Limit::Pending);
         (p.endpoints.len(), healthy, in_flight, connecting)
     });
     // Waiting for an endpoint: held by scale from zero, or for a connection.

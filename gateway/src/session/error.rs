@@ -32,6 +32,13 @@ pub enum ProxyError {
         #[source]
         source: BoxError,
     },
+    #[error("the client sent no request body data for {idle:?}")]
+    RequestTimeout { idle: std::time::Duration },
+    #[error("upstream {upstream}: circuit breaker open ({})", limit.as_str())]
+    Overloaded {
+        upstream: String,
+        limit: crate::upstream::breaker::Limit,
+    },
     #[error("the client's request body is malformed: {source}")]
     ClientBody {
         #[source]
@@ -85,8 +92,10 @@ impl ProxyError {
             | Self::BadRequest(_)
             | Self::TooLarge { .. }
             | Self::ClientAborted { .. }
+            | Self::RequestTimeout { .. }
             | Self::ClientBody { .. } => Blame::Client,
             Self::Connect { .. }
+            | Self::Overloaded { .. }
             | Self::Timeout { .. }
             | Self::Unavailable { .. }
             | Self::Held { .. }
@@ -116,6 +125,18 @@ impl ProxyError {
         }
     }
 
+    /// How a failed try counts against its endpoint's passive health; `None`
+    /// when the endpoint is not to blame.
+    pub fn endpoint_failure(&self) -> Option<crate::upstream::outlier::Reason> {
+        use crate::upstream::outlier::Reason;
+        match self {
+            Self::Connect { .. } => Some(Reason::ConnectError),
+            Self::Timeout { .. } => Some(Reason::Timeout),
+            Self::Upstream { .. } => Some(Reason::Reset),
+            _ => None,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
@@ -124,6 +145,8 @@ impl ProxyError {
                 StatusCode::BAD_REQUEST
             }
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Connect { .. } | Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Unavailable { .. } | Self::Held { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -146,6 +169,8 @@ impl ProxyError {
             Self::TooLarge { .. } => "request body too large\n",
             Self::ClientAborted { .. } => "request body incomplete\n",
             Self::ClientBody { .. } => "malformed request body\n",
+            Self::RequestTimeout { .. } => "request body timed out\n",
+            Self::Overloaded { .. } => "upstream over capacity\n",
             Self::Connect { .. } => "upstream unavailable\n",
             Self::Upstream { .. } => "upstream failed\n",
             Self::Timeout { .. } => "upstream timed out\n",
@@ -173,8 +198,14 @@ impl ProxyError {
         endpoint: &str,
         limit: Option<u64>,
     ) -> Self {
-        if let Some(client) = find::<super::inbound::ClientBodyError>(&e) {
-            return client.classify(limit);
+        if let Some(client) = Self::from_request_body(&e, limit) {
+            return client;
+        }
+        if let Some(o) = find::<crate::upstream::breaker::Overflow>(&e) {
+            return Self::Overloaded {
+                upstream: upstream.to_owned(),
+                limit: o.0,
+            };
         }
         if e.is_connect() {
             return Self::Connect {
@@ -188,6 +219,20 @@ impl ProxyError {
             endpoint: endpoint.to_owned(),
             source: Box::new(e),
         }
+    }
+
+    /// The client's part in `e`, if the failure began in its request body:
+    /// too slow (408), too large, malformed or aborted.
+    pub fn from_request_body(
+        e: &(dyn std::error::Error + 'static),
+        limit: Option<u64>,
+    ) -> Option<Self> {
+        if let Some(t) = find::<crate::body::BodyTimeout>(e)
+            && t.side == crate::body::Side::Request
+        {
+            return Some(Self::RequestTimeout { idle: t.after });
+        }
+        find::<super::inbound::ClientBodyError>(e).map(|c| c.classify(limit))
     }
 
     /// Classifies a failed response body read on the cache's behalf.

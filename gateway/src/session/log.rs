@@ -130,13 +130,17 @@ impl Record {
             ProxyError::BadRequest(_)
             | ProxyError::TooLarge { .. }
             | ProxyError::ClientBody { .. } => Some(&m.bad_requests),
-            ProxyError::ClientAborted { .. } => Some(&m.client_aborted),
+            ProxyError::ClientAborted { .. } | ProxyError::RequestTimeout { .. } => {
+                Some(&m.client_aborted)
+            }
             ProxyError::Upstream { .. } => Some(&m.upstream_errors),
             ProxyError::Unavailable { .. } | ProxyError::Held { .. } => Some(&m.no_endpoint),
             ProxyError::Plugin { .. } => Some(&m.plugin_failures),
             ProxyError::Internal(_) => Some(&m.internal_errors),
             // Per upstream, counted where the attempt failed.
-            ProxyError::Connect { .. } | ProxyError::Timeout { .. } => None,
+            ProxyError::Connect { .. }
+            | ProxyError::Timeout { .. }
+            | ProxyError::Overloaded { .. } => None,
         };
         if let Some(c) = counter {
             c.inc();

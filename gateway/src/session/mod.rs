@@ -20,6 +20,7 @@ pub mod headers;
 mod hold;
 mod inbound;
 mod log;
+mod outgoing;
 mod proxy;
 pub mod request_id;
 pub mod upgrade;

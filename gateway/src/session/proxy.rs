@@ -1,7 +1,7 @@
 //! Phases 5 and 6, choose an endpoint and send the request upstream: turn the
 //! client's request into the upstream's, send it over the pooled client, and
 //! turn the answer back; then phase 7 (on-response filters) on the answer.
-//! Bodies stream through.
+//! Bodies stream through, under the route's idle timeouts and deadline.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -9,18 +9,15 @@ use std::time::Instant;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Scheme, Uri};
 use http::{Request, Response, Version};
-use http_body::Body as _;
 
 use super::error::ProxyError;
+use super::outgoing::{Outgoing, wants_retry};
 use super::{Answer, Session, headers};
-use crate::body::{self, Body};
+use crate::body::{self, Body, Side};
 use crate::config::{Route, UpstreamProtocol};
 use crate::plugin::{CallContext, HeaderEdit};
 use crate::upstream::Pick;
-
-/// Endpoints tried for one request whose body is empty (a connect failure
-/// moves it to the next endpoint; a request with a body is never replayed).
-const MAX_ATTEMPTS: usize = 3;
+use crate::upstream::breaker::Limit;
 
 impl Session {
     /// Phases 5–7 for one request.
@@ -29,12 +26,17 @@ impl Session {
         self.on_response(resp)
     }
 
+    /// Phases 5 and 6: tries on up to `retries.max-retries + 1` endpoints,
+    /// within the retry budget, the breaker's limits and the route's timeouts.
     pub(super) async fn exchange(&self, req: Request<Body>) -> Answer {
         let route = self.route();
         let pool = self.pool();
         let upstream_metrics = &self.generation.upstream_metrics[route.upstream];
         let cfg_upstream = &self.generation.config.upstreams[route.upstream];
         let node_name = &self.generation.config.node.name;
+        let timeouts = route.body_timeouts;
+        let started_all = tokio::time::Instant::now();
+        let deadline = timeouts.deadline.map(|d| started_all + d);
         let (mut parts, body) = req.into_parts();
         let client_version = parts.version;
 
@@ -67,16 +69,49 @@ impl Session {
             UpstreamProtocol::H2c if upgrade.is_none() => Version::HTTP_2,
             _ => Version::HTTP_11,
         };
-        let replayable = body.is_end_stream() && pool.endpoints.len() > 1;
-        let mut body = Some(body);
-        let mut last_err = None;
+        // No endpoint is chosen, and no upstream connection taken, before the
+        // request body has started.
+        let body = body::timed(body, Side::Request, timeouts.request_idle, None);
+        let mut outgoing = Outgoing::start(body, route.max_request_body).await?;
+        let policy = &pool.resilience.retries;
+        let Some(requests_slot) = pool.breaker.acquire(Limit::Requests) else {
+            upstream_metrics.overflow(Limit::Requests as usize);
+            return Err(ProxyError::Overloaded {
+                upstream: pool.name.clone(),
+                limit: Limit::Requests,
+            });
+        };
+        let active = pool.budget.request();
+        let mut held = Some((requests_slot, active));
+        // The route's `timeout` runs from the send, not from the client's first byte.
+        let sending = tokio::time::Instant::now();
+        let head_deadline =
+            deadline.map_or(sending + route.timeout, |d| d.min(sending + route.timeout));
+        let per_try = policy.per_try_timeout.unwrap_or(route.timeout);
         let ctx = CallContext {
             client: self.conn.client.ip(),
             scheme: self.conn.scheme,
             route: self.route_rt().name.clone(),
         };
+        let max_tries = (policy.max_retries as usize + 1).min(pool.endpoints.len());
         let mut tried = Vec::new();
-        for attempt in 0..MAX_ATTEMPTS.min(pool.endpoints.len()) {
+        let mut last: Option<Answer> = None;
+        for attempt in 0..max_tries {
+            // A retry after a refused connection is free: nothing reached the
+            // application, so it cannot amplify an outage.
+            let free = matches!(last, Some(Err(ProxyError::Connect { .. })));
+            let _retrying = if attempt > 0 && !free {
+                let Some(slot) = pool
+                    .budget
+                    .retry(policy.budget_percent, policy.min_concurrent)
+                else {
+                    upstream_metrics.retry_budget_exhausted();
+                    break;
+                };
+                Some(slot)
+            } else {
+                None
+            };
             // 5. choose
             let (idx, request_edits, response_edits) = match pool.choose(&mut parts, &ctx, &tried) {
                 Pick::Endpoint {
@@ -85,6 +120,7 @@ impl Session {
                     response_headers,
                 } => (idx, request_headers, response_headers),
                 Pick::Respond(resp) => return Ok(resp),
+                Pick::Unavailable if attempt > 0 => break,
                 Pick::Unavailable => {
                     return Err(ProxyError::Unavailable {
                         upstream: pool.name.clone(),
@@ -94,6 +130,10 @@ impl Session {
                     return Err(ProxyError::Plugin { plugin, fault });
                 }
             };
+            let left = head_deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
             if attempt > 0 {
                 upstream_metrics.retry();
             }
@@ -106,13 +146,13 @@ impl Session {
                 .path_and_query(path_and_query.clone())
                 .build()
                 .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded\n"))?;
-            let mut out = Request::new(body.take().unwrap_or_else(body::empty));
+            let mut out = Request::new(outgoing.next());
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = uri;
             *out.version_mut() = parts.version;
             // A replayable request keeps its head for the router's next call and the
             // next attempt; any other is sent once, so its headers move out.
-            *out.headers_mut() = if replayable {
+            *out.headers_mut() = if outgoing.replayable() {
                 parts.headers.clone()
             } else {
                 std::mem::take(&mut parts.headers)
@@ -124,17 +164,19 @@ impl Session {
             let endpoint_busy = stats.start();
             let upstream_busy = upstream_metrics.start();
             let started = Instant::now();
-            let sent = tokio::time::timeout(route.timeout, pool.client().request(out)).await;
-            let err = match sent {
+            let try_timeout = per_try.min(left);
+            let sent = tokio::time::timeout(try_timeout, pool.client().request(out)).await;
+            let outcome = match sent {
                 Ok(Ok(mut resp)) => {
-                    let switched = match upgrade.take() {
-                        Some(u) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS => {
-                            Some((
+                    let status = resp.status();
+                    let switched = match status {
+                        http::StatusCode::SWITCHING_PROTOCOLS => upgrade.take().map(|u| {
+                            (
                                 u,
                                 resp.headers().get(header::UPGRADE).cloned(),
                                 hyper::upgrade::on(&mut resp),
-                            ))
-                        }
+                            )
+                        }),
                         _ => None,
                     };
                     self.node
@@ -146,27 +188,45 @@ impl Session {
                         Ordering::Relaxed,
                     );
                     stats.succeeded(ttfb);
+                    pool.answered(idx, status);
                     upstream_metrics.first_byte(ttfb);
-                    let status = resp.status();
                     let metrics = upstream_metrics.clone();
-                    let mut resp = self.response(route, resp, client_version, move |bytes, _| {
-                        // In flight, for the endpoint and the service, until the body ends.
-                        drop((endpoint_busy, upstream_busy));
-                        metrics.finish(status, started.elapsed(), 0, bytes);
-                    });
+                    let retry = switched.is_none()
+                        && attempt + 1 < max_tries
+                        && outgoing.replayable()
+                        && wants_retry(policy, &parts.method, Ok(status));
+                    // The last try's answer keeps the request's slots until its body ends.
+                    let slots = if retry { None } else { held.take() };
+                    let body_timeouts = (timeouts.response_idle, deadline);
+                    let mut resp = self.response(
+                        route,
+                        resp,
+                        client_version,
+                        body_timeouts,
+                        move |bytes, _| {
+                            // In flight, for the endpoint and the service, until the body ends.
+                            drop((endpoint_busy, upstream_busy, slots));
+                            metrics.finish(status, started.elapsed(), 0, bytes);
+                        },
+                    );
                     HeaderEdit::apply_all(&response_edits, resp.headers_mut());
                     if let Some((u, protocol, on)) = switched {
                         let counter = self.node.metrics.upgrades.clone();
                         super::upgrade::switched(u, protocol, on, &mut resp, counter);
                     }
-                    return Ok(resp);
+                    if !retry {
+                        return Ok(resp);
+                    }
+                    tracing::debug!(%status, "trying the next endpoint");
+                    last = Some(Ok(resp));
+                    continue;
                 }
                 Err(_) => {
                     upstream_metrics.timeout();
                     ProxyError::Timeout {
                         upstream: pool.name.clone(),
                         endpoint: endpoint.authority.to_string(),
-                        timeout: route.timeout,
+                        timeout: try_timeout,
                     }
                 }
                 Ok(Err(e)) => ProxyError::from_exchange(
@@ -178,25 +238,34 @@ impl Session {
             };
             // A failed attempt counts in the service's latency and error window too.
             drop((endpoint_busy, upstream_busy));
-            upstream_metrics.finish(err.status(), started.elapsed(), 0, 0);
-            if let ProxyError::Connect { .. } = &err {
-                upstream_metrics.connect_error();
-                if stats.connect_failed(pool.now_ms(), cfg_upstream.unhealthy_cool_down) {
-                    tracing::warn!(upstream = %pool.name, endpoint = %endpoint.authority, "endpoint marked unhealthy after a connect failure");
-                }
+            upstream_metrics.finish(outcome.status(), started.elapsed(), 0, 0);
+            match &outcome {
+                ProxyError::Connect { .. } => upstream_metrics.connect_error(),
+                ProxyError::Overloaded { limit, .. } => upstream_metrics.overflow(*limit as usize),
+                _ => {}
             }
-            let retry = replayable && err.retryable(parts.method.is_idempotent());
+            if let Some(reason) = outcome.endpoint_failure() {
+                pool.failed(idx, reason);
+            }
+            let retry = outgoing.replayable() && wants_retry(policy, &parts.method, Err(&outcome));
             if retry {
-                tracing::debug!(error = %err, "trying the next endpoint");
+                tracing::debug!(error = %outcome, "trying the next endpoint");
             }
-            last_err = Some(err);
+            last = Some(Err(outcome));
             if !retry {
                 break;
             }
         }
-        // Nothing tried means the set is empty (DNS discovery found no record).
-        Err(last_err.unwrap_or_else(|| ProxyError::Unavailable {
+        // Nothing tried with no endpoint at all: DNS discovery found no record.
+        if last.is_none() && pool.endpoints.is_empty() {
+            return Err(ProxyError::Unavailable {
+                upstream: pool.name.clone(),
+            });
+        }
+        last.unwrap_or(Err(ProxyError::Timeout {
             upstream: pool.name.clone(),
+            endpoint: self.endpoint_name().unwrap_or_default(),
+            timeout: route.timeout,
         }))
     }
 
@@ -205,6 +274,7 @@ impl Session {
         route: &Route,
         resp: Response<hyper::body::Incoming>,
         client_version: Version,
+        (idle, deadline): (std::time::Duration, Option<tokio::time::Instant>),
         done: impl FnOnce(u64, bool) + Send + 'static,
     ) -> Response<Body> {
         let (mut parts, incoming) = resp.into_parts();
@@ -216,7 +286,8 @@ impl Session {
         );
         route.response_headers.apply(&mut parts.headers);
         parts.version = client_version;
-        Response::from_parts(parts, body::on_end(body::boxed(incoming), done))
+        let timed = body::timed(body::boxed(incoming), Side::Response, idle, deadline);
+        Response::from_parts(parts, body::on_end(timed, done))
     }
 }
 

@@ -77,14 +77,22 @@ impl UpstreamPool {
         }
     }
 
-    /// The candidates a router sees right now. When every endpoint not yet
-    /// tried is marked unhealthy, they are all offered as healthy (Envoy's
-    /// panic threshold; NGINX ignores failures in one-server groups): passive
-    /// health may be stale, and refusing everyone helps no one.
+    /// Whether health is ignored right now (Envoy's panic threshold; NGINX
+    /// ignores failures in one-server groups): when fewer than
+    /// `panic-threshold` percent of the endpoints are healthy, or none not yet
+    /// tried is. Health may be stale, and refusing everyone helps no one.
+    fn panicking(&self, now_ms: u64, tried: &[usize]) -> bool {
+        let n = self.endpoints.len();
+        let healthy = |i: &usize| self.stats[*i].healthy(now_ms);
+        let share = (0..n).filter(healthy).count() * 100;
+        share < self.resilience.panic_threshold as usize * n
+            || !(0..n).filter(|i| !tried.contains(i)).any(|i| healthy(&i))
+    }
+
+    /// The candidates a router sees right now; under the panic threshold all
+    /// are offered as healthy.
     pub fn candidates(&self, now_ms: u64, tried: &[usize]) -> Vec<Candidate> {
-        let panic = (0..self.endpoints.len())
-            .filter(|i| !tried.contains(i))
-            .all(|i| !self.stats[i].healthy(now_ms));
+        let panic = self.panicking(now_ms, tried);
         self.endpoints
             .iter()
             .enumerate()
@@ -106,9 +114,10 @@ impl UpstreamPool {
             .collect()
     }
 
-    /// Smooth weighted round robin over healthy, untried endpoints; when none
-    /// is healthy, any untried one (it may have recovered).
+    /// Smooth weighted round robin over healthy, untried endpoints; under the
+    /// panic threshold, over all untried ones.
     fn native(&self, now_ms: u64, tried: &[usize]) -> Pick {
+        let panic = self.panicking(now_ms, tried);
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
         let cycle = self.schedule.len().max(1);
         let mut fallback = None;
@@ -117,7 +126,7 @@ impl UpstreamPool {
             if tried.contains(&i) {
                 continue;
             }
-            if self.stats[i].healthy(now_ms) {
+            if panic || self.stats[i].healthy(now_ms) {
                 return Pick::native(i);
             }
             fallback.get_or_insert(i);

@@ -3,16 +3,21 @@
 //! hands each generation the clients and endpoint stats it carries across.
 
 mod balance;
+pub mod breaker;
 mod choose;
-mod connect;
+mod connector;
 pub mod discovery;
+mod health;
 pub mod hold;
 pub mod load_report;
+pub mod outlier;
+mod passive;
 mod registry;
+pub mod retry_budget;
 pub mod stats;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize};
+use std::sync::atomic::AtomicUsize;
 
 use hyper_util::client::legacy::Client;
 
@@ -26,7 +31,15 @@ use crate::plugin::{RouterPlugin, UpstreamInfo};
 use stats::EndpointStats;
 
 /// The pooled client of one upstream service.
-pub type UpstreamClient = Client<connect::CountingConnector, Body>;
+pub type UpstreamClient = Client<connector::Connector, Body>;
+
+/// What a pool shares with the node's registry (and so with the generations
+/// before and after it): the client, its breaker and the retry budget.
+struct Shared {
+    client: UpstreamClient,
+    breaker: Arc<breaker::Breaker>,
+    budget: Arc<retry_budget::RetryBudget>,
+}
 
 /// One upstream service as one generation's request path sees it.
 pub struct UpstreamPool {
@@ -35,9 +48,12 @@ pub struct UpstreamPool {
     schedule: SmoothSchedule,
     cursor: AtomicUsize,
     client: UpstreamClient,
-    /// Requests waiting for a new connection to one of the endpoints now;
-    /// shared with every generation that keeps this client.
-    pub connecting: Arc<AtomicU32>,
+    pub breaker: Arc<breaker::Breaker>,
+    pub budget: Arc<retry_budget::RetryBudget>,
+    /// Health checks, outlier detection, retries and limits, as configured.
+    pub resilience: config::resilience::Resilience,
+    /// How long a refused connection keeps an endpoint out.
+    cool_down: std::time::Duration,
     /// Per endpoint, in `endpoints` order; shared with the generations before
     /// and after this one for endpoints whose address stays.
     pub stats: Vec<Arc<EndpointStats>>,
@@ -66,7 +82,7 @@ impl UpstreamPool {
 
     fn assemble(
         cfg: &config::Upstream,
-        (client, connecting): (UpstreamClient, Arc<AtomicU32>),
+        shared: Shared,
         stats: Vec<Arc<EndpointStats>>,
         router: Option<Arc<RouterPlugin>>,
         local_zone: Option<&str>,
@@ -78,8 +94,11 @@ impl UpstreamPool {
             endpoints: cfg.endpoints.clone(),
             schedule: SmoothSchedule::new(&weights),
             cursor: AtomicUsize::new(0),
-            client,
-            connecting,
+            client: shared.client,
+            breaker: shared.breaker,
+            budget: shared.budget,
+            resilience: cfg.resilience.clone(),
+            cool_down: cfg.unhealthy_cool_down,
             stats,
             router,
             keys: info.addresses.iter().map(|a| stats::fnv1a(a)).collect(),

@@ -4,7 +4,6 @@
 //! Touched only while a generation is built, never on the request path.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +11,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::connect::CountingConnector;
+use super::breaker::Breaker;
+use super::connector::Connector;
+use super::health::Checks;
+use super::retry_budget::RetryBudget;
 use super::stats::EndpointStats;
 use super::{UpstreamClient, UpstreamPool};
 use crate::config::{self, UpstreamProtocol};
@@ -37,7 +39,7 @@ impl ClientKey {
         }
     }
 
-    fn build(&self, connecting: &Arc<AtomicU32>) -> UpstreamClient {
+    fn build(&self, breaker: &Arc<Breaker>) -> UpstreamClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(self.connect_timeout));
         connector.set_nodelay(true);
@@ -53,16 +55,19 @@ impl ClientKey {
         if self.protocol == UpstreamProtocol::H2c {
             builder.http2_only(true);
         }
-        builder.build(CountingConnector::new(connector, connecting.clone()))
+        builder.build(Connector::new(connector, breaker.clone()))
     }
 }
 
 struct Carried {
     key: ClientKey,
     client: UpstreamClient,
-    connecting: Arc<AtomicU32>,
     /// By endpoint address (`host:port`).
     endpoints: HashMap<String, Arc<EndpointStats>>,
+    /// Counts the client's connections, so it lives as long as the client.
+    breaker: Arc<Breaker>,
+    budget: Arc<RetryBudget>,
+    checks: Checks,
 }
 
 /// Upstream clients and endpoint stats by upstream name.
@@ -82,31 +87,43 @@ impl Registry {
         let key = ClientKey::of(cfg);
         let mut all = self.upstreams.lock().unwrap_or_else(|p| p.into_inner());
         let carried = all.entry(cfg.name.clone()).or_insert_with(|| {
-            let connecting = Arc::default();
+            let breaker = Arc::new(Breaker::new(cfg.resilience.breaker));
             Carried {
-                client: key.build(&connecting),
-                connecting,
+                client: key.build(&breaker),
                 key: key.clone(),
                 endpoints: HashMap::new(),
+                breaker,
+                budget: Arc::default(),
+                checks: Checks::default(),
             }
         });
+        carried.breaker.set_limits(cfg.resilience.breaker);
         if carried.key != key {
-            carried.client = key.build(&carried.connecting);
+            carried.client = key.build(&carried.breaker);
             carried.key = key;
         }
-        let stats = cfg
+        let named: Vec<(String, Arc<EndpointStats>)> = cfg
             .endpoints
             .iter()
             .map(|e| {
-                carried
-                    .endpoints
-                    .entry(e.authority.to_string())
-                    .or_default()
-                    .clone()
+                let addr = e.authority.to_string();
+                let stats = carried.endpoints.entry(addr.clone()).or_default().clone();
+                (addr, stats)
             })
             .collect();
-        let client = (carried.client.clone(), carried.connecting.clone());
-        UpstreamPool::assemble(cfg, client, stats, router, local_zone)
+        carried.checks.sync(
+            &cfg.name,
+            cfg.resilience.health_check.as_ref(),
+            cfg.protocol,
+            &named,
+        );
+        let stats = named.into_iter().map(|(_, s)| s).collect();
+        let shared = super::Shared {
+            client: carried.client.clone(),
+            breaker: carried.breaker.clone(),
+            budget: carried.budget.clone(),
+        };
+        UpstreamPool::assemble(cfg, shared, stats, router, local_zone)
     }
 
     /// Forgets upstreams and endpoints `config` no longer has, once it serves:

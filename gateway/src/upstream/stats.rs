@@ -1,8 +1,9 @@
-//! What the gateway knows about each endpoint from its own traffic: requests
-//! in flight, an EWMA of response latency, and passive health (an endpoint
-//! that refuses connections is taken out for a cool-down, then tried again).
+//! What the gateway knows about each endpoint: requests in flight, an EWMA of
+//! response latency, and health — passive (an endpoint that refuses
+//! connections is taken out for a cool-down; one that keeps failing is ejected,
+//! see [`super::outlier`]) and active (see [`super::health`]).
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// Consecutive connect failures that take an endpoint out.
@@ -21,6 +22,10 @@ pub struct EndpointStats {
     /// reports, in millionths plus one (0 = never reported).
     cpu_load: AtomicU32,
     mem_load: AtomicU32,
+    /// Passive outlier detection's state.
+    pub outlier: super::outlier::EndpointOutlier,
+    /// Set while active health checks find it failing.
+    check_failing: AtomicBool,
 }
 
 /// Decrements the endpoint's in-flight count when dropped: held until the
@@ -34,8 +39,33 @@ impl Drop for InFlight {
 }
 
 impl EndpointStats {
+    /// Offered to routers as healthy: not cooling down after a refused
+    /// connection, not ejected, not failing its active checks.
     pub fn healthy(&self, now_ms: u64) -> bool {
         self.down_until_ms.load(Relaxed) <= now_ms
+            && !self.outlier.ejected(now_ms)
+            && !self.check_failing()
+    }
+
+    /// Taken out by passive health (cool-down or ejection), which the
+    /// upstream's ejection cap counts.
+    pub fn passively_out(&self, now_ms: u64) -> bool {
+        self.down_until_ms.load(Relaxed) > now_ms || self.outlier.ejected(now_ms)
+    }
+
+    pub fn check_failing(&self) -> bool {
+        self.check_failing.load(Relaxed)
+    }
+
+    /// Records the active check's verdict; true when it changed.
+    pub fn set_check_failing(&self, failing: bool) -> bool {
+        self.check_failing.swap(failing, Relaxed) != failing
+    }
+
+    /// An active check passed: the connect cool-down ends too.
+    pub fn end_cool_down(&self) {
+        self.failures.store(0, Relaxed);
+        self.down_until_ms.store(0, Relaxed);
     }
 
     pub fn in_flight(&self) -> u32 {
