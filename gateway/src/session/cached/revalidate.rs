@@ -140,10 +140,9 @@ impl Session {
                     Some(flight),
                 )
                 .await;
-            match outcome {
-                Outcome::Revalidated(..) => session.node.cache.count(|c| &c.revalidated),
-                // The fill runs on without a reader and stores the body.
-                _ => {}
+            // A new response's fill runs on without a reader and stores the body.
+            if let Outcome::Revalidated(..) = outcome {
+                session.node.cache.count(|c| &c.revalidated);
             }
         });
         true
