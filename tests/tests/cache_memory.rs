@@ -21,9 +21,17 @@ const MAX_SIZE: u64 = 16 * MIB;
 /// runtime structures a warmed-up gateway still grows while it fills
 /// (allocator fragmentation of evicted entries included).
 const FIXED_OVERHEAD: u64 = 16 * MIB;
-/// Spray connections, and pipelined requests in flight on each.
+/// Spray connections (`SPRAY_CONNS` overrides it), and pipelined requests
+/// in flight on each.
 const CONNS: usize = 8;
 const DEPTH: usize = 64;
+
+fn conns() -> usize {
+    std::env::var("SPRAY_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CONNS)
+}
 
 /// An origin that answers every request on a connection with one tiny
 /// cacheable response, without parsing more than the end of each head.
@@ -146,11 +154,11 @@ async fn tiny_entry_spray_stays_within_the_memory_bound_and_purge_returns_it() {
     let gw = Gateway::start(&yaml).await.unwrap();
     let addr = gw.addr("http");
     // Warm up: connections, pools and the runtime's own structures.
-    spray(addr, 0, 5_000, CONNS, DEPTH).await;
+    spray(addr, 0, 5_000, conns(), DEPTH).await;
     purge_all(&gw).await;
     let start = gw.rss_kib() * 1024;
     let t = Instant::now();
-    spray(addr, 10_000, 110_000, CONNS, DEPTH).await;
+    spray(addr, 10_000, 110_000, conns(), DEPTH).await;
     let took = t.elapsed();
     let filled = gw.rss_kib() * 1024;
     let bytes = metric(&gw, "edgeward_cache_bytes").await;
@@ -161,7 +169,14 @@ async fn tiny_entry_spray_stays_within_the_memory_bound_and_purge_returns_it() {
     assert_eq!(metric(&gw, "edgeward_cache_entries").await, 0);
     // Fill again with new keys, as much as the cache holds: the memory the
     // purge freed is reused, not added to.
-    spray(addr, 200_000, 200_000 + 2 * entries as usize, CONNS, DEPTH).await;
+    spray(
+        addr,
+        200_000,
+        200_000 + 2 * entries as usize,
+        conns(),
+        DEPTH,
+    )
+    .await;
     let refilled = gw.rss_kib() * 1024;
     let kib = |b: u64| b / 1024;
     eprintln!(
