@@ -218,6 +218,7 @@ pub async fn run(
         n: 0,
     };
     let mut trailers = None;
+    let mut last = None;
     loop {
         if on_body.is_none() && !caught_up(&fan).await {
             // A pass-through nobody reads any more.
@@ -257,6 +258,15 @@ pub async fn run(
                 held.n += n;
             }
         }
+        // A body with a known length says it has ended with its last data
+        // frame. Its readers get that frame only once the body is stored: a
+        // server that knows the length is done with the response when the
+        // last byte is out, so holding it back is what keeps a client from
+        // asking again (and again) faster than the store keeps up.
+        if on_body.is_some() && http_body::Body::is_end_stream(&body) {
+            last = Some(data);
+            break;
+        }
         let mut st = fan.lock();
         st.chunks.push_back(data);
         st.wake_readers();
@@ -266,7 +276,7 @@ pub async fn run(
         let whole = {
             let st = fan.lock();
             let mut out = bytes::BytesMut::with_capacity(held.n as usize);
-            for c in &st.chunks {
+            for c in st.chunks.iter().chain(&last) {
                 out.extend_from_slice(c);
             }
             out.freeze()
@@ -276,6 +286,7 @@ pub async fn run(
     drop(held);
     drop(flight);
     let mut st = fan.lock();
+    st.chunks.extend(last);
     st.end = Some(End::Done(trailers));
     st.wake_readers();
 }
