@@ -28,7 +28,7 @@ const FIXED_OVERHEAD: u64 = 16 * MIB;
 /// connections are also the stronger attack: they once made stores queue up
 /// behind clients that had their answers (+470 MiB RSS).
 const CONNS: usize = 64;
-const DEPTH: usize = 16;
+const DEPTH: usize = 64;
 
 fn conns() -> usize {
     std::env::var("SPRAY_CONNS")
