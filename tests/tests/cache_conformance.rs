@@ -70,22 +70,66 @@ async fn an_age_list_counts_as_its_first_member() {
 }
 
 #[tokio::test]
-async fn a_coded_body_we_did_not_ask_for_is_not_stored() {
-    let (up, origin, gw) = start("max-age=60", "{}").await;
+async fn a_coded_body_we_did_not_ask_for_is_decoded_or_refused() {
+    use std::io::Write;
+    let plain = b"{\"doc\": \"plain text the origin coded anyway\"}".repeat(20);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&plain).unwrap();
+    let gz = bytes::Bytes::from(gz.finish().unwrap());
     // The origin ignores the cache's Accept-Encoding: identity.
+    let (up, origin, gw) = start("max-age=60", "{}").await;
     origin.header("content-encoding", "gzip");
-    origin.set(|s| s.body = bytes::Bytes::from_static(b"\x1f\x8bnot-really-gzip"));
-    for _ in 0..2 {
-        let r = get(&gw, "/coded", &[("accept-encoding", "gzip")]).await;
-        assert_eq!(x_cache(&r), "MISS");
-        assert_eq!(r.header("content-encoding"), Some("gzip"));
-        assert!(!status(&r).contains("stored"), "{}", status(&r));
-    }
-    assert_eq!(up.hits(), 2);
+    origin.header("etag", "\"g1\"");
+    origin.set(|s| s.body = gz.clone());
+    let first = get(&gw, "/coded", &[]).await;
     assert_eq!(
         origin.last_request().get("accept-encoding").unwrap(),
         "identity"
     );
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(
+        first.header("content-encoding"),
+        None,
+        "decoded for identity"
+    );
+    assert_eq!(&first.body[..], &plain[..]);
+    assert_eq!(
+        first.header("etag"),
+        Some("W/\"g1\""),
+        "no longer the tagged bytes"
+    );
+    assert!(status(&first).contains("stored"), "{}", status(&first));
+    // Stored as identity.
+    let hit = get(&gw, "/coded", &[]).await;
+    assert_eq!((x_cache(&hit), &hit.body[..]), ("HIT", &plain[..]));
+    assert_eq!(hit.header("content-encoding"), None);
+    assert_eq!(up.hits(), 1);
+    // Not decodable: never stored; an identity client gets a 502, a client
+    // that accepts the coding gets it as it came.
+    origin.set(|s| s.body = bytes::Bytes::from_static(b"\x1f\x8bnot-really-gzip"));
+    let r = get(&gw, "/bad", &[]).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    assert!(r.header("content-encoding").is_none());
+    for _ in 0..2 {
+        let r = get(&gw, "/bad", &[("accept-encoding", "gzip")]).await;
+        assert_eq!((r.status, x_cache(&r)), (StatusCode::OK, "MISS"));
+        assert_eq!(r.header("content-encoding"), Some("gzip"));
+        assert_eq!(&r.body[..], b"\x1f\x8bnot-really-gzip");
+        assert!(!status(&r).contains("stored"), "{}", status(&r));
+    }
+    // An unknown coding: the same.
+    origin.header("content-encoding", "zstd");
+    assert_eq!(get(&gw, "/z", &[]).await.status, StatusCode::BAD_GATEWAY);
+    // Not storable (no-store) but coded: still decoded for an identity client.
+    origin.header("content-encoding", "gzip");
+    origin.header("cache-control", "no-store");
+    origin.set(|s| s.body = gz.clone());
+    let r = get(&gw, "/ns", &[]).await;
+    assert_eq!(
+        (r.header("content-encoding"), &r.body[..]),
+        (None, &plain[..])
+    );
+    assert_eq!(up.hits(), 6);
 }
 
 #[tokio::test]
@@ -241,8 +285,30 @@ async fn stale_is_served_within_the_bound_when_upstream_is_unreachable() {
     let gw = Gateway::start(&config(&up, "{}")).await.unwrap();
     get(&gw, "/down", &[]).await;
     drop(up);
+    let r = get(&gw, "/down", &[]).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    // The gateway's own error still says what the cache did (the entry,
+    // without a validator or a stale window, went when it turned stale).
+    assert_eq!(
+        status(&r),
+        "Edgeward; fwd=uri-miss; detail=connect-failed",
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(x_cache(&r), "MISS");
+    let r = get(&gw, "/never-stored", &[]).await;
+    assert_eq!(status(&r), "Edgeward; fwd=uri-miss; detail=connect-failed");
+    // Past the bound: 4 s stale against 2 s allowed.
+    let (up, origin) = Origin::start(Spec::default()).await;
+    origin.header("cache-control", "max-age=1");
+    origin.header("age", "5");
+    let gw = Gateway::start(&config(&up, "{stale-if-unreachable: 2s}"))
+        .await
+        .unwrap();
+    get(&gw, "/down", &[]).await;
+    drop(up);
     assert_eq!(get(&gw, "/down", &[]).await.status, StatusCode::BAD_GATEWAY);
-    // Nor past the bound, nor when the entry forbids stale answers.
+    // Nor when the entry forbids stale answers.
     let (up, origin) = Origin::start(Spec::default()).await;
     origin.header("cache-control", "max-age=1, must-revalidate");
     origin.header("age", "5");
@@ -338,9 +404,38 @@ async fn ranges_are_served_from_a_stored_complete_response() {
     let r = get(&gw, "/r", &[("range", "bytes=16-")]).await;
     assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(r.header("content-range"), Some("bytes */16"));
-    // Several ranges, or an If-Range that does not match: the whole response.
-    let r = get(&gw, "/r", &[("range", "bytes=0-1,4-5")]).await;
-    assert_eq!((r.status, r.body.len()), (StatusCode::OK, 16));
+    // Several ranges: multipart/byteranges, each part with its range.
+    let r = get(&gw, "/r", &[("range", "bytes=0-1, 4-5, 14-")]).await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    let ct = r.header("content-type").unwrap().to_owned();
+    let boundary = ct
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("{ct}"));
+    assert!(r.header("content-range").is_none());
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    let parts: Vec<&str> = text
+        .split(&format!("--{boundary}"))
+        .filter(|p| !p.trim().is_empty() && p.trim() != "--")
+        .collect();
+    let want = [
+        ("bytes 0-1/16", "01"),
+        ("bytes 4-5/16", "45"),
+        ("bytes 14-15/16", "ef"),
+    ];
+    assert_eq!(parts.len(), want.len(), "{text}");
+    for (part, (range, data)) in parts.iter().zip(want) {
+        let (head, body) = part.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-range: {range}")), "{head}");
+        assert_eq!(body.trim_end_matches("\r\n"), data);
+    }
+    assert_eq!(
+        r.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap(),
+        r.body.len()
+    );
+    // An If-Range that does not match: the whole response.
     let r = get(
         &gw,
         "/r",
@@ -377,4 +472,138 @@ async fn set_cookie_responses_are_stored_only_where_the_route_opts_in() {
     );
     assert_eq!(second.body, first.body);
     assert_eq!(up.hits(), 1);
+}
+
+/// An HTTP/1.1 origin that sends `103 Early Hints`, then holds the final
+/// response until `go` fires (so a client can only have seen the 103 while
+/// the origin is still working on the answer).
+async fn early_hints_origin() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedSender<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let (go, gate) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let gate = std::sync::Arc::new(tokio::sync::Mutex::new(gate));
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = socket.accept().await {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut seen = Vec::new();
+                loop {
+                    let Ok(n) = s.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let hints = b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n";
+                if s.write_all(hints).await.is_err() {
+                    return;
+                }
+                gate.lock().await.recv().await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 5\r\n\
+                          connection: close\r\n\r\nfinal",
+                    )
+                    .await;
+            });
+        }
+    });
+    (addr, go)
+}
+
+#[tokio::test]
+async fn early_hints_reach_an_http3_client_before_the_final_response() {
+    let (origin, go) = early_hints_origin().await;
+    let cert = edgeward_e2e::TestCert::new(&["localhost"]);
+    let yaml = format!(
+        "listeners:\n  - name: edge\n    address: 127.0.0.1:0\n    protocols: [h1, h2, h3]\n\
+         \x20   tls:\n      certificates:\n        - {{cert: cert.pem, key: key.pem}}\n\
+         admin:\n  address: 127.0.0.1:0\n\
+         upstreams:\n  o:\n    endpoints: [\"{origin}\"]\n\
+         routes:\n  - match: {{path-prefix: /cached}}\n    upstream: o\n    cache: {{}}\n\
+         \x20 - upstream: o\n"
+    );
+    let gw = Gateway::start_with(
+        &yaml,
+        &[
+            ("cert.pem", cert.cert_pem.as_bytes()),
+            ("key.pem", cert.key_pem.as_bytes()),
+        ],
+    )
+    .await
+    .unwrap();
+    let config =
+        edgeward_e2e::h3client::client_config(edgeward_e2e::h3client::insecure_tls()).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(config);
+    let conn = endpoint
+        .connect(gw.addr("edge/h3"), "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut driver, mut send) = h3::client::new(h3_quinn::Connection::new(conn))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    // A cached route (a miss fills the cache) and an uncached one.
+    for path in ["/cached/page", "/plain/page"] {
+        let req = Request::get(format!("https://localhost{path}"))
+            .body(())
+            .unwrap();
+        let mut stream = send.send_request(req).await.unwrap();
+        stream.finish().await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(30), stream.recv_response())
+            .await
+            .expect("the 103 arrives while the origin holds the answer")
+            .unwrap();
+        assert_eq!(first.status(), StatusCode::EARLY_HINTS, "{path}");
+        assert_eq!(
+            first.headers().get("link").unwrap(),
+            "</style.css>; rel=preload"
+        );
+        go.send(()).unwrap();
+        let last = tokio::time::timeout(Duration::from_secs(30), stream.recv_response())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(last.status(), StatusCode::OK, "{path}");
+        let mut body = Vec::new();
+        while let Some(mut chunk) = stream.recv_data().await.unwrap() {
+            use bytes::Buf;
+            while chunk.has_remaining() {
+                let n = chunk.chunk().len();
+                body.extend_from_slice(chunk.chunk());
+                chunk.advance(n);
+            }
+        }
+        assert_eq!(body, b"final", "{path}");
+    }
+    // HTTP/1.1 and HTTP/2 clients get the final response unharmed (hyper's
+    // server cannot send them the 103; see notes/cache.md).
+    for alpn in [&b"http/1.1"[..], b"h2"] {
+        go.send(()).unwrap();
+        let mut c = edgeward_e2e::TlsClient::connect(gw.addr("edge"), "localhost", &cert, &[alpn])
+            .await
+            .unwrap();
+        let r = c
+            .fetch(
+                Request::get("https://localhost/plain/tcp")
+                    .header("host", "localhost")
+                    .body(empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"final"[..]));
+    }
+    drop(endpoint);
 }

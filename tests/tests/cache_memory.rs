@@ -21,6 +21,21 @@ const MAX_SIZE: u64 = 16 * MIB;
 /// runtime structures a warmed-up gateway still grows while it fills
 /// (allocator fragmentation of evicted entries included).
 const FIXED_OVERHEAD: u64 = 16 * MIB;
+/// Spray connections (`SPRAY_CONNS` overrides it), and pipelined requests
+/// in flight on each. A miss waits for the origin, so the spray is bound by
+/// round trips more than by the gateway's CPU: 64 connections ran 100,000
+/// misses in ~95 s on a loaded 2-core machine where 8 took ~235 s. Many
+/// connections are also the stronger attack: they once made stores queue up
+/// behind clients that had their answers (+470 MiB RSS).
+const CONNS: usize = 64;
+const DEPTH: usize = 64;
+
+fn conns() -> usize {
+    std::env::var("SPRAY_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CONNS)
+}
 
 /// An origin that answers every request on a connection with one tiny
 /// cacheable response, without parsing more than the end of each head.
@@ -143,11 +158,11 @@ async fn tiny_entry_spray_stays_within_the_memory_bound_and_purge_returns_it() {
     let gw = Gateway::start(&yaml).await.unwrap();
     let addr = gw.addr("http");
     // Warm up: connections, pools and the runtime's own structures.
-    spray(addr, 0, 5_000, 8, 64).await;
+    spray(addr, 0, 5_000, conns(), DEPTH).await;
     purge_all(&gw).await;
     let start = gw.rss_kib() * 1024;
     let t = Instant::now();
-    spray(addr, 10_000, 110_000, 8, 64).await;
+    spray(addr, 10_000, 110_000, conns(), DEPTH).await;
     let took = t.elapsed();
     let filled = gw.rss_kib() * 1024;
     let bytes = metric(&gw, "edgeward_cache_bytes").await;
@@ -158,7 +173,14 @@ async fn tiny_entry_spray_stays_within_the_memory_bound_and_purge_returns_it() {
     assert_eq!(metric(&gw, "edgeward_cache_entries").await, 0);
     // Fill again with new keys, as much as the cache holds: the memory the
     // purge freed is reused, not added to.
-    spray(addr, 200_000, 200_000 + 2 * entries as usize, 8, 64).await;
+    spray(
+        addr,
+        200_000,
+        200_000 + 2 * entries as usize,
+        conns(),
+        DEPTH,
+    )
+    .await;
     let refilled = gw.rss_kib() * 1024;
     let kib = |b: u64| b / 1024;
     eprintln!(

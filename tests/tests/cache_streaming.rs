@@ -23,49 +23,100 @@ fn x_cache(h: &http::HeaderMap) -> &str {
         .unwrap_or("<none>")
 }
 
+/// Sends a GET and reads its body until `n` bytes have come; the rest of
+/// the body is left to read.
+async fn first_bytes(url: &str, n: usize) -> (http::HeaderMap, usize, hyper::body::Incoming) {
+    let resp = Client::h1()
+        .send(Request::get(url).body(empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let headers = resp.headers().clone();
+    let mut body = resp.into_body();
+    let mut got = 0;
+    while got < n {
+        let frame = body.frame().await.expect("a frame").expect("no error");
+        got += frame.data_ref().map_or(0, |d| d.len());
+    }
+    (headers, got, body)
+}
+
 #[tokio::test]
-async fn a_stored_response_streams_to_the_client_and_coalesced_clients_get_it_whole() {
+async fn a_large_object_streams_to_20_coalesced_clients_before_the_origin_finishes() {
     let first = Bytes::from(vec![b'a'; 64 * 1024]);
-    let rest = Bytes::from(vec![b'b'; 192 * 1024]);
+    let rest = Bytes::from(vec![b'b'; 2 * 1024 * 1024]);
     let (up, release) =
         Upstream::gated_stream("big", vec![first.clone()], vec![rest.clone()]).await;
     let gw = Gateway::start(&config(up.addr, "")).await.unwrap();
     let url = gw.url("http", "/big");
-    let resp = Client::h1()
-        .send(Request::get(&url).body(empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(x_cache(resp.headers()), "MISS");
-    let mut body = resp.into_body();
-    // The origin holds everything after the first chunk: these bytes came
-    // while the fill was still running.
-    let mut got = 0;
-    while got < first.len() {
-        let frame = body.frame().await.expect("a frame").expect("no error");
-        got += frame.data_ref().map_or(0, |d| d.len());
+    // The filling client and 19 more that join the fill in progress: every
+    // one of them has the first 64 KiB while the origin still holds the rest.
+    let (headers, got, body) = first_bytes(&url, first.len()).await;
+    assert_eq!(x_cache(&headers), "MISS");
+    let mut clients = vec![tokio::spawn(async move { (headers, got, body) })];
+    for _ in 0..19 {
+        let url = url.clone();
+        let n = first.len();
+        clients.push(tokio::spawn(async move { first_bytes(&url, n).await }));
     }
-    // 19 more clients join the fill in progress.
-    let others: Vec<_> = (0..19)
-        .map(|_| {
-            let url = url.clone();
-            tokio::spawn(async move { Client::h1().get(&url).await.unwrap() })
-        })
-        .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut started = Vec::new();
+    for c in clients {
+        let started_one = tokio::time::timeout(std::time::Duration::from_secs(30), c)
+            .await
+            .expect("a coalesced client got its first bytes before the origin finished")
+            .unwrap();
+        started.push(started_one);
+    }
+    assert_eq!(up.hits(), 1, "the 19 joined the fill");
     release.send(true).unwrap();
-    let tail = body.collect().await.unwrap().to_bytes();
-    assert_eq!(got + tail.len(), first.len() + rest.len());
-    for t in others {
-        let r = t.await.unwrap();
-        assert_eq!(r.status, StatusCode::OK);
-        assert_eq!(r.body.len(), first.len() + rest.len());
+    for (i, (headers, got, body)) in started.into_iter().enumerate() {
+        let tail = body.collect().await.unwrap().to_bytes();
+        assert_eq!(got + tail.len(), first.len() + rest.len(), "client {i}");
+        assert_eq!(&tail[tail.len() - rest.len()..], &rest[..], "client {i}");
+        let status = headers.get("cache-status").unwrap().to_str().unwrap();
+        if i > 0 {
+            assert!(status.contains("collapsed"), "{status}");
+        }
     }
     let r = Client::h1().get(&url).await.unwrap();
     assert_eq!(x_cache(&r.headers), "HIT");
     assert_eq!(&r.body[..first.len()], &first[..]);
     assert_eq!(&r.body[first.len()..], &rest[..]);
     assert_eq!(up.hits(), 1, "one fill served all 21 requests");
+}
+
+#[tokio::test]
+async fn coalesced_clients_of_a_fill_that_fails_get_a_fresh_attempt() {
+    // The origin dies while the fill waits for its answer: the waiters do
+    // not hang on it, each tries on its own, and each gets the gateway's
+    // labelled 502. (A fill that fails mid-body ends its readers' bodies
+    // with an error: `cargo test -p edgeward --lib fanout`.)
+    let (up, origin) =
+        edgeward_e2e::counting::Origin::start(edgeward_e2e::counting::Spec::default()).await;
+    origin.header("cache-control", "max-age=60");
+    origin.set(|s| s.body = Bytes::from(vec![b'z'; 256 * 1024]));
+    let gw = Gateway::start(&config(up.addr, "")).await.unwrap();
+    let url = gw.url("http", "/fails");
+    origin.hold();
+    let clients: Vec<_> = (0..5)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { Client::h1().get(&url).await })
+        })
+        .collect();
+    edgeward_e2e::counting::eventually("the fill reaches the origin", || up.hits() == 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    drop(up);
+    for c in clients {
+        let r = tokio::time::timeout(std::time::Duration::from_secs(30), c)
+            .await
+            .expect("no hang")
+            .unwrap()
+            .expect("an answer");
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+        let status = r.headers.get("cache-status").unwrap().to_str().unwrap();
+        assert!(status.starts_with("Edgeward; fwd=uri-miss"), "{status}");
+    }
 }
 
 #[tokio::test]

@@ -21,6 +21,9 @@ pub struct Head {
     pub uri: Uri,
     pub version: Version,
     pub headers: HeaderMap,
+    /// The client request's extensions (where its connection takes 1xx
+    /// interim responses, for one), carried to the upstream request.
+    pub extensions: http::Extensions,
 }
 
 /// The request the cache sends upstream: always a GET (a HEAD miss fills the
@@ -31,6 +34,7 @@ pub fn upstream_request(head: &Head, stored: Option<&Entry>) -> Request<Body> {
     *req.method_mut() = Method::GET;
     *req.uri_mut() = head.uri.clone();
     *req.version_mut() = head.version;
+    *req.extensions_mut() = head.extensions.clone();
     let mut h = head.headers.clone();
     for name in [
         header::IF_NONE_MATCH,
@@ -156,7 +160,7 @@ pub async fn read_limited(
     Ok(Ok(out.freeze()))
 }
 
-/// Bytes of all fills in progress together, held by [`Tee`]s; a fill that
+/// Bytes of all fills in progress together; a fill that
 /// would go over it stops keeping its body and streams on uncached.
 #[derive(Debug)]
 pub struct FillBudget {
@@ -177,206 +181,20 @@ impl FillBudget {
         self.held.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn take(&self, n: u64) -> bool {
+    pub(super) fn take(&self, n: u64) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         self.held
             .fetch_update(Relaxed, Relaxed, |h| (h + n <= self.max).then_some(h + n))
             .is_ok()
     }
 
-    fn give(&self, n: u64) {
+    pub(super) fn give(&self, n: u64) {
         self.held.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
-/// Called with the whole body once a [`Tee`] has seen its end; the client
-/// gets the end of the body only once the returned future (the store) is done,
-/// so a client that asks again at once finds the entry.
+/// Called with the whole body at the end of a fill
+/// ([`super::fanout::run`]); the readers get the end of the body only once
+/// the returned future (the store) is done.
 pub type OnBody =
     Box<dyn FnOnce(bytes::Bytes) -> futures_util::future::BoxFuture<'static, ()> + Send>;
-
-type Polled = Option<Result<http_body::Frame<bytes::Bytes>, crate::body::BoxError>>;
-
-/// An upstream body on its way to the client that keeps a copy for the
-/// cache: every frame goes on as it arrives; the copy is handed to `on_body`
-/// at the end. Past `limit`, or past the global [`FillBudget`], it drops the
-/// copy and only streams (the response goes uncached, the client never
-/// notices). A body that fails, or is dropped early, stores nothing.
-pub struct Tee {
-    inner: Body,
-    kept: Vec<bytes::Bytes>,
-    held: u64,
-    limit: u64,
-    budget: std::sync::Arc<FillBudget>,
-    on_body: Option<OnBody>,
-    /// The store in progress, and what to hand the client once it is done.
-    storing: Option<(futures_util::future::BoxFuture<'static, ()>, Polled)>,
-}
-
-impl Tee {
-    pub fn new(
-        inner: Body,
-        limit: u64,
-        budget: std::sync::Arc<FillBudget>,
-        on_body: OnBody,
-    ) -> Self {
-        Self {
-            inner,
-            kept: Vec::new(),
-            held: 0,
-            limit,
-            budget,
-            on_body: Some(on_body),
-            storing: None,
-        }
-    }
-
-    fn abandon(&mut self) {
-        self.on_body = None;
-        self.kept = Vec::new();
-        self.budget.give(self.held);
-        self.held = 0;
-    }
-
-    /// Starts the store; `then` is what the client gets after it.
-    fn finish(&mut self, then: Polled) -> Polled {
-        let Some(on_body) = self.on_body.take() else {
-            return then;
-        };
-        // One exact copy: the chunks are slices of the read buffers.
-        let mut out = bytes::BytesMut::with_capacity(self.held as usize);
-        for c in std::mem::take(&mut self.kept) {
-            out.extend_from_slice(&c);
-        }
-        self.budget.give(self.held);
-        self.held = 0;
-        self.storing = Some((on_body(out.freeze()), then));
-        None
-    }
-}
-
-impl Drop for Tee {
-    fn drop(&mut self) {
-        self.budget.give(self.held);
-    }
-}
-
-impl http_body::Body for Tee {
-    type Data = bytes::Bytes;
-    type Error = crate::body::BoxError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Polled> {
-        use std::task::Poll;
-        let this = &mut *self;
-        if this.storing.is_none() {
-            let polled = match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(p) => p,
-            };
-            match &polled {
-                Some(Ok(frame)) => {
-                    if let (Some(data), Some(_)) = (frame.data_ref(), &this.on_body) {
-                        let n = data.len() as u64;
-                        if this.held + n > this.limit || !this.budget.take(n) {
-                            this.abandon();
-                        } else {
-                            this.held += n;
-                            this.kept.push(data.clone());
-                        }
-                    }
-                    // A server may stop polling once the body says it has ended.
-                    if !this.inner.is_end_stream() || this.on_body.is_none() {
-                        return Poll::Ready(polled);
-                    }
-                }
-                Some(Err(_)) => {
-                    this.abandon();
-                    return Poll::Ready(polled);
-                }
-                None => {}
-            }
-            if this.on_body.is_none() {
-                return Poll::Ready(polled);
-            }
-            this.finish(polled);
-        }
-        let Some((store, _)) = &mut this.storing else {
-            return Poll::Ready(None);
-        };
-        match store.as_mut().poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(()) => Poll::Ready(this.storing.take().and_then(|(_, then)| then)),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.storing.is_none() && self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use http_body_util::BodyExt;
-
-    use super::*;
-
-    fn chunks(n: usize, size: usize) -> Body {
-        let frames = (0..n).map(move |i| {
-            Ok::<_, crate::body::BoxError>(http_body::Frame::data(bytes::Bytes::from(vec![
-                b'a' + i as u8;
-                size
-            ])))
-        });
-        body::boxed(http_body_util::StreamBody::new(futures_util::stream::iter(
-            frames,
-        )))
-    }
-
-    fn tee(inner: Body, limit: u64, budget: &Arc<FillBudget>) -> (Tee, Arc<Mutex<Option<usize>>>) {
-        let got = Arc::new(Mutex::new(None));
-        let g = got.clone();
-        let on_body: OnBody = Box::new(move |b| {
-            Box::pin(async move {
-                *g.lock().unwrap() = Some(b.len());
-            })
-        });
-        (Tee::new(inner, limit, budget.clone(), on_body), got)
-    }
-
-    #[tokio::test]
-    async fn a_tee_keeps_what_fits_and_streams_everything() {
-        let budget = Arc::new(FillBudget::new(1 << 20));
-        let (t, got) = tee(chunks(4, 100), 1000, &budget);
-        let all = t.collect().await.unwrap().to_bytes();
-        assert_eq!(all.len(), 400);
-        assert_eq!(*got.lock().unwrap(), Some(400));
-        assert_eq!(budget.held(), 0);
-        // Over the object limit: streamed whole, not kept.
-        let (t, got) = tee(chunks(4, 100), 250, &budget);
-        assert_eq!(t.collect().await.unwrap().to_bytes().len(), 400);
-        assert_eq!(*got.lock().unwrap(), None);
-        assert_eq!(budget.held(), 0);
-        // Over the shared budget: the same.
-        let small = Arc::new(FillBudget::new(150));
-        let (t, got) = tee(chunks(4, 100), 1000, &small);
-        assert_eq!(t.collect().await.unwrap().to_bytes().len(), 400);
-        assert_eq!(*got.lock().unwrap(), None);
-        assert_eq!(small.held(), 0);
-        // Dropped half way: nothing kept, the budget given back.
-        let (mut t, got) = tee(chunks(4, 100), 1000, &budget);
-        t.frame().await.unwrap().unwrap();
-        assert_eq!(budget.held(), 100);
-        drop(t);
-        assert_eq!(budget.held(), 0);
-        assert_eq!(*got.lock().unwrap(), None);
-    }
-}

@@ -2,6 +2,8 @@
 //! storage bounded by bytes ([`store`]), request coalescing (here), and the
 //! counters `/metrics` shows. The pipeline's cache stage drives it.
 
+pub mod decode;
+pub mod fanout;
 pub mod fill;
 pub mod key;
 pub mod policy;
@@ -33,7 +35,9 @@ pub struct Counters {
     pub compressed_variants: AtomicU64,
 }
 
-type Flights = Arc<Mutex<HashMap<Arc<str>, watch::Receiver<()>>>>;
+/// What a flight has to show its waiters: a fill streaming, once it does.
+type Shown = Option<Arc<fanout::Streaming>>;
+type Flights = Arc<Mutex<HashMap<Arc<str>, watch::Receiver<Shown>>>>;
 
 /// The node's cache: one per process, shared by every cached route of every
 /// generation, so stored entries survive a reload.
@@ -50,7 +54,34 @@ pub struct Cache {
 pub struct Flight {
     flights: Flights,
     key: Arc<str>,
-    _done: watch::Sender<()>,
+    show: watch::Sender<Shown>,
+}
+
+impl Flight {
+    /// Lets the waiters stream the fill instead of waiting for its end.
+    pub fn publish(&self, s: Arc<fanout::Streaming>) {
+        self.show.send_replace(Some(s));
+    }
+}
+
+/// A request waiting for another one's flight.
+pub struct Waiter(watch::Receiver<Shown>);
+
+impl Waiter {
+    /// Waits for the flight to end.
+    pub async fn done(mut self) {
+        while self.0.changed().await.is_ok() {}
+    }
+
+    /// The fill to stream from, once the flight publishes one; `None` when
+    /// it ended without (nothing storable, or an error before the body).
+    pub async fn streaming(mut self) -> Shown {
+        self.0
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|s| s.clone())
+    }
 }
 
 impl Drop for Flight {
@@ -64,8 +95,9 @@ impl Drop for Flight {
 pub enum Join {
     /// Fetch it; hold the flight until the response is stored (or not).
     Lead(Flight),
-    /// Another request is fetching it; wait for [`Waiter::done`] and look again.
-    Wait(watch::Receiver<()>),
+    /// Another request is fetching it: stream its fill, or wait for it to
+    /// end and look again.
+    Wait(Waiter),
 }
 
 impl Cache {
@@ -84,22 +116,22 @@ impl Cache {
     pub fn join(&self, key: &Arc<str>) -> Join {
         let Ok(mut f) = self.flights.lock() else {
             // A poisoned map only costs coalescing.
-            let (tx, _) = watch::channel(());
+            let (tx, _) = watch::channel(None);
             return Join::Lead(Flight {
                 flights: self.flights.clone(),
                 key: key.clone(),
-                _done: tx,
+                show: tx,
             });
         };
         if let Some(rx) = f.get(key) {
-            return Join::Wait(rx.clone());
+            return Join::Wait(Waiter(rx.clone()));
         }
-        let (tx, rx) = watch::channel(());
+        let (tx, rx) = watch::channel(None);
         f.insert(key.clone(), rx);
         Join::Lead(Flight {
             flights: self.flights.clone(),
             key: key.clone(),
-            _done: tx,
+            show: tx,
         })
     }
 

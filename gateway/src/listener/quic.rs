@@ -344,7 +344,22 @@ impl Request {
             }
         };
         let (mut send, recv) = stream.split();
-        let resp = self.respond(req, recv).await;
+        // 1xx interim responses from upstream go out while the final one is
+        // awaited (RFC 9110 §15.2), never after it.
+        let (interim, mut interims) = session::interim::Interim::channel();
+        let respond = self.respond(req, recv, interim);
+        tokio::pin!(respond);
+        let resp = loop {
+            tokio::select! {
+                resp = &mut respond => break resp,
+                Some(i) = interims.recv() => {
+                    if let Err(e) = send.send_response(i).await {
+                        tracing::debug!(%client, error = %e, "HTTP/3 interim response not delivered");
+                    }
+                }
+            }
+        };
+        drop(interims);
         if let Err(e) = h3body::send_response(&mut send, resp).await {
             tracing::debug!(%client, error = %e, "HTTP/3 response not delivered");
         }
@@ -354,6 +369,7 @@ impl Request {
         &self,
         req: http::Request<()>,
         recv: h3::server::RequestStream<h3quic::RecvStream, Bytes>,
+        interim: session::interim::Interim,
     ) -> Response<body::Body> {
         let early = !self.confirmed.load(Ordering::Acquire);
         if early && !is_safe(req.method()) {
@@ -383,6 +399,7 @@ impl Request {
             self.settings.max_request_body,
             exceeded.clone(),
         );
+        parts.extensions.insert(interim);
         let req = http::Request::from_parts(parts, body::boxed(body));
         let resp = session::handle(&self.node, req, &self.info).await;
         if exceeded.load(Ordering::Acquire) {

@@ -19,6 +19,7 @@ mod filters;
 pub mod headers;
 mod hold;
 mod inbound;
+pub mod interim;
 mod log;
 mod outgoing;
 mod proxy;
@@ -69,6 +70,8 @@ pub struct Session {
     endpoint: Arc<AtomicUsize>,
     /// Microseconds until the upstream's response head, for the access log.
     upstream_us: Arc<std::sync::atomic::AtomicU64>,
+    /// Why the cache stage forwarded, for the `Cache-Status` of an error.
+    cache_fwd: Arc<std::sync::OnceLock<&'static str>>,
 }
 
 /// Serves one request; never fails: errors become responses in the log phase.
@@ -80,6 +83,7 @@ pub async fn handle(node: &Arc<Node>, mut req: Request<Body>, conn: &ConnInfo) -
     let routed = inbound::check(&req)
         .and_then(|()| inbound::normalize(&mut req))
         .and_then(|()| route(&generation, &req).ok_or(ProxyError::NoRoute));
+    let mut cache_label = None;
     let local = actions::local_answer(&generation, conn, &req, &routed);
     if let (Some(_), Ok(r)) = (&local, &routed) {
         record.routed(&generation, *r);
@@ -98,13 +102,21 @@ pub async fn handle(node: &Arc<Node>, mut req: Request<Body>, conn: &ConnInfo) -
                 kept: None,
                 endpoint: Arc::default(),
                 upstream_us: Arc::default(),
+                cache_fwd: Arc::default(),
             };
-            let answer = session.run(req, &mut record).await;
+            let mut answer = session.run(req, &mut record).await;
             record.ended(&session);
+            cache_label = session.label_rest(&mut answer);
             answer
         }
     };
     let mut resp = record.finish(answer);
+    if let Some((status, x_cache)) = cache_label {
+        resp.headers_mut().insert(cached::CACHE_STATUS, status);
+        if let Some(x) = x_cache {
+            resp.headers_mut().insert(crate::cache::fill::X_CACHE, x);
+        }
+    }
     resp.headers_mut()
         .insert(request_id::X_REQUEST_ID.clone(), request_id);
     resp

@@ -158,6 +158,7 @@ impl Session {
                 std::mem::take(&mut parts.headers)
             };
             HeaderEdit::apply_all(&request_edits, out.headers_mut());
+            super::interim::attach(&parts.extensions, &mut out);
 
             // 6. upstream
             let stats = &pool.stats[idx];

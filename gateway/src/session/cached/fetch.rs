@@ -8,11 +8,13 @@ use std::time::{Instant, SystemTime};
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 
+use super::coded::Coded;
 use super::{About, Did};
 use crate::body::{self, Body};
+use crate::cache::decode;
+use crate::cache::fanout::{self, Fanout, Reader, Streaming};
 use crate::cache::fill::{
-    Head, OnBody, Tee, X_CACHE, etag, freshened, read_limited, stored_since, take_tags,
-    upstream_request,
+    Head, OnBody, X_CACHE, etag, freshened, read_limited, stored_since, take_tags, upstream_request,
 };
 use crate::cache::policy::{self, CacheControl, Times};
 use crate::cache::{CacheKey, Entry, Flight, RouteCache};
@@ -98,7 +100,19 @@ impl Session {
             lifetime,
         ) {
             tracing::debug!(?why, key = %key.primary, "response not stored");
-            return Outcome::Passed(resp);
+            let codings = decode::codings(resp.headers());
+            if codings.is_empty() || decode::accepts(&head.headers, &codings) {
+                return Outcome::Passed(resp);
+            }
+            // We asked for identity on this client's behalf: it gets identity.
+            let (client, incoming) = resp.into_parts();
+            let coded = Coded {
+                codings,
+                entry: None,
+                client,
+                cookies: Vec::new(),
+            };
+            return self.fill_coded(key, head, coded, incoming, flight).await;
         }
         let (mut parts, incoming) = resp.into_parts();
         let limit = cache.settings.max_object_size;
@@ -145,36 +159,59 @@ impl Session {
             path: key.path.as_str().into(),
             keep_stale: policy.stale_if_unreachable.unwrap_or_default(),
         };
+        let codings = decode::codings(&entry.headers);
+        if !codings.is_empty() {
+            let coded = Coded {
+                codings,
+                entry: Some(entry),
+                client,
+                cookies,
+            };
+            return self.fill_coded(key, head, coded, incoming, flight).await;
+        }
         if length.is_some_and(|n| n > limit) {
             // Too big to keep: it streams through, uncached.
             return Outcome::Passed(Response::from_parts(client, incoming));
         }
-        // A plain GET streams to the client while the copy is kept; a HEAD
-        // (no body for the client) or a conditional request (answered from
-        // the entry) reads the body first.
-        let conditional = [
-            header::IF_NONE_MATCH,
-            header::IF_MODIFIED_SINCE,
-            header::IF_MATCH,
-            header::IF_UNMODIFIED_SINCE,
-        ]
-        .iter()
-        .any(|n| head.headers.contains_key(n));
-        if head.method == Method::GET && !conditional {
+        // A plain GET streams from the fill as it arrives, and so do the
+        // waiters coalesced behind it; a HEAD (no body for the client) or a
+        // conditional request (answered from the entry) reads the body first.
+        if head.method == Method::GET && !conditional(&head.headers) {
             let (node, primary, req) =
                 (self.node.clone(), key.primary.clone(), head.headers.clone());
+            let mut waiters = client.headers.clone();
+            waiters.remove(header::SET_COOKIE);
+            let shown = Arc::new(Streaming {
+                status,
+                headers: waiters,
+                lifetime,
+                secondary: policy::secondary_key(&entry.vary, &head.headers),
+                vary: entry.vary.clone(),
+                fan: Fanout::new(),
+            });
             let on_body: OnBody = Box::new(move |body| {
                 Box::pin(async move {
                     let mut entry = entry;
                     entry.body = body;
                     node.cache.store.insert(&primary, &req, entry).await;
                     node.cache.count(|c| &c.stored);
-                    // Waiters look again once it is stored.
-                    drop(flight);
                 })
             });
-            let tee = Tee::new(incoming, limit, cache.fills.clone(), on_body);
-            return Outcome::Streaming(Response::from_parts(client, body::boxed(tee)), lifetime);
+            let Some(reader) = shown.fan.attach() else {
+                return Outcome::Failed(Err(ProxyError::Internal("a new fill refused its reader")));
+            };
+            if let Some(f) = &flight {
+                f.publish(shown.clone());
+            }
+            tokio::spawn(fanout::run(
+                shown.fan.clone(),
+                incoming,
+                limit,
+                cache.fills.clone(),
+                on_body,
+                flight,
+            ));
+            return Outcome::Streaming(Response::from_parts(client, body::boxed(reader)), lifetime);
         }
         let body = match read_limited(incoming, limit as usize).await {
             Ok(Ok(b)) => b,
@@ -197,6 +234,28 @@ impl Session {
         Outcome::Stored(full, entry, cookies)
     }
 
+    /// A coalesced waiter's answer, streamed from the fill it joined.
+    pub(super) fn collapsed(
+        &self,
+        s: &Streaming,
+        reader: Reader,
+        head: &Head,
+        key: &CacheKey,
+    ) -> Response<Body> {
+        let mut resp = Response::new(body::boxed(reader));
+        *resp.status_mut() = s.status;
+        *resp.headers_mut() = s.headers.clone();
+        let about = About {
+            status: s.status,
+            lifetime: s.lifetime,
+            age: age_of(resp.headers()),
+            host: &key.host,
+            path: &key.path,
+        };
+        self.label(&mut resp, Did::Collapsed("uri-miss"), Some(about));
+        self.compressed(resp, &head.method)
+    }
+
     fn key_host(&self, head: &Head) -> String {
         crate::cache::key::request_host(&head.uri, &head.headers)
     }
@@ -216,12 +275,7 @@ impl Session {
                 Ok(self.respond(full, e, head, Did::Revalidated).await)
             }
             Outcome::Streaming(mut resp, lifetime) => {
-                let age = resp
-                    .headers()
-                    .get(header::AGE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse().ok())
-                    .map_or(std::time::Duration::ZERO, std::time::Duration::from_secs);
+                let age = age_of(resp.headers());
                 let (host, path) = (
                     self.key_host(head),
                     head.uri
@@ -249,7 +303,30 @@ impl Session {
                 }
                 Ok(self.compressed(resp, &head.method))
             }
-            Outcome::Failed(Err(e)) => Err(e),
+            Outcome::Failed(Err(e)) => {
+                let _ = self.cache_fwd.set(fwd);
+                Err(e)
+            }
         }
     }
+}
+
+fn age_of(h: &http::HeaderMap) -> std::time::Duration {
+    h.get(header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .map_or(std::time::Duration::ZERO, std::time::Duration::from_secs)
+}
+
+/// Whether the client's request is conditional: it is answered from the
+/// stored entry, so it waits for the fill to end.
+pub(super) fn conditional(h: &http::HeaderMap) -> bool {
+    [
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_MATCH,
+        header::IF_UNMODIFIED_SINCE,
+    ]
+    .iter()
+    .any(|n| h.contains_key(n))
 }

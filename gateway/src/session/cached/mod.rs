@@ -8,6 +8,7 @@
 //! the answer built from a stored entry ([`serve`]).
 
 mod bypass;
+mod coded;
 mod fetch;
 mod revalidate;
 mod serve;
@@ -19,7 +20,7 @@ use http_body::Body as _;
 use super::{Answer, Session};
 use crate::body::{self, Body};
 use crate::cache::fill::{Head, X_CACHE};
-use crate::cache::policy::{CacheControl, EDGEWARD_CACHE_CONTROL};
+use crate::cache::policy::{self, CacheControl, EDGEWARD_CACHE_CONTROL};
 use crate::cache::{Entry, Join, RouteCache, key};
 
 /// `Cache-Status` (RFC 9211): on every response of a cached route.
@@ -65,10 +66,14 @@ pub(super) enum Did {
     Miss(&'static str),
     /// Forwarded for the reason `fwd` and stored.
     Stored(&'static str),
+    /// Streamed from another request's fill for the reason `fwd`.
+    Collapsed(&'static str),
     /// Not looked up: `fwd=bypass` or `fwd=method`.
     Bypass(&'static str),
     /// `only-if-cached` and nothing stored: answered 504 without forwarding.
     OnlyIfCached,
+    /// Answered before the lookup (a rate limit, a filter's own answer).
+    NotLookedUp,
 }
 
 impl Did {
@@ -77,8 +82,8 @@ impl Did {
             Did::Hit => "HIT",
             Did::Stale | Did::StaleOnError(_) => "STALE",
             Did::Revalidated => "REVALIDATED",
-            Did::Miss(_) | Did::Stored(_) | Did::OnlyIfCached => "MISS",
-            Did::Bypass(_) => "BYPASS",
+            Did::Miss(_) | Did::Stored(_) | Did::Collapsed(_) | Did::OnlyIfCached => "MISS",
+            Did::Bypass(_) | Did::NotLookedUp => "BYPASS",
         }
     }
 }
@@ -100,7 +105,9 @@ impl Session {
                 _ = write!(v, "; fwd={fwd}; fwd-status={fwd_status}")
             }
             Did::Stored(fwd) => _ = write!(v, "; fwd={fwd}; fwd-status={fwd_status}; stored"),
+            Did::Collapsed(fwd) => _ = write!(v, "; fwd={fwd}; fwd-status={fwd_status}; collapsed"),
             Did::OnlyIfCached => v.push_str("; detail=only-if-cached"),
+            Did::NotLookedUp => v.push_str("; detail=not-looked-up"),
         }
         if let Some(e) = &entry {
             let ttl = i128::from(e.lifetime.as_secs()) - i128::from(e.age.as_secs());
@@ -142,6 +149,56 @@ impl Session {
 }
 
 impl Session {
+    /// `Cache-Status` (and `X-Cache`) for an answer of a cached route that the
+    /// cache stage did not label: a gateway error (502, 504...), labelled with
+    /// why the cache forwarded, and answers made before the lookup (a rate
+    /// limit, a filter's own answer), which it never saw. An error's fields
+    /// are returned, to go on the response the error becomes.
+    pub(in crate::session) fn label_rest(
+        &self,
+        answer: &mut Answer,
+    ) -> Option<(HeaderValue, Option<HeaderValue>)> {
+        let policy = self.route().cache.as_ref()?;
+        let x_cache = |v: &'static str| policy.x_cache.then(|| HeaderValue::from_static(v));
+        match answer {
+            Ok(resp) => {
+                let ours = resp
+                    .headers()
+                    .get_all(&CACHE_STATUS)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .any(|v| v.contains(CACHE_NAME));
+                if !ours {
+                    self.label(resp, Did::NotLookedUp, None);
+                }
+                None
+            }
+            Err(e) => {
+                let detail = match e {
+                    crate::session::ProxyError::Connect { .. } => "connect-failed",
+                    crate::session::ProxyError::Upstream { .. } => "upstream-failed",
+                    crate::session::ProxyError::Timeout { .. } => "upstream-timeout",
+                    crate::session::ProxyError::Unavailable { .. } => "no-endpoint",
+                    _ => "error",
+                };
+                let v = match self.cache_fwd.get() {
+                    Some(fwd) => format!("{CACHE_NAME}; fwd={fwd}; detail={detail}"),
+                    None => format!("{CACHE_NAME}; detail={detail}"),
+                };
+                let x = if self
+                    .cache_fwd
+                    .get()
+                    .is_some_and(|f| *f == "bypass" || *f == "method")
+                {
+                    "BYPASS"
+                } else {
+                    "MISS"
+                };
+                Some((HeaderValue::from_str(&v).ok()?, x_cache(x)))
+            }
+        }
+    }
+
     /// Phase 4, the cache lookup, coalesced per key; a miss runs phases 5–9
     /// on the cache's behalf ([`Session::fetch`]).
     pub(super) async fn cached(&self, policy: &RouteCache, req: Request<Body>) -> Answer {
@@ -172,6 +229,7 @@ impl Session {
             uri: parts.uri,
             version: parts.version,
             headers: parts.headers,
+            extensions: parts.extensions,
         };
         let cache = &self.node.cache;
         let store = &cache.store;
@@ -190,9 +248,19 @@ impl Session {
             }
             let flight = if coalesce {
                 match cache.join(&key.primary) {
-                    Join::Wait(mut done) => {
+                    Join::Wait(w) => {
                         cache.count(|c| &c.coalesced);
-                        let _ = done.changed().await;
+                        if head.method == Method::GET && !fetch::conditional(&head.headers) {
+                            // Stream the fill as it arrives, if it is this variant.
+                            if let Some(s) = w.streaming().await
+                                && s.secondary == policy::secondary_key(&s.vary, &head.headers)
+                                && let Some(reader) = s.fan.attach()
+                            {
+                                return Ok(self.collapsed(&s, reader, &head, &key));
+                            }
+                        } else {
+                            w.done().await;
+                        }
                         // Look once more; if the leader stored nothing, fetch alone.
                         coalesce = false;
                         continue;

@@ -61,9 +61,9 @@ impl Session {
         let flight = if policy.coalesce {
             match cache.join(&flight_key) {
                 Join::Lead(f) => Some(f),
-                Join::Wait(mut done) => {
+                Join::Wait(w) => {
                     cache.count(|c| &c.coalesced);
-                    let _ = done.changed().await;
+                    w.done().await;
                     if let Some(now) = cache.store.get(&full).await
                         && !Arc::ptr_eq(&now, &entry)
                     {
@@ -141,14 +141,9 @@ impl Session {
                     Some(flight),
                 )
                 .await;
-            match outcome {
-                Outcome::Revalidated(..) => session.node.cache.count(|c| &c.revalidated),
-                // Nobody reads this body: read it here, so it is stored.
-                Outcome::Streaming(resp, _) => {
-                    use http_body_util::BodyExt;
-                    let _ = resp.into_body().collect().await;
-                }
-                _ => {}
+            // A new response's fill runs on without a reader and stores the body.
+            if let Outcome::Revalidated(..) = outcome {
+                session.node.cache.count(|c| &c.revalidated);
             }
         });
         true

@@ -100,6 +100,14 @@ impl Session {
                 let len = b.len() as u64;
                 let (status, b) = match selected {
                     range::Selected::Whole => (entry.status, b),
+                    range::Selected::Parts(ranges) => {
+                        let ct = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                        let (ct, body) = range::multipart(&b, &ranges, ct);
+                        if let Ok(v) = HeaderValue::from_str(&ct) {
+                            h.insert(header::CONTENT_TYPE, v);
+                        }
+                        (StatusCode::PARTIAL_CONTENT, body)
+                    }
                     range::Selected::Part { start, end } => {
                         if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
                         {
@@ -156,8 +164,8 @@ impl Session {
         let flight_key: Arc<str> = format!("encode\u{0}{}\u{0}{full}", enc.token()).into();
         let _flight = match self.node.cache.join(&flight_key) {
             Join::Lead(f) => f,
-            Join::Wait(mut done) => {
-                let _ = done.changed().await;
+            Join::Wait(w) => {
+                w.done().await;
                 if let Some(b) = self
                     .node
                     .cache
