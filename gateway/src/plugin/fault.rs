@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
 use std::sync::Once;
 
-use wasmtime::Trap;
+use wasmtime::{Trap, WasmBacktrace};
 
 /// Why a call did not produce an answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +43,16 @@ impl Fault {
     /// header ("error while executing at wasm backtrace:"). Memory faults are
     /// told apart by the memory cap, not here (see [`Instance::run`]).
     pub fn from_wasm(e: &wasmtime::Error) -> Self {
+        let fault = Self::cause(e);
+        match (fault, e.downcast_ref::<WasmBacktrace>().and_then(summary)) {
+            (Self::Trap(kind), Some(trace)) => {
+                Self::Trap(format!("{kind}; wasm backtrace: {trace}"))
+            }
+            (fault, _) => fault,
+        }
+    }
+
+    fn cause(e: &wasmtime::Error) -> Self {
         if let Some(trap) = e.downcast_ref::<Trap>() {
             return match trap {
                 Trap::Interrupt => Self::Deadline,
@@ -62,6 +72,55 @@ impl Fault {
         // message is the cause.
         let cause = e.root_cause().to_string();
         Self::Trap(cause.lines().next().unwrap_or("").to_owned())
+    }
+}
+
+/// Frames a fault line names at most; a deeper trace ends in `…`.
+const TRACE_FRAMES: usize = 8;
+
+/// The backtrace on one line, innermost frame first, with function names
+/// from the guest's name section (`wasm-function[N]` when it was stripped),
+/// Rust's symbol hashes dropped and a run of one function (recursion)
+/// folded into `name ×N`. `None` when wasmtime captured no frame.
+fn summary(trace: &WasmBacktrace) -> Option<String> {
+    let mut runs: Vec<(String, usize)> = Vec::new();
+    for frame in trace.frames() {
+        let name = match frame.func_name() {
+            Some(n) => without_hash(n).to_owned(),
+            None => format!("wasm-function[{}]", frame.func_index()),
+        };
+        match runs.last_mut() {
+            Some((last, n)) if *last == name => *n += 1,
+            _ => runs.push((name, 1)),
+        }
+    }
+    if runs.is_empty() {
+        return None;
+    }
+    let mut parts: Vec<String> = runs
+        .iter()
+        .take(TRACE_FRAMES)
+        .map(|(name, n)| {
+            if *n > 1 {
+                format!("{name} ×{n}")
+            } else {
+                name.clone()
+            }
+        })
+        .collect();
+    if runs.len() > TRACE_FRAMES {
+        parts.push("…".into());
+    }
+    Some(parts.join(" ← "))
+}
+
+/// `crate::f::h0123456789abcdef` → `crate::f`: the hash only tells builds apart.
+fn without_hash(name: &str) -> &str {
+    match name.rsplit_once("::h") {
+        Some((head, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            head
+        }
+        _ => name,
     }
 }
 

@@ -51,6 +51,8 @@ pub struct LoadError {
 pub struct RouterPlugin {
     pool: Pool<bindings::router::Router>,
     pub on_error: OnError,
+    /// What `on-error: fallback-tagged` falls back to.
+    pub fallback_tags: Vec<String>,
     metrics: Arc<PluginMetrics>,
 }
 
@@ -222,7 +224,12 @@ impl Plugins {
                 log: limit::LogLimiter::new(LOG_RATE.0, LOG_RATE.1),
                 metrics: metrics.clone(),
             });
-            let limits = PoolLimits::new(spec.deadline, spec.memory, spec.instances);
+            let limits = PoolLimits::new(
+                spec.deadline,
+                spec.init_deadline,
+                spec.memory,
+                spec.instances,
+            );
             let role = roles[spec.name.as_str()];
             if role.router {
                 let pool = new_pool::<bindings::router::Router>(
@@ -240,6 +247,7 @@ impl Plugins {
                     Arc::new(RouterPlugin {
                         pool,
                         on_error: spec.on_error,
+                        fallback_tags: spec.fallback_tags.clone(),
                         metrics: metrics.clone(),
                     }),
                 );
