@@ -46,7 +46,8 @@ fn cookie_of(r: &Fetched) -> Option<String> {
 
 #[tokio::test]
 async fn read_write_split_sends_reads_to_replicas_and_pins_writers_by_cookie() {
-    let ups = numbered(3).await;
+    // Closing answers: a stopped primary keeps no pooled connection alive.
+    let ups = numbered_with(3, true).await;
     let eps = [
         (ups[0].addr.to_string(), "primary"),
         (ups[1].addr.to_string(), "replica"),

@@ -80,13 +80,15 @@ const TRACE_FRAMES: usize = 8;
 
 /// The backtrace on one line, innermost frame first, with function names
 /// from the guest's name section (`wasm-function[N]` when it was stripped),
-/// Rust's symbol hashes dropped and a run of one function (recursion)
+/// demangled, symbol hashes dropped and a run of one function (recursion)
 /// folded into `name ×N`. `None` when wasmtime captured no frame.
 fn summary(trace: &WasmBacktrace) -> Option<String> {
     let mut runs: Vec<(String, usize)> = Vec::new();
     for frame in trace.frames() {
         let name = match frame.func_name() {
-            Some(n) => without_hash(n).to_owned(),
+            // `{:#}` leaves the symbol hash out; a name that is not a Rust
+            // symbol prints as it is.
+            Some(n) => without_hash(&format!("{:#}", rustc_demangle::demangle(n))).to_owned(),
             None => format!("wasm-function[{}]", frame.func_index()),
         };
         match runs.last_mut() {
@@ -168,5 +170,25 @@ pub fn guarded<R>(f: impl FnOnce() -> wasmtime::Result<R>) -> Result<R, Fault> {
                 "a host call the guest made panicked: {first}"
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_hash;
+
+    #[test]
+    fn symbol_hashes_are_dropped_and_other_names_kept() {
+        let mangled = "_ZN16sdk_fault_router17runaway_recursion17h0feb91e738040590E";
+        assert_eq!(
+            format!("{:#}", rustc_demangle::demangle(mangled)),
+            "sdk_fault_router::runaway_recursion"
+        );
+        assert_eq!(
+            without_hash("my_router::walk::h0123456789abcdef"),
+            "my_router::walk"
+        );
+        assert_eq!(without_hash("choose"), "choose");
+        assert_eq!(without_hash("a::hello"), "a::hello");
     }
 }
