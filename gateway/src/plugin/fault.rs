@@ -162,7 +162,10 @@ pub fn guarded<R>(f: impl FnOnce() -> wasmtime::Result<R>) -> Result<R, Fault> {
             // Tokio worker; plugins have no stdio or I/O to wait on anyway.
             if msg.contains("runtime") {
                 return Err(Fault::Trap(
-                    "the guest made a blocking WASI call (stdio, poll); plugins may not".into(),
+                    "the guest made a blocking WASI call (stdio, poll); plugins may not \
+                     (a Rust panic writes its message to stderr this way unless \
+                     edgeward-sdk's `export!` hook sends it to the host log)"
+                        .into(),
                 ));
             }
             let first = msg.lines().next().unwrap_or("").to_owned();
