@@ -178,6 +178,8 @@ pub mod __private {
         config: Vec<(String, String)>,
         build: fn(&Config) -> Result<T, String>,
     ) -> Result<(), String> {
+        // Every instance runs `init` before any other export.
+        crate::wasm::install_panic_hook();
         let plugin = build(&Config::new(config))?;
         slot.with_borrow_mut(|s| *s = Some(plugin));
         Ok(())

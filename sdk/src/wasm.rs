@@ -199,3 +199,27 @@ pub fn level(l: crate::log::Level) -> log::Level {
         crate::log::Level::Error => log::Level::Error,
     }
 }
+
+/// Sends a panic's message and location through the host `log` before the
+/// instance traps. Without it the default hook writes to stderr, which a
+/// plugin does not have, and the host can only report the failed write.
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let message = info
+                .payload_as_str()
+                .unwrap_or("(a non-text panic payload)");
+            let line = match info.location() {
+                Some(at) => format!(
+                    "panicked at {}:{}:{}: {message}",
+                    at.file(),
+                    at.line(),
+                    at.column()
+                ),
+                None => format!("panicked: {message}"),
+            };
+            log::log(log::Level::Error, &line);
+        }));
+    });
+}

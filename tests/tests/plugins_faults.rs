@@ -252,5 +252,125 @@ async fn fault_logs_and_metrics_name_the_cause() {
         "{log}"
     );
     assert!(line("hog").contains("exceeded its memory limit"), "{log}");
-    assert!(!log.contains("wasm backtrace:"), "{log}");
+    // The trap kind leads; wasmtime's multi-line report does not leak.
+    assert!(!log.contains("error while executing"), "{log}");
+}
+
+/// A plugin written with the SDK: its panic's message and location reach the
+/// log through the host `log` (the SDK's panic hook), not a failed stderr
+/// write; its runaway recursion is named a stack overflow, with a backtrace
+/// naming the guest's function (from its name section). A memory hog under
+/// a short deadline (where the hog runs out of memory, not of time) is a
+/// memory fault: the limiter saw the refused grow.
+#[tokio::test]
+async fn a_panic_and_a_stack_overflow_name_their_place_and_a_hog_is_memory() {
+    let sdk = guest("sdk-fault-router").display().to_string();
+    let hostile = guest("hostile-router").display().to_string();
+    let up = Upstream::echo("up").await;
+    let yaml = format!(
+        "{}plugins:\n\
+         \x20 panic:\n    path: {sdk}\n    on-error: fail\n    deadline: 5s\n    instances: 2\n    config: {{mode: panic}}\n\
+         \x20 recurse:\n    path: {sdk}\n    on-error: fail\n    deadline: 5s\n    instances: 2\n    config: {{mode: recurse}}\n\
+         \x20 hog:\n    path: {hostile}\n    on-error: fail\n    deadline: 50ms\n    memory: 2MiB\n    instances: 2\n    config: {{mode: hog}}\n\
+         upstreams:\n\
+         \x20 panic: {{balancer: panic, endpoints: [\"{a}\"]}}\n\
+         \x20 recurse: {{balancer: recurse, endpoints: [\"{a}\"]}}\n\
+         \x20 hog: {{balancer: hog, endpoints: [\"{a}\"]}}\n\
+         routes:\n\
+         \x20 - {{match: {{path-prefix: /panic}}, upstream: panic}}\n\
+         \x20 - {{match: {{path-prefix: /recurse}}, upstream: recurse}}\n\
+         \x20 - {{match: {{path-prefix: /hog}}, upstream: hog}}\n",
+        listener_and_admin(),
+        a = up.addr
+    );
+    let gw = Gateway::start(&yaml).await.unwrap();
+    let c = Client::h1();
+    // Two hogs, one per warm instance: a third could find both still being
+    // replaced and be `busy` within its deadline.
+    for path in ["/panic/cart", "/recurse", "/hog/1", "/hog/2"] {
+        let r = c.get(&gw.url("http", path)).await.unwrap();
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{path}: {}", r.text());
+    }
+    let m = metrics(&c, &gw).await;
+    let faults = |plugin: &str, kind: &str| {
+        admin_metrics_line(
+            &m,
+            &format!("edgeward_plugin_faults_total{{plugin=\"{plugin}\",kind=\"{kind}\"}}"),
+        )
+    };
+    assert_eq!(
+        faults("hog", "memory"),
+        2,
+        "a hog under a 50ms deadline is memory\n{m}"
+    );
+    assert_eq!(faults("hog", "deadline"), 0, "{m}");
+    assert_eq!(faults("panic", "trap"), 1, "{m}");
+    assert_eq!(faults("recurse", "trap"), 1, "{m}");
+
+    let log = gw.stderr();
+    let find = |what: &str| {
+        log.lines()
+            .find(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no line with {what:?}:\n{log}"))
+            .to_owned()
+    };
+    // The guest's own line, at its source location.
+    let panicked = find("sdk-fault-router refuses /panic/cart");
+    assert!(
+        panicked.contains("panicked at sdk-fault-router/src/lib.rs:"),
+        "{panicked}"
+    );
+    assert!(!log.contains("blocking WASI call"), "{log}");
+    let fault = |plugin: &str| find(&format!("plugin={plugin} "));
+    let trap = log
+        .lines()
+        .find(|l| l.contains("plugin=panic") && l.contains("trapped"))
+        .unwrap_or_else(|| panic!("no fault line for panic:\n{log}"));
+    assert!(
+        trap.contains("trapped: wasm `unreachable` executed"),
+        "{trap}"
+    );
+    let overflow = fault("recurse");
+    assert!(
+        overflow.contains("trapped: stack overflow; wasm backtrace: "),
+        "{overflow}"
+    );
+    assert!(
+        overflow.contains("sdk_fault_router::runaway_recursion ×"),
+        "{overflow}"
+    );
+}
+
+/// `on-error: fallback-tagged`: a faulting canary router's requests fall
+/// back only to the endpoints tagged `stable`, never to the canary.
+#[tokio::test]
+async fn fallback_tagged_keeps_traffic_on_the_tagged_endpoints() {
+    let wasm = guest("hostile-router").display().to_string();
+    let ups = numbered(3).await;
+    let yaml = format!(
+        "{}plugins:\n  canary:\n    path: {wasm}\n    deadline: 5s\n    instances: 2\n\
+         \x20   on-error: fallback-tagged\n    fallback-tags: [stable]\n    config: {{mode: trap}}\n\
+         upstreams:\n  svc:\n    balancer: canary\n    endpoints:\n\
+         \x20     - {{address: \"{}\", tags: [stable]}}\n\
+         \x20     - {{address: \"{}\", tags: [canary]}}\n\
+         \x20     - {{address: \"{}\", tags: [stable, eu]}}\n\
+         routes:\n  - upstream: svc\n",
+        listener_and_admin(),
+        ups[0].addr,
+        ups[1].addr,
+        ups[2].addr
+    );
+    let gw = Gateway::start(&yaml).await.unwrap();
+    let c = Client::h1();
+    for i in 0..REQUESTS {
+        let r = c.get(&gw.url("http", &format!("/f/{i}"))).await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "request {i}: {}", r.text());
+        assert_ne!(served_by(&r), 1, "request {i} fell back to the canary");
+    }
+    assert_eq!(ups[1].hits(), 0);
+    assert!(ups[0].hits() > 0 && ups[2].hits() > 0, "{:?}", hits(&ups));
+    let m = metrics(&c, &gw).await;
+    let (trap, busy) = trap_and_busy(&m, "canary");
+    assert_eq!(trap + busy, REQUESTS as u64, "{m}");
+    assert!(trap > 0, "{m}");
 }

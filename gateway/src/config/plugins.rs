@@ -23,6 +23,9 @@ pub const NATIVE_BALANCER: &str = "native";
 pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(2);
 /// Default memory cap of one plugin instance.
 pub const DEFAULT_MEMORY: usize = 16 << 20;
+/// Default time one instance's `init` may take: it runs off the request
+/// path, and interpreters (componentize-py) need far more than a call.
+pub const DEFAULT_INIT_DEADLINE: Duration = Duration::from_secs(2);
 
 /// One entry under `plugins:`.
 #[derive(Debug, Deserialize)]
@@ -39,8 +42,13 @@ pub struct PluginConfig {
     pub deadline: Option<Spanned<String>>,
     /// Memory cap of one instance, e.g. `16MiB`. Default: 16MiB.
     pub memory: Option<Spanned<String>>,
-    /// What a fault (trap, deadline, memory) does to the request. Default: `fallback`.
-    pub on_error: Option<OnError>,
+    /// What a fault (trap, deadline, memory, busy) does to the request. Default: `fallback`.
+    pub on_error: Option<Spanned<OnError>>,
+    /// With `on-error: fallback-tagged`: the fallback round robin only uses
+    /// endpoints carrying one of these tags.
+    pub fallback_tags: Option<Spanned<Vec<String>>>,
+    /// Time one instance's `init` may take, e.g. `5s`. Default: 2s.
+    pub init_deadline: Option<Spanned<String>>,
     /// Instances kept at most (each serves one call at a time).
     /// Default: twice the CPU count, at least 4.
     pub instances: Option<Spanned<u32>>,
@@ -53,6 +61,10 @@ pub enum OnError {
     /// Routers: the native round robin picks; filters: the request goes on unfiltered.
     #[default]
     Fallback,
+    /// Routers: the native round robin picks among the endpoints carrying a
+    /// `fallback-tags` tag (503 when none can serve), so a canary router's
+    /// fault keeps stable traffic on stable endpoints; filters: as `fallback`.
+    FallbackTagged,
     /// Answer 502 (plugin failed) or 503 (plugin busy or too slow).
     Fail,
 }
@@ -131,6 +143,9 @@ pub struct PluginSpec {
     pub deadline: Duration,
     pub memory: usize,
     pub on_error: OnError,
+    /// The tags `on-error: fallback-tagged` falls back to; empty otherwise.
+    pub fallback_tags: Vec<String>,
+    pub init_deadline: Duration,
     pub instances: u32,
     /// `file:line:col` of its definition, for load errors.
     pub defined_at: String,
@@ -241,6 +256,29 @@ impl PluginChecks<'_> {
                     default_instances()
                 }
             };
+            let init_deadline = match &v.init_deadline {
+                None => DEFAULT_INIT_DEADLINE,
+                Some(d) => match parse_duration(&d.value) {
+                    Ok(t) if t >= Duration::from_millis(1) && t <= Duration::from_secs(60) => t,
+                    Ok(_) => {
+                        self.issue(
+                            &d.referenced,
+                            path("init-deadline"),
+                            "must be between 1ms and 60s".into(),
+                        );
+                        DEFAULT_INIT_DEADLINE
+                    }
+                    Err(e) => {
+                        self.issue(&d.referenced, path("init-deadline"), e);
+                        DEFAULT_INIT_DEADLINE
+                    }
+                },
+            };
+            let on_error = v
+                .on_error
+                .as_ref()
+                .map_or_else(OnError::default, |o| o.value);
+            let fallback_tags = self.fallback_tags(v, on_error, &p.referenced, &path);
             let (line, col) = at(&p.referenced);
             out.push(PluginSpec {
                 name: name.clone(),
@@ -248,12 +286,54 @@ impl PluginChecks<'_> {
                 config: v.config.0.clone(),
                 deadline,
                 memory,
-                on_error: v.on_error.unwrap_or_default(),
+                on_error,
+                fallback_tags,
+                init_deadline,
                 instances,
                 defined_at: format!("{}:{line}:{col}", self.file),
             });
         }
         out
+    }
+
+    /// `fallback-tags`, checked against `on-error`: each needs the other.
+    fn fallback_tags(
+        &mut self,
+        v: &PluginConfig,
+        on_error: OnError,
+        entry: &Location,
+        path: &dyn Fn(&str) -> String,
+    ) -> Vec<String> {
+        let tagged = on_error == OnError::FallbackTagged;
+        match &v.fallback_tags {
+            Some(t) if !tagged => {
+                self.issue(
+                    &t.referenced,
+                    path("fallback-tags"),
+                    "only used with `on-error: fallback-tagged`".into(),
+                );
+                Vec::new()
+            }
+            Some(t) if t.value.is_empty() || t.value.iter().any(|s| s.trim().is_empty()) => {
+                self.issue(
+                    &t.referenced,
+                    path("fallback-tags"),
+                    "list at least one non-empty endpoint tag, e.g. [stable]".into(),
+                );
+                Vec::new()
+            }
+            Some(t) => t.value.iter().map(|s| s.trim().to_owned()).collect(),
+            None if tagged => {
+                let loc = v.on_error.as_ref().map_or(entry, |o| &o.referenced);
+                self.issue(
+                    loc,
+                    path("on-error"),
+                    "`fallback-tagged` needs `fallback-tags: [TAG, …]`, the endpoints to fall back to".into(),
+                );
+                Vec::new()
+            }
+            None => Vec::new(),
+        }
     }
 
     /// A plugin the config implies rather than names (a route's
@@ -293,6 +373,8 @@ impl PluginChecks<'_> {
             deadline: DEFAULT_DEADLINE,
             memory: DEFAULT_MEMORY,
             on_error: OnError::Fallback,
+            fallback_tags: Vec::new(),
+            init_deadline: DEFAULT_INIT_DEADLINE,
             instances: default_instances(),
             defined_at: format!("{}:{line}:{col}", self.file),
         });
@@ -321,6 +403,8 @@ impl PluginChecks<'_> {
                 deadline: DEFAULT_DEADLINE,
                 memory: DEFAULT_MEMORY,
                 on_error: OnError::Fallback,
+                fallback_tags: Vec::new(),
+                init_deadline: DEFAULT_INIT_DEADLINE,
                 instances: default_instances(),
                 defined_at: format!("{}:{line}:{col}", self.file),
             });

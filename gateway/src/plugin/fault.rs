@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
 use std::sync::Once;
 
-use wasmtime::Trap;
+use wasmtime::{Trap, WasmBacktrace};
 
 /// Why a call did not produce an answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +43,16 @@ impl Fault {
     /// header ("error while executing at wasm backtrace:"). Memory faults are
     /// told apart by the memory cap, not here (see [`Instance::run`]).
     pub fn from_wasm(e: &wasmtime::Error) -> Self {
+        let fault = Self::cause(e);
+        match (fault, e.downcast_ref::<WasmBacktrace>().and_then(summary)) {
+            (Self::Trap(kind), Some(trace)) => {
+                Self::Trap(format!("{kind}; wasm backtrace: {trace}"))
+            }
+            (fault, _) => fault,
+        }
+    }
+
+    fn cause(e: &wasmtime::Error) -> Self {
         if let Some(trap) = e.downcast_ref::<Trap>() {
             return match trap {
                 Trap::Interrupt => Self::Deadline,
@@ -62,6 +72,57 @@ impl Fault {
         // message is the cause.
         let cause = e.root_cause().to_string();
         Self::Trap(cause.lines().next().unwrap_or("").to_owned())
+    }
+}
+
+/// Frames a fault line names at most; a deeper trace ends in `…`.
+const TRACE_FRAMES: usize = 8;
+
+/// The backtrace on one line, innermost frame first, with function names
+/// from the guest's name section (`wasm-function[N]` when it was stripped),
+/// demangled, symbol hashes dropped and a run of one function (recursion)
+/// folded into `name ×N`. `None` when wasmtime captured no frame.
+fn summary(trace: &WasmBacktrace) -> Option<String> {
+    let mut runs: Vec<(String, usize)> = Vec::new();
+    for frame in trace.frames() {
+        let name = match frame.func_name() {
+            // `{:#}` leaves the symbol hash out; a name that is not a Rust
+            // symbol prints as it is.
+            Some(n) => without_hash(&format!("{:#}", rustc_demangle::demangle(n))).to_owned(),
+            None => format!("wasm-function[{}]", frame.func_index()),
+        };
+        match runs.last_mut() {
+            Some((last, n)) if *last == name => *n += 1,
+            _ => runs.push((name, 1)),
+        }
+    }
+    if runs.is_empty() {
+        return None;
+    }
+    let mut parts: Vec<String> = runs
+        .iter()
+        .take(TRACE_FRAMES)
+        .map(|(name, n)| {
+            if *n > 1 {
+                format!("{name} ×{n}")
+            } else {
+                name.clone()
+            }
+        })
+        .collect();
+    if runs.len() > TRACE_FRAMES {
+        parts.push("…".into());
+    }
+    Some(parts.join(" ← "))
+}
+
+/// `crate::f::h0123456789abcdef` → `crate::f`: the hash only tells builds apart.
+fn without_hash(name: &str) -> &str {
+    match name.rsplit_once("::h") {
+        Some((head, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            head
+        }
+        _ => name,
     }
 }
 
@@ -101,7 +162,10 @@ pub fn guarded<R>(f: impl FnOnce() -> wasmtime::Result<R>) -> Result<R, Fault> {
             // Tokio worker; plugins have no stdio or I/O to wait on anyway.
             if msg.contains("runtime") {
                 return Err(Fault::Trap(
-                    "the guest made a blocking WASI call (stdio, poll); plugins may not".into(),
+                    "the guest made a blocking WASI call (stdio, poll); plugins may not \
+                     (a Rust panic writes its message to stderr this way unless \
+                     edgeward-sdk's `export!` hook sends it to the host log)"
+                        .into(),
                 ));
             }
             let first = msg.lines().next().unwrap_or("").to_owned();
@@ -109,5 +173,25 @@ pub fn guarded<R>(f: impl FnOnce() -> wasmtime::Result<R>) -> Result<R, Fault> {
                 "a host call the guest made panicked: {first}"
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_hash;
+
+    #[test]
+    fn symbol_hashes_are_dropped_and_other_names_kept() {
+        let mangled = "_ZN16sdk_fault_router17runaway_recursion17h0feb91e738040590E";
+        assert_eq!(
+            format!("{:#}", rustc_demangle::demangle(mangled)),
+            "sdk_fault_router::runaway_recursion"
+        );
+        assert_eq!(
+            without_hash("my_router::walk::h0123456789abcdef"),
+            "my_router::walk"
+        );
+        assert_eq!(without_hash("choose"), "choose");
+        assert_eq!(without_hash("a::hello"), "a::hello");
     }
 }

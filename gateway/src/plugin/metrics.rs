@@ -47,8 +47,9 @@ impl PluginMetrics {
                 plugin = %self.name,
                 fault = fault.kind(),
                 suppressed_since_last = suppressed,
-                "plugin {}; instance discarded, on-error policy applied",
-                fault
+                "plugin {fault}; {}on-error policy applied",
+                // A busy call never had an instance to discard.
+                if *fault == Fault::Busy { "" } else { "instance discarded, " }
             );
         }
     }
@@ -56,7 +57,7 @@ impl PluginMetrics {
     /// Counts what the `on-error` policy did with a faulted call.
     pub fn policy(&self, p: OnError) {
         match p {
-            OnError::Fallback => &self.fallbacks,
+            OnError::Fallback | OnError::FallbackTagged => &self.fallbacks,
             OnError::Fail => &self.failed,
         }
         .fetch_add(1, Relaxed);

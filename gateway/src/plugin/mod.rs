@@ -61,6 +61,8 @@ pub struct LoadError {
 pub struct RouterPlugin {
     pool: Pool<bindings::router::Router>,
     pub on_error: OnError,
+    /// What `on-error: fallback-tagged` falls back to.
+    pub fallback_tags: Vec<String>,
     metrics: Arc<PluginMetrics>,
 }
 
@@ -255,7 +257,12 @@ impl Plugins {
                 custom: custom.clone(),
                 route_upstreams: route_upstreams.clone(),
             });
-            let limits = PoolLimits::new(spec.deadline, spec.memory, spec.instances);
+            let limits = PoolLimits::new(
+                spec.deadline,
+                spec.init_deadline,
+                spec.memory,
+                spec.instances,
+            );
             let role = roles[spec.name.as_str()];
             if role.router {
                 let pool = new_pool::<bindings::router::Router>(
@@ -273,6 +280,7 @@ impl Plugins {
                     Arc::new(RouterPlugin {
                         pool,
                         on_error: spec.on_error,
+                        fallback_tags: spec.fallback_tags.clone(),
                         metrics: metrics.clone(),
                     }),
                 );

@@ -3,7 +3,8 @@
 //! fault, so a trapped or half-run guest never serves again.
 //!
 //! Instances are created off the request path. Creating one runs the guest's
-//! `init` (up to [`INIT_DEADLINE`]), which must not stall a runtime worker, so:
+//! `init` (up to the plugin's `init-deadline`, default 2 s), which must not
+//! stall a runtime worker, so:
 //! - at load, [`Pool::start`] creates the pool's warm size on the loading
 //!   thread (a failing `init` is a startup error there);
 //! - afterwards one refill thread per pool creates every instance: it brings
@@ -39,10 +40,6 @@ use super::host::{HostState, PluginShared};
 use super::limit::BurstLog;
 
 pub use super::fault::{Fault, guarded};
-
-/// Time a new instance's `init` may take: it runs once per instance, off the
-/// hot path, and interpreters (componentize-py) need far more than a call.
-const INIT_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Longest a checkout waits for an instance. A refill takes tens of
 /// microseconds for a Rust guest and about a millisecond for an interpreter,
@@ -107,6 +104,8 @@ fn run<R>(
 #[derive(Debug, Clone)]
 pub struct PoolLimits {
     pub deadline: Duration,
+    /// Time one instance's instantiation and `init` may take.
+    pub init_deadline: Duration,
     pub memory: usize,
     pub max_instances: u32,
     /// Instances kept alive even when idle; see the module docs.
@@ -116,9 +115,15 @@ pub struct PoolLimits {
 }
 
 impl PoolLimits {
-    pub fn new(deadline: Duration, memory: usize, max_instances: u32) -> Self {
+    pub fn new(
+        deadline: Duration,
+        init_deadline: Duration,
+        memory: usize,
+        max_instances: u32,
+    ) -> Self {
         Self {
             deadline,
+            init_deadline,
             memory,
             max_instances,
             warm: warm_size(max_instances),
@@ -201,7 +206,7 @@ impl<W: World> Inner<W> {
             HostState::new(self.shared.clone(), self.limits.memory),
         );
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(deadline_ticks(INIT_DEADLINE));
+        store.set_epoch_deadline(deadline_ticks(self.limits.init_deadline));
         let guest = run(&mut store, |s| W::instantiate(&self.pre, s)).map_err(|f| match f {
             Fault::Trap(msg) => Fault::Init(format!("cannot instantiate: {msg}")),
             other => other,
@@ -519,6 +524,7 @@ mod tests {
         let script = Arc::new(Script::default());
         let limits = PoolLimits {
             deadline: Duration::from_secs(1),
+            init_deadline: Duration::from_secs(2),
             memory: 1 << 20,
             max_instances: max,
             warm,

@@ -85,7 +85,7 @@ impl Session {
 fn policy(f: &Arc<FilterPlugin>, fault: crate::plugin::Fault) -> Result<(), ProxyError> {
     f.metrics.policy(f.on_error);
     match f.on_error {
-        OnError::Fallback => Ok(()),
+        OnError::Fallback | OnError::FallbackTagged => Ok(()),
         OnError::Fail => Err(ProxyError::Plugin {
             plugin: f.name().to_owned(),
             fault,

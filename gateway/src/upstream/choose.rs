@@ -1,7 +1,8 @@
 //! Which endpoint serves a request: the upstream's router plugin decides from
 //! the candidates (with the host's live in-flight, latency and health), and
 //! the native smooth round robin stands in when there is no plugin or the
-//! plugin faulted under `on-error: fallback`.
+//! plugin faulted under `on-error: fallback` (or `fallback-tagged`, over the
+//! endpoints carrying one of its tags).
 
 use std::sync::atomic::Ordering;
 
@@ -68,6 +69,12 @@ impl UpstreamPool {
                 router.count_policy();
                 match router.on_error {
                     OnError::Fallback => self.native(now, tried),
+                    OnError::FallbackTagged => self.native_among(now, tried, |i| {
+                        self.endpoints[i]
+                            .tags
+                            .iter()
+                            .any(|t| router.fallback_tags.contains(t))
+                    }),
                     OnError::Fail => Pick::Failed {
                         plugin: router.name().to_owned(),
                         fault,
@@ -117,13 +124,20 @@ impl UpstreamPool {
     /// Smooth weighted round robin over healthy, untried endpoints; under the
     /// panic threshold, over all untried ones.
     fn native(&self, now_ms: u64, tried: &[usize]) -> Pick {
+        self.native_among(now_ms, tried, |_| true)
+    }
+
+    /// [`Self::native`] restricted to the endpoints `allowed` admits
+    /// (`on-error: fallback-tagged`): none of them left is `Unavailable`,
+    /// never another endpoint.
+    fn native_among(&self, now_ms: u64, tried: &[usize], allowed: impl Fn(usize) -> bool) -> Pick {
         let panic = self.panicking(now_ms, tried);
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
         let cycle = self.schedule.len().max(1);
         let mut fallback = None;
         for k in 0..cycle {
             let i = self.schedule.at(start.wrapping_add(k));
-            if tried.contains(&i) {
+            if tried.contains(&i) || !allowed(i) {
                 continue;
             }
             if panic || self.stats[i].healthy(now_ms) {
@@ -131,7 +145,8 @@ impl UpstreamPool {
             }
             fallback.get_or_insert(i);
         }
-        match fallback.or_else(|| (0..self.endpoints.len()).find(|i| !tried.contains(i))) {
+        let untried = |i: &usize| !tried.contains(i) && allowed(*i);
+        match fallback.or_else(|| (0..self.endpoints.len()).find(untried)) {
             Some(i) => Pick::native(i),
             None => Pick::Unavailable,
         }
