@@ -65,25 +65,29 @@ pub fn build_python(dir: &Path, world: &str, out: &Path) {
     );
 }
 
-/// The JS SDK's pinned build tools, installed once under `target/authoring/npm`
-/// (`npm ci` against the SDK's lock file, so versions are exactly the pinned ones).
+/// The JS SDK's pinned build tools: `sdk-js/node_modules` when `npm ci` ran
+/// there (as .ci/run does), else installed once under `target/authoring/npm`
+/// from the SDK's lock file, so versions are exactly the pinned ones.
 fn js_tools() -> PathBuf {
+    let pinned = |modules: &Path| {
+        std::fs::read_to_string(modules.join("@bytecodealliance/componentize-js/package.json"))
+            .is_ok_and(|p| p.contains("\"version\": \"0.23.0\""))
+    };
+    let own = repo().join("sdk-js/node_modules");
+    if pinned(&own) {
+        return own;
+    }
     let dir = work().join("npm");
-    let marker = dir.join("node_modules/@bytecodealliance/componentize-js/package.json");
     let lock = repo().join("sdk-js/package-lock.json");
-    let fresh = std::fs::metadata(&marker)
-        .and_then(|m| m.modified())
-        .ok()
-        .zip(std::fs::metadata(&lock).and_then(|m| m.modified()).ok())
-        .is_some_and(|(m, l)| m >= l);
-    if !fresh {
+    let fresh = std::fs::read(dir.join("package-lock.json")).ok() == std::fs::read(&lock).ok();
+    if !(fresh && pinned(&dir.join("node_modules"))) {
         std::fs::create_dir_all(&dir).unwrap();
         for f in ["package.json", "package-lock.json"] {
             std::fs::copy(repo().join("sdk-js").join(f), dir.join(f)).unwrap();
         }
         run(
             Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts=false"])
+                .args(["ci", "--no-audit", "--no-fund"])
                 .current_dir(&dir),
             "npm ci for the JS SDK's build tools",
         );
@@ -100,7 +104,7 @@ pub fn build_js(dir: &Path, world: &str, out: &Path) {
             .arg(dir.join("app.js"))
             .args(["--world", world, "-o"])
             .arg(out)
-            .env("NODE_PATH", &modules),
+            .env("EDGEWARD_JS_TOOLS", &modules),
         "componentize-js build",
     );
 }
@@ -152,7 +156,7 @@ async fn route(language: &str, wasm: &Path, limits: &str) -> (BTreeSet<u8>, u128
     }
     let mean_us = started.elapsed().as_micros() / n;
     assert!(ups[0].hits() > 0 && ups[1].hits() > 0, "{language}: stable side unused");
-    let m: Fetched = Client::new()
+    let m: Fetched = Client::h1()
         .get(&format!("http://{}/metrics", gw.admin.unwrap()))
         .await
         .unwrap();
@@ -201,4 +205,114 @@ async fn the_canary_in_three_languages_sends_the_same_clients_to_canary() {
         assert_eq!(set, rust_set, "js and rust disagree on who is a canary client");
         eprintln!("js: {us} µs per request");
     }
+}
+
+fn edgeward(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
+    let out = Command::new(edgeward_e2e::gateway::edgeward_bin())
+        .args(args)
+        .env("CARGO_TARGET_DIR", work().join("scaffold-target"))
+        .env("EDGEWARD_JS_TOOLS", js_tools())
+        .output()
+        .expect("run edgeward");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+macro_rules! os {
+    ($($a:expr),*) => { &[$(std::ffi::OsStr::new($a)),*] };
+}
+
+/// `plugin new` for each language and world; the project's own test passes,
+/// `plugin build` makes `<name>.wasm`, `plugin check` names its world and
+/// loads it, and the project's `edgeward.yaml` passes `edgeward check`.
+#[test]
+fn the_scaffold_builds_tests_and_loads_every_language_and_world() {
+    let root = work().join("scaffold");
+    let mut langs = vec!["rust"];
+    if have("componentize-py", "--version") {
+        langs.push("python");
+    }
+    if have("node", "--version") && have("npm", "--version") {
+        js_tools();
+        langs.push("js");
+    }
+    for lang in langs {
+        for world in ["router", "filter", "scaler"] {
+            let what = format!("{lang} {world}");
+            let dir = root.join(format!("{lang}-{world}"));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&root).unwrap();
+            let sdk_root = repo();
+            let (ok, out, err) = edgeward(os!(
+                "plugin", "new", dir.as_os_str(), "--lang", lang, "--world", world, "--sdk-root",
+                sdk_root.as_os_str()
+            ));
+            assert!(ok, "{what}: plugin new: {out}{err}");
+            let t = Instant::now();
+            match lang {
+                "rust" => run(
+                    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                        .args(["test", "-q"])
+                        .current_dir(&dir)
+                        .env("CARGO_TARGET_DIR", work().join("scaffold-target")),
+                    &format!("{what}: cargo test"),
+                ),
+                "python" => run(
+                    Command::new("python3")
+                        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+                        .current_dir(&dir),
+                    &format!("{what}: pytest"),
+                ),
+                _ => {
+                    run(
+                        Command::new("npm")
+                            .args(["install", "--no-audit", "--no-fund", "--offline"])
+                            .current_dir(&dir),
+                        &format!("{what}: npm install"),
+                    );
+                    run(
+                        Command::new("node").arg("--test").current_dir(&dir),
+                        &format!("{what}: node --test"),
+                    );
+                }
+            }
+            let (ok, out, err) = edgeward(os!("plugin", "build", dir.as_os_str()));
+            assert!(ok, "{what}: plugin build: {out}{err}");
+            let name = format!("{lang}-{world}");
+            let wasm = dir.join(format!("{name}.wasm"));
+            assert!(
+                out.contains(&format!("built {}", wasm.display())) && wasm.is_file(),
+                "{what}: plugin build says {out:?}"
+            );
+            let (ok, out, err) = edgeward(os!("plugin", "check", wasm.as_os_str()));
+            assert!(ok, "{what}: plugin check: {out}{err}");
+            assert!(
+                out.contains(&format!("a `{world}` component")) && out.contains("loads: ok"),
+                "{what}: plugin check says {out}"
+            );
+            let (code, text) = edgeward_e2e::gateway::check(&dir.join("edgeward.yaml"));
+            assert_eq!(code, 0, "{what}: edgeward check: {text}");
+            eprintln!("{what}: tested, built and loaded in {:?}\n{out}", t.elapsed());
+        }
+    }
+}
+
+/// What `plugin check` says about files that are not plugin components.
+#[test]
+fn check_tells_a_wrong_target_build_to_use_wasm32_wasip2() {
+    let dir = tempfile::tempdir().unwrap();
+    // The header of a core module, as wasm32-unknown-unknown or wasip1 emit.
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let (ok, _, err) = edgeward(os!("plugin", "check", core.as_os_str()));
+    assert!(!ok && err.contains("core WebAssembly module") && err.contains("build for wasm32-wasip2"), "{err}");
+    let text = dir.path().join("text.wasm");
+    std::fs::write(&text, b"(module)").unwrap();
+    let (ok, _, err) = edgeward(os!("plugin", "check", text.as_os_str()));
+    assert!(!ok && err.contains("not a WebAssembly file"), "{err}");
+    let (ok, _, err) = edgeward(os!("plugin", "new", dir.path().join("9bad").as_os_str()));
+    assert!(!ok && err.contains("starts with a letter"), "{err}");
 }
