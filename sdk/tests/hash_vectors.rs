@@ -15,7 +15,11 @@ fn hashes_match_the_shared_known_answers() {
             continue;
         }
         let mut cols = line.split('\t');
-        let (f, input, want) = (cols.next().unwrap(), cols.next().unwrap(), cols.next().unwrap());
+        let (f, input, want) = (
+            cols.next().unwrap(),
+            cols.next().unwrap(),
+            cols.next().unwrap(),
+        );
         let want: u64 = want.parse().unwrap();
         let got = match f {
             "fnv1a64" => hash::fnv1a64(input.as_bytes()),

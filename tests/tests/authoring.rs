@@ -53,7 +53,7 @@ fn run(cmd: &mut Command, what: &str) {
 }
 
 /// `python -m edgeward_sdk.build` on a Python plugin directory.
-pub fn build_python(dir: &Path, world: &str, out: &Path) {
+fn build_python(dir: &Path, world: &str, out: &Path) {
     run(
         Command::new("python3")
             .args(["-m", "edgeward_sdk.build", "app", "--world", world, "-p"])
@@ -96,7 +96,7 @@ fn js_tools() -> PathBuf {
 }
 
 /// `node sdk-js/build.mjs` on a JavaScript plugin directory.
-pub fn build_js(dir: &Path, world: &str, out: &Path) {
+fn build_js(dir: &Path, world: &str, out: &Path) {
     let modules = js_tools();
     run(
         Command::new("node")
@@ -107,6 +107,34 @@ pub fn build_js(dir: &Path, world: &str, out: &Path) {
             .env("EDGEWARD_JS_TOOLS", &modules),
         "componentize-js build",
     );
+}
+
+/// Where [`js_tools`] put the build tools (without installing anything).
+fn js_tools_dir() -> PathBuf {
+    let own = repo().join("sdk-js/node_modules/@bytecodealliance/componentize-js");
+    if own.is_dir() {
+        repo().join("sdk-js/node_modules")
+    } else {
+        work().join("npm/node_modules")
+    }
+}
+
+fn edgeward(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
+    let out = Command::new(edgeward_e2e::gateway::edgeward_bin())
+        .args(args)
+        .env("CARGO_TARGET_DIR", work().join("scaffold-target"))
+        .env("EDGEWARD_JS_TOOLS", js_tools_dir())
+        .output()
+        .expect("run edgeward");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+macro_rules! os {
+    ($($a:expr),*) => { &[$(std::ffi::OsStr::new($a)),*] };
 }
 
 fn metric(m: &str, sample: &str) -> u64 {
@@ -128,6 +156,14 @@ async fn route(language: &str, wasm: &Path, limits: &str) -> (BTreeSet<u8>, u128
         ups[1].addr,
         ups[2].addr
     );
+    // `plugin check` first: it names the world, measures the cost per call and
+    // per instance, and leaves the compiled component in the disk cache.
+    let (ok, out, err) = edgeward(os!("plugin", "check", wasm.as_os_str()));
+    assert!(
+        ok && out.contains("a `router` component"),
+        "{language}: {out}{err}"
+    );
+    eprintln!("{language}: {out}");
     let gw = Gateway::start(&yaml).await.unwrap();
     let url = gw.url("http", "/c");
     let c = SourceClient::from(loopback(1));
@@ -148,14 +184,20 @@ async fn route(language: &str, wasm: &Path, limits: &str) -> (BTreeSet<u8>, u128
         let c = SourceClient::from(loopback(ip));
         let first = served_by(&c.get(&url, None).await) == 2;
         let again = served_by(&c.get(&url, None).await) == 2;
-        assert_eq!(first, again, "{language}: client 127.0.0.{ip} switched sides");
+        assert_eq!(
+            first, again,
+            "{language}: client 127.0.0.{ip} switched sides"
+        );
         n += 2;
         if first {
             canary.insert(ip);
         }
     }
     let mean_us = started.elapsed().as_micros() / n;
-    assert!(ups[0].hits() > 0 && ups[1].hits() > 0, "{language}: stable side unused");
+    assert!(
+        ups[0].hits() > 0 && ups[1].hits() > 0,
+        "{language}: stable side unused"
+    );
     let m: Fetched = Client::h1()
         .get(&format!("http://{}/metrics", gw.admin.unwrap()))
         .await
@@ -166,7 +208,10 @@ async fn route(language: &str, wasm: &Path, limits: &str) -> (BTreeSet<u8>, u128
             &m,
             &format!("edgeward_plugin_faults_total{{plugin=\"canary\",kind=\"{kind}\"}}"),
         );
-        assert_eq!(faults, 0, "{language}: {faults} `{kind}` faults with {limits:?}");
+        assert_eq!(
+            faults, 0,
+            "{language}: {faults} `{kind}` faults with {limits:?}"
+        );
     }
     (canary, mean_us)
 }
@@ -190,10 +235,17 @@ async fn the_canary_in_three_languages_sends_the_same_clients_to_canary() {
     if have("componentize-py", "--version") {
         let wasm = work().join("canary_python.wasm");
         let t = Instant::now();
-        build_python(&repo().join("examples/canary-router-python"), "router", &wasm);
+        build_python(
+            &repo().join("examples/canary-router-python"),
+            "router",
+            &wasm,
+        );
         eprintln!("python: built in {:?}", t.elapsed());
         let (set, us) = route("python", &wasm, PYTHON_LIMITS).await;
-        assert_eq!(set, rust_set, "python and rust disagree on who is a canary client");
+        assert_eq!(
+            set, rust_set,
+            "python and rust disagree on who is a canary client"
+        );
         eprintln!("python: {us} µs per request");
     }
     if have("node", "--version") && have("npm", "--version") {
@@ -202,27 +254,12 @@ async fn the_canary_in_three_languages_sends_the_same_clients_to_canary() {
         build_js(&repo().join("examples/canary-router-js"), "router", &wasm);
         eprintln!("js: built in {:?}", t.elapsed());
         let (set, us) = route("js", &wasm, JS_LIMITS).await;
-        assert_eq!(set, rust_set, "js and rust disagree on who is a canary client");
+        assert_eq!(
+            set, rust_set,
+            "js and rust disagree on who is a canary client"
+        );
         eprintln!("js: {us} µs per request");
     }
-}
-
-fn edgeward(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
-    let out = Command::new(edgeward_e2e::gateway::edgeward_bin())
-        .args(args)
-        .env("CARGO_TARGET_DIR", work().join("scaffold-target"))
-        .env("EDGEWARD_JS_TOOLS", js_tools())
-        .output()
-        .expect("run edgeward");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-macro_rules! os {
-    ($($a:expr),*) => { &[$(std::ffi::OsStr::new($a)),*] };
 }
 
 /// `plugin new` for each language and world; the project's own test passes,
@@ -247,7 +284,14 @@ fn the_scaffold_builds_tests_and_loads_every_language_and_world() {
             std::fs::create_dir_all(&root).unwrap();
             let sdk_root = repo();
             let (ok, out, err) = edgeward(os!(
-                "plugin", "new", dir.as_os_str(), "--lang", lang, "--world", world, "--sdk-root",
+                "plugin",
+                "new",
+                dir.as_os_str(),
+                "--lang",
+                lang,
+                "--world",
+                world,
+                "--sdk-root",
                 sdk_root.as_os_str()
             ));
             assert!(ok, "{what}: plugin new: {out}{err}");
@@ -295,7 +339,10 @@ fn the_scaffold_builds_tests_and_loads_every_language_and_world() {
             );
             let (code, text) = edgeward_e2e::gateway::check(&dir.join("edgeward.yaml"));
             assert_eq!(code, 0, "{what}: edgeward check: {text}");
-            eprintln!("{what}: tested, built and loaded in {:?}\n{out}", t.elapsed());
+            eprintln!(
+                "{what}: tested, built and loaded in {:?}\n{out}",
+                t.elapsed()
+            );
         }
     }
 }
@@ -308,7 +355,10 @@ fn check_tells_a_wrong_target_build_to_use_wasm32_wasip2() {
     let core = dir.path().join("core.wasm");
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
     let (ok, _, err) = edgeward(os!("plugin", "check", core.as_os_str()));
-    assert!(!ok && err.contains("core WebAssembly module") && err.contains("build for wasm32-wasip2"), "{err}");
+    assert!(
+        !ok && err.contains("core WebAssembly module") && err.contains("build for wasm32-wasip2"),
+        "{err}"
+    );
     let text = dir.path().join("text.wasm");
     std::fs::write(&text, b"(module)").unwrap();
     let (ok, _, err) = edgeward(os!("plugin", "check", text.as_os_str()));

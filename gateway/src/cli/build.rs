@@ -27,11 +27,20 @@ fn detect(dir: &Path) -> Result<Lang, String> {
 /// The `edgeward-world: …` line the scaffold puts at the top of app.py/app.js.
 fn world_of(source: &Path) -> Result<WorldKind, String> {
     let text = std::fs::read_to_string(source).map_err(|e| format!("{}: {e}", source.display()))?;
-    let Some(line) = text.lines().take(5).find_map(|l| l.split_once("edgeward-world:")) else {
+    let Some(line) = text
+        .lines()
+        .take(5)
+        .find_map(|l| l.split_once("edgeward-world:"))
+    else {
         return Ok(WorldKind::Router);
     };
     let w = line.1.trim();
-    WorldKind::parse(w).ok_or_else(|| format!("{}: unknown world `{w}` (router, filter or scaler)", source.display()))
+    WorldKind::parse(w).ok_or_else(|| {
+        format!(
+            "{}: unknown world `{w}` (router, filter or scaler)",
+            source.display()
+        )
+    })
 }
 
 fn spawn(cmd: &mut Command, what: &str) -> Result<std::process::Output, String> {
@@ -65,17 +74,28 @@ pub fn run(dir: &Path, sdk_root: Option<&Path>) -> Result<(), String> {
     match detect(&dir)? {
         Lang::Rust => {
             let built = cargo(&dir)?;
-            std::fs::copy(&built, &out).map_err(|e| format!("copy {} to {}: {e}", built.display(), out.display()))?;
+            std::fs::copy(&built, &out)
+                .map_err(|e| format!("copy {} to {}: {e}", built.display(), out.display()))?;
         }
         Lang::Python => {
             let world = world_of(&dir.join("app.py"))?;
             let mut cmd = Command::new("python3");
-            cmd.args(["-m", "edgeward_sdk.build", "app", "--world", world.name(), "-p"])
-                .arg(&dir)
-                .arg("-o")
-                .arg(&out);
+            cmd.args([
+                "-m",
+                "edgeward_sdk.build",
+                "app",
+                "--world",
+                world.name(),
+                "-p",
+            ])
+            .arg(&dir)
+            .arg("-o")
+            .arg(&out);
             if let Ok(root) = sdk::root(sdk_root) {
-                cmd.env("PYTHONPATH", prepend_path("PYTHONPATH", &root.join("sdk-python")));
+                cmd.env(
+                    "PYTHONPATH",
+                    prepend_path("PYTHONPATH", &root.join("sdk-python")),
+                );
             }
             spawn(&mut cmd, "python3 -m edgeward_sdk.build (componentize-py)")?;
         }
@@ -84,7 +104,9 @@ pub fn run(dir: &Path, sdk_root: Option<&Path>) -> Result<(), String> {
             let linked = dir.join("node_modules/edgeward-sdk/build.mjs");
             if !linked.is_file() {
                 spawn(
-                    Command::new("npm").args(["install", "--no-audit", "--no-fund"]).current_dir(&dir),
+                    Command::new("npm")
+                        .args(["install", "--no-audit", "--no-fund"])
+                        .current_dir(&dir),
                     "npm install",
                 )?;
             }

@@ -25,7 +25,13 @@ const WRONG_TARGET: &str = "build for wasm32-wasip2: `cargo build --release --ta
 fn yaml(file: &Path, world: WorldKind, pairs: &[(String, String)], instances: u32) -> String {
     let cfg: Vec<String> = pairs
         .iter()
-        .map(|(k, v)| format!("{}: {}", serde_json::Value::from(k.as_str()), serde_json::Value::from(v.as_str())))
+        .map(|(k, v)| {
+            format!(
+                "{}: {}",
+                serde_json::Value::from(k.as_str()),
+                serde_json::Value::from(v.as_str())
+            )
+        })
         .collect();
     let mut y = format!(
         "listeners: [{{address: \"127.0.0.1:0\"}}]\nplugins:\n  p:\n    path: {}\n    deadline: 1s\n    memory: 512MiB\n    instances: {instances}\n    config: {{{}}}\n",
@@ -40,9 +46,17 @@ fn yaml(file: &Path, world: WorldKind, pairs: &[(String, String)], instances: u3
     y
 }
 
-fn load(file: &Path, world: WorldKind, pairs: &[(String, String)], instances: u32) -> Result<(config::Config, Plugins), String> {
-    let cfg = config::load_str(&yaml(file, world, pairs, instances), Path::new("plugin-check.yaml"))
-        .map_err(|e| format!("{e}"))?;
+fn load(
+    file: &Path,
+    world: WorldKind,
+    pairs: &[(String, String)],
+    instances: u32,
+) -> Result<(config::Config, Plugins), String> {
+    let cfg = config::load_str(
+        &yaml(file, world, pairs, instances),
+        Path::new("plugin-check.yaml"),
+    )
+    .map_err(|e| format!("{e}"))?;
     let plugins = Plugins::load(&cfg).map_err(|e| e.reason)?;
     Ok((cfg, plugins))
 }
@@ -60,7 +74,9 @@ pub fn run(file: &Path, config: &[String]) -> Result<(), String> {
         return Err(format!("{shown}: not a WebAssembly file; {WRONG_TARGET}"));
     }
     if bytes[..8] != COMPONENT {
-        return Err(format!("{shown}: a core WebAssembly module, not a component; {WRONG_TARGET}"));
+        return Err(format!(
+            "{shown}: a core WebAssembly module, not a component; {WRONG_TARGET}"
+        ));
     }
     let pairs = config
         .iter()
@@ -75,7 +91,6 @@ pub fn run(file: &Path, config: &[String]) -> Result<(), String> {
     // third tries (and the gateway's next start) cheap.
     let mut misfits = Vec::new();
     let mut found = None;
-    let before = rss_bytes();
     let started = Instant::now();
     for world in [WorldKind::Router, WorldKind::Filter, WorldKind::Scaler] {
         match load(file, world, &pairs, 1) {
@@ -115,18 +130,23 @@ pub fn run(file: &Path, config: &[String]) -> Result<(), String> {
         started.elapsed()
     );
     if world == WorldKind::Router {
-        let one = rss_bytes();
-        // A second load with two warm instances: the difference is one instance.
-        let two = load(file, world, &pairs, 2).ok().and_then(|(_, p)| {
-            let r = rss_bytes();
-            drop(p);
-            r
-        });
-        if let (Some(b), Some(o), Some(t)) = (before, one, two) {
-            let per = t.saturating_sub(o.max(b));
-            println!("memory: about {:.1} MiB per instance (resident)", per as f64 / f64::from(1 << 20));
-        }
         time_router(&cfg, &plugins);
+    }
+    drop(plugins);
+    // Two loads from the disk cache, with one and two warm instances: the
+    // difference in resident memory they add is one instance (after `init`).
+    let added = |n: u32| {
+        let before = rss_bytes()?;
+        let (_, p) = load(file, world, &pairs, n).ok()?;
+        let after = rss_bytes()?;
+        drop(p);
+        Some(after.saturating_sub(before))
+    };
+    if let (Some(one), Some(two)) = (added(1), added(2)) {
+        println!(
+            "memory: about {:.1} MiB resident per instance after init",
+            two.saturating_sub(one) as f64 / f64::from(1 << 20)
+        );
     }
     Ok(())
 }
@@ -151,5 +171,7 @@ fn time_router(cfg: &config::Config, plugins: &Plugins) {
         worst = worst.max(t.elapsed());
     }
     let mean = started.elapsed() / TIMED_CALLS;
-    println!("calls: {TIMED_CALLS} choose calls, mean {mean:.1?}, slowest {worst:.1?} (set `deadline:` well above the slowest)");
+    println!(
+        "calls: {TIMED_CALLS} choose calls, mean {mean:.1?}, slowest {worst:.1?} (set `deadline:` well above the slowest)"
+    );
 }

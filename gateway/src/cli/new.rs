@@ -10,8 +10,12 @@ use super::{Lang, WorldKind, sdk};
 pub fn limits(lang: Lang) -> &'static str {
     match lang {
         Lang::Rust => "",
-        Lang::Python => "    deadline: 20ms   # the interpreter needs more than the 2ms default\n    memory: 64MiB\n",
-        Lang::Js => "    deadline: 20ms   # the JS engine needs more than the 2ms default\n    memory: 128MiB\n",
+        Lang::Python => {
+            "    deadline: 20ms   # the interpreter needs more than the 2ms default\n    memory: 64MiB\n"
+        }
+        Lang::Js => {
+            "    deadline: 20ms   # the JS engine needs more than the 2ms default\n    memory: 128MiB\n"
+        }
     }
 }
 
@@ -22,12 +26,30 @@ fn template(lang: Lang, world: WorldKind) -> (&'static str, &'static str) {
         (Rust, Router) => (include_str!("templates/rust_router.rs"), ""),
         (Rust, Filter) => (include_str!("templates/rust_filter.rs"), ""),
         (Rust, Scaler) => (include_str!("templates/rust_scaler.rs"), ""),
-        (Python, Router) => (include_str!("templates/py_router.py"), include_str!("templates/py_router_test.py")),
-        (Python, Filter) => (include_str!("templates/py_filter.py"), include_str!("templates/py_filter_test.py")),
-        (Python, Scaler) => (include_str!("templates/py_scaler.py"), include_str!("templates/py_scaler_test.py")),
-        (Js, Router) => (include_str!("templates/js_router.js"), include_str!("templates/js_router_test.js")),
-        (Js, Filter) => (include_str!("templates/js_filter.js"), include_str!("templates/js_filter_test.js")),
-        (Js, Scaler) => (include_str!("templates/js_scaler.js"), include_str!("templates/js_scaler_test.js")),
+        (Python, Router) => (
+            include_str!("templates/py_router.py"),
+            include_str!("templates/py_router_test.py"),
+        ),
+        (Python, Filter) => (
+            include_str!("templates/py_filter.py"),
+            include_str!("templates/py_filter_test.py"),
+        ),
+        (Python, Scaler) => (
+            include_str!("templates/py_scaler.py"),
+            include_str!("templates/py_scaler_test.py"),
+        ),
+        (Js, Router) => (
+            include_str!("templates/js_router.js"),
+            include_str!("templates/js_router_test.js"),
+        ),
+        (Js, Filter) => (
+            include_str!("templates/js_filter.js"),
+            include_str!("templates/js_filter_test.js"),
+        ),
+        (Js, Scaler) => (
+            include_str!("templates/js_scaler.js"),
+            include_str!("templates/js_scaler_test.js"),
+        ),
     }
 }
 
@@ -66,7 +88,12 @@ fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-pub fn run(dir: &Path, lang: Lang, world: WorldKind, sdk_root: Option<&Path>) -> Result<(), String> {
+pub fn run(
+    dir: &Path,
+    lang: Lang,
+    world: WorldKind,
+    sdk_root: Option<&Path>,
+) -> Result<(), String> {
     let name = dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -78,14 +105,20 @@ pub fn run(dir: &Path, lang: Lang, world: WorldKind, sdk_root: Option<&Path>) ->
             )
         })?;
     if dir.exists() && std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_some()) {
-        return Err(format!("{}: already exists and is not empty", dir.display()));
+        return Err(format!(
+            "{}: already exists and is not empty",
+            dir.display()
+        ));
     }
     let root = sdk::root(sdk_root)?;
     let (app, test) = template(lang, world);
     let app = app.replace("{{name}}", name);
     let mut files: Vec<(String, String)> = vec![
         ("edgeward.yaml".into(), config(name, lang, world)),
-        (".gitignore".into(), "target/\n*.wasm\nnode_modules/\n__pycache__/\n".into()),
+        (
+            ".gitignore".into(),
+            "target/\n*.wasm\nnode_modules/\n__pycache__/\n".into(),
+        ),
     ];
     let (build, test_cmd) = match lang {
         Lang::Rust => {
@@ -103,7 +136,10 @@ pub fn run(dir: &Path, lang: Lang, world: WorldKind, sdk_root: Option<&Path>) ->
         Lang::Js => {
             files.push(("app.js".into(), app));
             files.push(("app.test.js".into(), test.into()));
-            files.push(("package.json".into(), package_json(name, &root.join("sdk-js"))));
+            files.push((
+                "package.json".into(),
+                package_json(name, &root.join("sdk-js")),
+            ));
             ("edgeward plugin build", "npm install && node --test")
         }
     };

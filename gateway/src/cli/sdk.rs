@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 
 fn is_root(dir: &Path) -> bool {
-    dir.join("sdk/Cargo.toml").is_file() && dir.join("sdk-python").is_dir() && dir.join("sdk-js").is_dir()
+    dir.join("sdk/Cargo.toml").is_file()
+        && dir.join("sdk-python").is_dir()
+        && dir.join("sdk-js").is_dir()
 }
 
 pub fn root(given: Option<&Path>) -> Result<PathBuf, String> {
@@ -14,7 +16,10 @@ pub fn root(given: Option<&Path>) -> Result<PathBuf, String> {
         return if is_root(d) {
             std::path::absolute(d).map_err(|e| format!("{}: {e}", d.display()))
         } else {
-            Err(format!("--sdk-root {}: no sdk/, sdk-python/ and sdk-js/ there", d.display()))
+            Err(format!(
+                "--sdk-root {}: no sdk/, sdk-python/ and sdk-js/ there",
+                d.display()
+            ))
         };
     }
     if let Some(d) = std::env::var_os("EDGEWARD_SDK_ROOT") {
@@ -22,7 +27,10 @@ pub fn root(given: Option<&Path>) -> Result<PathBuf, String> {
         if is_root(&d) {
             return std::path::absolute(&d).map_err(|e| format!("{}: {e}", d.display()));
         }
-        return Err(format!("EDGEWARD_SDK_ROOT={}: no sdk/, sdk-python/ and sdk-js/ there", d.display()));
+        return Err(format!(
+            "EDGEWARD_SDK_ROOT={}: no sdk/, sdk-python/ and sdk-js/ there",
+            d.display()
+        ));
     }
     let starts = [std::env::current_exe().ok(), std::env::current_dir().ok()];
     for start in starts.into_iter().flatten() {
@@ -31,7 +39,9 @@ pub fn root(given: Option<&Path>) -> Result<PathBuf, String> {
             return Ok(d.to_path_buf());
         }
     }
-    Err("cannot find the Edgeward SDKs (a checkout with sdk/, sdk-python/, sdk-js/): \
+    Err(
+        "cannot find the Edgeward SDKs (a checkout with sdk/, sdk-python/, sdk-js/): \
          pass --sdk-root DIR or set EDGEWARD_SDK_ROOT"
-        .into())
+            .into(),
+    )
 }
