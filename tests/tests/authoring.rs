@@ -69,6 +69,12 @@ fn build_python(dir: &Path, world: &str, out: &Path) {
 /// there (as .ci/run does), else installed once under `target/authoring/npm`
 /// from the SDK's lock file, so versions are exactly the pinned ones.
 fn js_tools() -> PathBuf {
+    // Both tests of this file may ask at once: one install.
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(install_js_tools).clone()
+}
+
+fn install_js_tools() -> PathBuf {
     let pinned = |modules: &Path| {
         std::fs::read_to_string(modules.join("@bytecodealliance/componentize-js/package.json"))
             .is_ok_and(|p| p.contains("\"version\": \"0.23.0\""))
