@@ -222,18 +222,21 @@ async fn route(language: &str, wasm: &Path, limits: &str) -> (BTreeSet<u8>, u128
     (canary, mean_us)
 }
 
-/// The deadline and memory the README recommends for each language: with
-/// them, no call of this test overruns (the defaults, 2ms and 16MiB, suit
-/// Rust guests; Python's interpreter needs more of both).
-const PYTHON_LIMITS: &str = "    deadline: 20ms\n    memory: 64MiB\n";
-const JS_LIMITS: &str = "    deadline: 20ms\n    memory: 128MiB\n";
+/// The memory the README recommends per language: with less, a Python or JS
+/// instance faults (`memory`, or a trap in `init`). The deadline is not the
+/// recommended 20ms: this gateway is a debug build on a shared 2-core box,
+/// where even the Rust router's slowest of 2000 calls took 10ms (`plugin
+/// check` prints it); the 0-fault assertion is about memory and traps.
+const RUST_LIMITS: &str = "    deadline: 200ms\n";
+const PYTHON_LIMITS: &str = "    deadline: 200ms\n    memory: 64MiB\n";
+const JS_LIMITS: &str = "    deadline: 200ms\n    memory: 128MiB\n";
 
 #[tokio::test]
 async fn the_canary_in_three_languages_sends_the_same_clients_to_canary() {
     let rust_dir = repo().join("target").join("example-canary");
     cargo_wasm(&repo().join("examples/canary-plugin"), &rust_dir);
     let rust = rust_dir.join("wasm32-wasip2/release/canary_plugin.wasm");
-    let (rust_set, rust_us) = route("rust", &rust, "").await;
+    let (rust_set, rust_us) = route("rust", &rust, RUST_LIMITS).await;
     let n = rust_set.len();
     assert!((3..=35).contains(&n), "{n} of 150 clients went to canary");
     eprintln!("rust: {n} canary clients, {rust_us} µs per request");
