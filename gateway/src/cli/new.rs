@@ -104,7 +104,8 @@ pub fn run(
                 dir.display()
             )
         })?;
-    if dir.exists() && std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_some()) {
+    let empty = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none());
+    if dir.exists() && !empty {
         return Err(format!(
             "{}: already exists and is not empty",
             dir.display()
