@@ -51,10 +51,19 @@ class Scaler:
 T = TypeVar("T")
 
 
-def _wasm() -> Any:
-    from . import _wasm as w  # bindings exist only inside the component
+try:
+    # Inside a componentize-py build this runs at pre-initialisation, while
+    # module files can still be read: at run time the gateway grants no
+    # filesystem, so a module first imported during a call cannot be loaded.
+    from . import _wasm as _bindings
+except ImportError:  # natively: no bindings, tests use testing.FakeHost
+    _bindings = None
 
-    return w
+
+def _wasm() -> Any:
+    if _bindings is None:
+        raise RuntimeError("no component bindings: natively, call plugins through edgeward_sdk.testing.FakeHost")
+    return _bindings
 
 
 def _guarded(what: str, call: Callable[..., Any]) -> Callable[..., Any]:
