@@ -14,7 +14,7 @@ pub fn limits(lang: Lang) -> &'static str {
             "    deadline: 20ms   # the interpreter needs more than the 2ms default\n    memory: 64MiB\n"
         }
         Lang::Js => {
-            "    deadline: 20ms   # the JS engine needs more than the 2ms default\n    memory: 128MiB\n"
+            "    deadline: 50ms   # the JS engine needs more than the 2ms default\n    memory: 128MiB\n"
         }
     }
 }
