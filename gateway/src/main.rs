@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use edgeward::{config, demo, server};
 
+mod cli;
+
 #[derive(Parser)]
 #[command(name = "edgeward", version, about = "Edgeward: a regional edge gateway", long_about = None)]
 struct Cli {
@@ -54,6 +56,10 @@ enum Command {
         #[arg(long)]
         print_config: bool,
     },
+    /// Write, build and check plugins: `plugin new NAME --lang rust|python|js
+    /// --world router|filter|scaler`, `plugin build [DIR]`, `plugin check FILE`.
+    #[command(subcommand)]
+    Plugin(cli::PluginCommand),
 }
 
 /// Logs go to stderr through a writer thread, so a slow or blocked stderr
@@ -96,6 +102,7 @@ fn init_logs(filter: Option<&str>) -> tracing_appender::non_blocking::WorkerGuar
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Plugin(cmd) => cli::run(cmd),
         Command::Check { config } => match config::load_file(&config) {
             // Plugins are loaded for real: a bad component or a failing init
             // is found here rather than at the next start.

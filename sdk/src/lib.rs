@@ -1,6 +1,6 @@
 //! # edgeward-sdk
 //!
-//! Write [Edgeward](https://example.invalid/edgeward) gateway plugins in Rust:
+//! Write Edgeward gateway plugins in Rust:
 //! routers that pick an endpoint per request, filters that edit or answer
 //! requests, and scalers that turn measurements into replica counts. A plugin
 //! is a WebAssembly component built for `wasm32-wasip2` against the WIT
@@ -21,6 +21,22 @@
 //!   that survives endpoint changes), [`cookie`], [`select`], [`Config`].
 //! - Test natively with `testing::FakeHost`: `cargo test`, no wasm (the
 //!   `testing` module exists on non-wasm targets only).
+//!
+//! ## Depending on the SDK
+//!
+//! Until `edgeward-sdk` is on crates.io, depend on it by path (a checkout of
+//! the Edgeward repository) or by `git`; keep `version` so the same line
+//! resolves from crates.io once `path`/`git` is dropped:
+//!
+//! ```toml
+//! [dependencies]
+//! edgeward-sdk = { version = "0.1", path = "/path/to/edgeward/sdk" }
+//! # or: edgeward-sdk = { version = "0.1", git = "<the Edgeward repository URL>" }
+//! # once published: edgeward-sdk = "0.1"
+//! ```
+//!
+//! `edgeward plugin new NAME --lang rust --world router` writes a project
+//! with that line filled in, a passing test and a config that loads it.
 //!
 //! ## A complete router
 //!
