@@ -44,7 +44,9 @@ impl Generation {
         metrics: &NodeMetrics,
     ) -> Result<Self, LoadError> {
         let plugins = Arc::new(Plugins::load_carrying(&config, carry)?);
-        Ok(Self::assemble(number, config, plugins, None, registry, metrics))
+        Ok(Self::assemble(
+            number, config, plugins, None, registry, metrics,
+        ))
     }
 
     /// The same generation with `config`'s endpoints, which differ from this
@@ -59,7 +61,14 @@ impl Generation {
         metrics: &NodeMetrics,
     ) -> Self {
         let holds = Some(self.holds.clone());
-        Self::assemble(self.number, config, self.plugins.clone(), holds, registry, metrics)
+        Self::assemble(
+            self.number,
+            config,
+            self.plugins.clone(),
+            holds,
+            registry,
+            metrics,
+        )
     }
 
     /// Whether `other` differs from this generation only in discovered
