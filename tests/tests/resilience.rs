@@ -385,6 +385,16 @@ async fn the_retry_budget_holds_when_every_endpoint_fails() {
 /// Answers a head and `sent` of `len` bytes, then nothing; `chunked` leaves
 /// out the Content-Length.
 async fn stalling(len: usize, sent: usize, chunked: bool) -> Origin {
+    stalling_with(len, sent, chunked, None).await
+}
+
+/// [`stalling`], with a `Cache-Control` on the head when given.
+async fn stalling_with(
+    len: usize,
+    sent: usize,
+    chunked: bool,
+    cache_control: Option<&'static str>,
+) -> Origin {
     Origin::start(move |_| async move {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, BoxError>>(1);
         tokio::spawn(async move {
@@ -404,9 +414,62 @@ async fn stalling(len: usize, sent: usize, chunked: bool) -> Origin {
         if !chunked {
             r.headers_mut().insert("content-length", len.into());
         }
+        if let Some(cc) = cache_control {
+            r.headers_mut()
+                .insert("cache-control", http::HeaderValue::from_static(cc));
+        }
         r
     })
     .await
+}
+
+#[tokio::test]
+async fn a_stalled_fill_on_a_cached_route_fails_every_waiter_and_stores_nothing() {
+    let origin = stalling_with(1000, 100, false, Some("public, max-age=60")).await;
+    let gw = Gateway::start(&config(
+        &endpoints(&[&origin]),
+        "    body-idle-timeout: 500ms\n    cache: {}\n",
+    ))
+    .await
+    .unwrap();
+    let url = gw.url("http", "/cached");
+    // Together: one fill, the others coalesced on it (or fetching again).
+    let clients: Vec<_> = (0..5)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let resp = Client::h1()
+                    .send(Request::get(&url).body(empty()).unwrap())
+                    .await?;
+                let t = Instant::now();
+                let got = resp.into_body().collect().await;
+                Ok::<_, BoxError>((got.is_err(), t.elapsed()))
+            })
+        })
+        .collect();
+    for c in clients {
+        // A client may also see the error before any head: never a hang.
+        if let Ok((truncated, took)) = within("a waiter of the stalled fill", c).await.unwrap() {
+            assert!(truncated, "a stalled fill must not look complete");
+            assert!(took < Duration::from_secs(3), "{took:?}");
+        }
+    }
+    // Nothing truncated was stored: the next request goes to the origin again.
+    let before = origin.hits.load(Ordering::SeqCst);
+    let resp = within(
+        "the request after the stall",
+        Client::h1().send(Request::get(&url).body(empty()).unwrap()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(origin.hits.load(Ordering::SeqCst), before + 1);
+    let status = resp
+        .headers()
+        .get("cache-status")
+        .expect("a cached route's answer carries Cache-Status")
+        .to_str()
+        .unwrap();
+    assert!(!status.contains("hit"), "{status}");
 }
 
 #[tokio::test]
