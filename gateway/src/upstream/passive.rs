@@ -1,6 +1,6 @@
 //! Passive health from the request path's own tries: each answer or failure
 //! of an endpoint feeds its outlier state, and a refused connection starts
-//! the short connect cool-down. Both stay under the upstream's ejection cap.
+//! the short connect cool-down. Ejections stay under the upstream's cap.
 
 use std::time::Duration;
 
@@ -37,7 +37,12 @@ impl UpstreamPool {
         {
             tracing::warn!(upstream = %self.name, endpoint = %self.endpoints[idx].authority, reason = reason.as_str(), ejected_for = ?length, "endpoint ejected after consecutive errors");
         }
-        if reason == Reason::ConnectError && (stats.passively_out(now) || room()) {
+        // A refused connection is not an opinion about the application: the
+        // endpoint is not there. Its short cool-down is not capped like an
+        // ejection (under the panic threshold every endpoint is offered
+        // anyway), and a scale-from-zero hold needs it to see that no replica
+        // is up, however small the pool.
+        if reason == Reason::ConnectError {
             self.cool_down(idx, now);
         }
     }
