@@ -130,6 +130,20 @@ async fn spray(addr: std::net::SocketAddr, from: usize, to: usize, conns: usize,
     }
 }
 
+/// CPU seconds (user + system) process `pid` has used, from /proc (in
+/// clock ticks of 1/100 s, the kernel's `USER_HZ` on Linux).
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the name.
+    (f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)) as f64 / 100.0
+}
+
 async fn metric(gw: &Gateway, name: &str) -> u64 {
     let m = gw.metrics_text().await;
     m.lines()
@@ -162,8 +176,13 @@ async fn tiny_entry_spray_stays_within_the_memory_bound_and_purge_returns_it() {
     purge_all(&gw).await;
     let start = gw.rss_kib() * 1024;
     let t = Instant::now();
+    let pid = gw.pid().to_string();
+    let cpu = (cpu_secs(&pid), cpu_secs("self"));
     spray(addr, 10_000, 110_000, conns(), DEPTH).await;
     let took = t.elapsed();
+    // Where the time went: the gateway's CPU, and this process's (the
+    // clients and the origin).
+    let cpu = (cpu_secs(&pid) - cpu.0, cpu_secs("self") - cpu.1);
     let filled = gw.rss_kib() * 1024;
     let bytes = metric(&gw, "edgeward_cache_bytes").await;
     let entries = metric(&gw, "edgeward_cache_entries").await;
@@ -184,9 +203,12 @@ async fn tiny_entry_spray_stays_within_the_memory_bound_and_purge_returns_it() {
     let refilled = gw.rss_kib() * 1024;
     let kib = |b: u64| b / 1024;
     eprintln!(
-        "100000 tiny entries in {took:?} (origin served {}): RSS start {} KiB, filled {} KiB \
+        "100000 tiny entries in {took:?} (gateway CPU {:.1} s, test process CPU {:.1} s; \
+         origin served {}): RSS start {} KiB, filled {} KiB \
          (+{} KiB), after purge {} KiB, refilled {} KiB; charged {} KiB for {entries} entries \
          ({} B each, {} B of RSS growth each)",
+        cpu.0,
+        cpu.1,
         served.load(Ordering::Relaxed),
         kib(start),
         kib(filled),

@@ -33,6 +33,9 @@ pub struct Counters {
     pub purged: AtomicU64,
     pub coalesced: AtomicU64,
     pub compressed_variants: AtomicU64,
+    /// Storable responses not stored because their body came in a content
+    /// coding the cache did not ask for and could not decode.
+    pub refused_coded: AtomicU64,
 }
 
 /// What a flight has to show its waiters: a fill streaming, once it does.
@@ -166,6 +169,7 @@ impl Cache {
             purged: c.purged.load(Relaxed),
             coalesced: c.coalesced.load(Relaxed),
             compressed_variants: c.compressed_variants.load(Relaxed),
+            refused_coded: c.refused_coded.load(Relaxed),
             bytes,
             max_bytes: self.settings.max_size,
             entries,

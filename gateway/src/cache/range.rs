@@ -1,14 +1,21 @@
-//! `Range` requests answered from a stored complete response (RFC 9110 §14):
-//! one byte range becomes a 206 with `Content-Range`, several become a 206
-//! `multipart/byteranges`; a failed `If-Range`, a unit other than bytes or a
-//! malformed set get the whole response (RFC 9110 §14.2); a set that selects
-//! nothing gets a 416.
+//! `Range` requests answered from a complete response, stored or streaming
+//! from a fill (RFC 9110 §14): one byte range becomes a 206 with
+//! `Content-Range`, several become a 206 `multipart/byteranges`; a failed
+//! `If-Range`, a unit other than bytes or a malformed set get the whole
+//! response (RFC 9110 §14.2); a set that selects nothing gets a 416.
 
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::SystemTime;
+
+use bytes::Bytes;
 use http::HeaderMap;
 use http::header;
+use http_body::Frame;
 
 use super::policy;
 use super::store::Entry;
+use crate::body::BoxError;
 
 /// At most this many ranges in one request get a multipart answer; more
 /// get the whole response (RFC 9110 §14.2 lets a server ignore a range set
@@ -28,13 +35,41 @@ pub enum Selected {
     Unsatisfiable,
 }
 
-/// What to send of a stored body of `len` bytes for the request `req`.
-pub fn select(req: &HeaderMap, entry: &Entry, len: u64) -> Selected {
+/// What `If-Range` is evaluated against: the validators of the complete
+/// response the ranges would be taken from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Validators<'a> {
+    pub etag: Option<&'a str>,
+    pub last_modified: Option<SystemTime>,
+    /// The response's `Date`: it tells whether `Last-Modified` is strong.
+    pub date: Option<SystemTime>,
+}
+
+impl<'a> Validators<'a> {
+    pub fn of_entry(e: &'a Entry) -> Self {
+        Self {
+            etag: e.etag.as_deref(),
+            last_modified: e.last_modified,
+            date: policy::date(&e.headers, header::DATE),
+        }
+    }
+
+    pub fn of_fields(h: &'a HeaderMap) -> Self {
+        Self {
+            etag: h.get(header::ETAG).and_then(|v| v.to_str().ok()),
+            last_modified: policy::last_modified(h),
+            date: policy::date(h, header::DATE),
+        }
+    }
+}
+
+/// What to send of a complete body of `len` bytes for the request `req`.
+pub fn select(req: &HeaderMap, v: &Validators<'_>, len: u64) -> Selected {
     let Some(range) = req.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
         return Selected::Whole;
     };
     if let Some(cond) = req.get(header::IF_RANGE).and_then(|v| v.to_str().ok())
-        && !if_range_holds(cond.trim(), entry)
+        && !if_range_holds(cond.trim(), v)
     {
         return Selected::Whole;
     }
@@ -156,19 +191,88 @@ fn boundary(body: &[u8]) -> String {
     }
 }
 
-/// `If-Range` (RFC 9110 §13.1.5): a strong ETag that matches, or a date equal
-/// to a strong Last-Modified.
-fn if_range_holds(cond: &str, entry: &Entry) -> bool {
+/// `If-Range` (RFC 9110 §13.1.5): a strong ETag that matches by strong
+/// comparison, or a date exactly equal to a strong Last-Modified. A cache
+/// may take a Last-Modified as strong only when the response's Date is at
+/// least a second later (RFC 9110 §8.8.2.2): the representation cannot have
+/// changed twice within the second it names.
+fn if_range_holds(cond: &str, v: &Validators<'_>) -> bool {
     if cond.starts_with('"') || cond.starts_with("W/") {
         return !cond.starts_with("W/")
-            && entry
+            && v
                 .etag
-                .as_deref()
-                .is_some_and(|e| !e.starts_with("W/") && e.trim() == cond);
+                .is_some_and(|e| !e.trim().starts_with("W/") && e.trim() == cond);
     }
-    match (policy::date_value(cond), entry.last_modified) {
-        (Some(d), Some(lm)) => d == lm,
+    match (policy::date_value(cond), v.last_modified, v.date) {
+        (Some(d), Some(lm), Some(date)) => {
+            d == lm && date.duration_since(lm).is_ok_and(|s| s.as_secs() >= 1)
+        }
         _ => false,
+    }
+}
+
+/// Bytes `start..=end` of a body that streams the whole representation:
+/// what comes before is read and dropped, what comes after is never read.
+/// A body that ends before `end` fails, so a client never takes a short
+/// part for a whole one.
+pub struct Slice<B> {
+    inner: B,
+    skip: u64,
+    left: u64,
+}
+
+impl<B> Slice<B> {
+    pub fn new(inner: B, start: u64, end: u64) -> Self {
+        Self {
+            inner,
+            skip: start,
+            left: end.saturating_sub(start) + 1,
+        }
+    }
+}
+
+impl<B> http_body::Body for Slice<B>
+where
+    B: http_body::Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        while this.left > 0 {
+            let Some(frame) = ready!(Pin::new(&mut this.inner).poll_frame(cx)) else {
+                return Poll::Ready(Some(Err("the body ended before the range did".into())));
+            };
+            // Trailers belong to the whole body, not to a part of it.
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
+            let n = data.len() as u64;
+            if this.skip >= n {
+                this.skip -= n;
+                continue;
+            }
+            let from = this.skip as usize;
+            this.skip = 0;
+            let take = (n - from as u64).min(this.left);
+            this.left -= take;
+            return Poll::Ready(Some(Ok(Frame::data(
+                data.slice(from..from + take as usize),
+            ))));
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left)
     }
 }
 
@@ -182,9 +286,14 @@ mod tests {
     use crate::cache::policy::CacheControl;
 
     fn entry() -> Entry {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "date",
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:38 GMT"),
+        );
         Entry {
             status: StatusCode::OK,
-            headers: HeaderMap::new(),
+            headers,
             body: bytes::Bytes::from_static(b"0123456789"),
             variants: Vec::new(),
             stored_at: Instant::now(),
@@ -201,7 +310,7 @@ mod tests {
         }
     }
 
-    fn sel(pairs: &[(&str, &str)]) -> Selected {
+    fn fields(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
             h.append(
@@ -209,7 +318,12 @@ mod tests {
                 HeaderValue::from_str(v).unwrap(),
             );
         }
-        select(&h, &entry(), 10)
+        h
+    }
+
+    fn sel(pairs: &[(&str, &str)]) -> Selected {
+        let e = entry();
+        select(&fields(pairs), &Validators::of_entry(&e), 10)
     }
 
     #[test]
@@ -262,7 +376,10 @@ mod tests {
         );
         let mut h = HeaderMap::new();
         h.insert("range", HeaderValue::from_str(&many).unwrap());
-        assert_eq!(select(&h, &entry(), 100), Selected::Whole);
+        assert_eq!(
+            select(&h, &Validators::of_entry(&entry()), 100),
+            Selected::Whole
+        );
         assert_eq!(sel(&[("range", "items=0-1")]), Selected::Whole);
         assert_eq!(sel(&[("range", "bytes=x-1")]), Selected::Whole);
         let r = ("range", "bytes=0-1");
@@ -277,5 +394,52 @@ mod tests {
             sel(&[r, ("if-range", "Sun, 06 Nov 1994 08:49:38 GMT")]),
             Selected::Whole
         );
+        // A Last-Modified within the second of the response's Date is weak:
+        // an If-Range date never matches it (RFC 9110 §8.8.2.2).
+        let mut e = entry();
+        e.headers.insert(
+            "date",
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
+        let h = fields(&[r, ("if-range", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        assert_eq!(select(&h, &Validators::of_entry(&e), 10), Selected::Whole);
+        e.headers.remove("date");
+        assert_eq!(select(&h, &Validators::of_entry(&e), 10), Selected::Whole);
+        // A weak stored ETag never satisfies If-Range, even with the same tag.
+        e.etag = Some("W/\"e\"".into());
+        let h = fields(&[r, ("if-range", "\"e\"")]);
+        assert_eq!(select(&h, &Validators::of_entry(&e), 10), Selected::Whole);
+    }
+
+    #[tokio::test]
+    async fn a_slice_of_a_stream_is_exactly_its_range() {
+        use http_body_util::BodyExt;
+        let chunks = |parts: &[&'static str]| {
+            let frames: Vec<Result<Frame<Bytes>, BoxError>> = parts
+                .iter()
+                .map(|p| Ok(Frame::data(Bytes::from_static(p.as_bytes()))))
+                .collect();
+            crate::body::boxed(http_body_util::StreamBody::new(futures_util::stream::iter(
+                frames,
+            )))
+        };
+        let all = ["0123", "4567", "89ab", "cdef"];
+        for (start, end, want) in [
+            (0, 15, "0123456789abcdef"),
+            (0, 0, "0"),
+            (3, 4, "34"),
+            (4, 7, "4567"),
+            (5, 13, "56789abcd"),
+            (15, 15, "f"),
+        ] {
+            let got = Slice::new(chunks(&all), start, end)
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes();
+            assert_eq!(&got[..], want.as_bytes(), "{start}-{end}");
+        }
+        // Shorter than the range: an error, never a short success.
+        assert!(Slice::new(chunks(&all), 10, 20).collect().await.is_err());
     }
 }

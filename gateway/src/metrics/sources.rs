@@ -47,6 +47,9 @@ pub struct CacheSample {
     pub purged: u64,
     pub coalesced: u64,
     pub compressed_variants: u64,
+    /// Storable responses refused because of a content coding the cache
+    /// did not ask for and could not decode.
+    pub refused_coded: u64,
     /// Bytes held by stored responses.
     pub bytes: u64,
     /// The configured bound.
@@ -244,6 +247,18 @@ impl Collector for CacheCounters {
             ] {
                 ConstCounter::new(v).encode(m.encode_family(&[("result", result)])?)?;
             }
+        }
+        {
+            // One family for every reason a storable response is not stored;
+            // `coded-body` is the only one counted so far.
+            let mut m = enc.encode_descriptor(
+                "edgeward_cache_refused",
+                "Storable responses the cache refused to store, by reason.",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(c.refused_coded)
+                .encode(m.encode_family(&[("reason", "coded-body")])?)?;
         }
         for (name, help, v) in [
             ("edgeward_cache_stored", "Responses stored.", c.stored),

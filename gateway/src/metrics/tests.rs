@@ -426,6 +426,7 @@ fn sources_are_read_at_scrape_time_and_replaceable() {
         bytes: 1024,
         max_bytes: 4096,
         entries: 2,
+        refused_coded: 3,
         ..Default::default()
     }));
     m.set_plugin_source(Arc::new(|| {
@@ -453,6 +454,8 @@ fn sources_are_read_at_scrape_time_and_replaceable() {
         0.0
     );
     assert_eq!(value(&s, "edgeward_cache_stored_total", &[]), 2.0);
+    let coded = [("reason", "coded-body")];
+    assert_eq!(value(&s, "edgeward_cache_refused_total", &coded), 3.0);
     assert_eq!(value(&s, "edgeward_cache_bytes", &[]), 1024.0);
     assert_eq!(value(&s, "edgeward_cache_max_bytes", &[]), 4096.0);
     assert_eq!(value(&s, "edgeward_cache_entries", &[]), 2.0);

@@ -43,10 +43,18 @@ impl Session {
             cookies,
         } = coded;
         let client_takes_it = decode::accepts(&head.headers, &codings);
+        // A storable response this cache will not keep because of its coding.
+        let storable = entry.is_some();
+        let refuse = || {
+            if storable {
+                cache.count(|c| &c.refused_coded);
+            }
+        };
         let raw = match read_limited(incoming, limit).await {
             Ok(Ok(raw)) => raw,
             Ok(Err(prefixed)) => {
                 // Too big to decode here: only a client that decodes it gets it.
+                refuse();
                 return if client_takes_it {
                     Outcome::Passed(Response::from_parts(client, prefixed))
                 } else {
@@ -65,10 +73,14 @@ impl Session {
         let plain = match decode::decode(&codings, raw.clone(), limit) {
             Ok(plain) => plain,
             Err(why) if client_takes_it => {
+                refuse();
                 tracing::debug!(key = %key.primary, %why, "coded body passed on, not stored");
                 return Outcome::Passed(Response::from_parts(client, body::full(raw)));
             }
-            Err(why) => return refused(key, &codings, &why.to_string()),
+            Err(why) => {
+                refuse();
+                return refused(key, &codings, &why.to_string());
+            }
         };
         // The decoded body is another representation than the one the origin
         // tagged: a strong validator no longer holds for it (RFC 9110 §8.8.1).

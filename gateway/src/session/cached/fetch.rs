@@ -9,7 +9,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 use super::coded::Coded;
-use super::{About, Did};
+use super::{About, Did, ranged};
 use crate::body::{self, Body};
 use crate::cache::decode;
 use crate::cache::fanout::{self, Fanout, Reader, Streaming};
@@ -100,6 +100,11 @@ impl Session {
             lifetime,
         ) {
             tracing::debug!(?why, key = %key.primary, "response not stored");
+            if status == StatusCode::OK && ranged::wants_range(head) {
+                // Not kept, so not worth fetching whole: upstream takes the range.
+                drop(resp);
+                return passed(self.pass_range(head).await);
+            }
             let codings = decode::codings(resp.headers());
             if codings.is_empty() || decode::accepts(&head.headers, &codings) {
                 return Outcome::Passed(resp);
@@ -170,6 +175,10 @@ impl Session {
             return self.fill_coded(key, head, coded, incoming, flight).await;
         }
         if length.is_some_and(|n| n > limit) {
+            if status == StatusCode::OK && ranged::wants_range(head) {
+                drop(incoming);
+                return passed(self.pass_range(head).await);
+            }
             // Too big to keep: it streams through, uncached.
             return Outcome::Passed(Response::from_parts(client, incoming));
         }
@@ -216,6 +225,10 @@ impl Session {
         let body = match read_limited(incoming, limit as usize).await {
             Ok(Ok(b)) => b,
             Ok(Err(prefixed)) => {
+                if status == StatusCode::OK && ranged::wants_range(head) {
+                    drop(prefixed);
+                    return passed(self.pass_range(head).await);
+                }
                 return Outcome::Passed(Response::from_parts(client, prefixed));
             }
             Err(source) => {
@@ -235,16 +248,17 @@ impl Session {
     }
 
     /// A coalesced waiter's answer, streamed from the fill it joined.
-    pub(super) fn collapsed(
+    pub(super) async fn collapsed(
         &self,
         s: &Streaming,
         reader: Reader,
         head: &Head,
         key: &CacheKey,
-    ) -> Response<Body> {
+    ) -> Answer {
         let mut resp = Response::new(body::boxed(reader));
         *resp.status_mut() = s.status;
         *resp.headers_mut() = s.headers.clone();
+        let mut resp = self.ranged(resp, head).await?;
         let about = About {
             status: s.status,
             lifetime: s.lifetime,
@@ -253,7 +267,7 @@ impl Session {
             path: &key.path,
         };
         self.label(&mut resp, Did::Collapsed("uri-miss"), Some(about));
-        self.compressed(resp, &head.method)
+        Ok(self.compressed(resp, &head.method))
     }
 
     fn key_host(&self, head: &Head) -> String {
@@ -274,8 +288,10 @@ impl Session {
             Outcome::Revalidated(full, e) => {
                 Ok(self.respond(full, e, head, Did::Revalidated).await)
             }
-            Outcome::Streaming(mut resp, lifetime) => {
+            Outcome::Streaming(resp, lifetime) => {
                 let age = age_of(resp.headers());
+                let status = resp.status();
+                let mut resp = self.ranged(resp, head).await?;
                 let (host, path) = (
                     self.key_host(head),
                     head.uri
@@ -284,7 +300,7 @@ impl Session {
                         .to_owned(),
                 );
                 let about = About {
-                    status: resp.status(),
+                    status,
                     lifetime,
                     age,
                     host: &host,
@@ -308,6 +324,14 @@ impl Session {
                 Err(e)
             }
         }
+    }
+}
+
+/// A range forwarded as it came: its answer, passed on uncached.
+fn passed(answer: Answer) -> Outcome {
+    match answer {
+        Ok(resp) => Outcome::Passed(resp),
+        Err(e) => Outcome::Failed(Err(e)),
     }
 }
 

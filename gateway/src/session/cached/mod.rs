@@ -10,6 +10,7 @@
 mod bypass;
 mod coded;
 mod fetch;
+mod ranged;
 mod revalidate;
 mod serve;
 
@@ -210,19 +211,8 @@ impl Session {
             return self.bypass(req).await;
         }
         let key = key::build(policy, self.conn.scheme, req.uri(), req.headers());
-        // A range is answered from a stored complete response; without one it
-        // goes upstream as it is (a 206 is not stored).
-        if req.headers().contains_key(header::RANGE) {
-            let full = self
-                .node
-                .cache
-                .store
-                .full_key(&key.primary, req.headers())
-                .await;
-            if self.node.cache.store.get(&full).await.is_none() {
-                return self.bypass(req).await;
-            }
-        }
+        // A range is answered from the complete response: stored, or filled
+        // now and answered as it streams ([`ranged`]).
         let (parts, _) = req.into_parts();
         let head = Head {
             method: parts.method,
@@ -256,7 +246,7 @@ impl Session {
                                 && s.secondary == policy::secondary_key(&s.vary, &head.headers)
                                 && let Some(reader) = s.fan.attach()
                             {
-                                return Ok(self.collapsed(&s, reader, &head, &key));
+                                return self.collapsed(&s, reader, &head, &key).await;
                             }
                         } else {
                             w.done().await;

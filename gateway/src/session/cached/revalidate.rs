@@ -126,7 +126,11 @@ impl Session {
         let Some(flight) = self.node.cache.try_lead(&flight_key) else {
             return true;
         };
-        let (session, key, entry, head) = (self.clone(), key.clone(), entry.clone(), head.clone());
+        let (session, key, entry, mut head) =
+            (self.clone(), key.clone(), entry.clone(), head.clone());
+        // No client waits for this one: a range is nobody's to forward.
+        head.headers.remove(http::header::RANGE);
+        head.headers.remove(http::header::IF_RANGE);
         tokio::spawn(async move {
             let Some(policy) = session.route().cache.clone() else {
                 return;

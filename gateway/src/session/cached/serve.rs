@@ -91,39 +91,23 @@ impl Session {
                 resp
             }
             Some(b) => {
-                // Ranges of the identity body of a complete 200.
-                let selected = if entry.status == StatusCode::OK && enc == Encoding::Identity {
-                    range::select(&head.headers, &entry, b.len() as u64)
+                // Ranges of the identity body of a complete 200 (only a GET
+                // has ranges: RFC 9110 §14.2).
+                let ranged = entry.status == StatusCode::OK
+                    && enc == Encoding::Identity
+                    && head.method == Method::GET;
+                let selected = if ranged {
+                    range::select(
+                        &head.headers,
+                        &range::Validators::of_entry(&entry),
+                        b.len() as u64,
+                    )
                 } else {
                     range::Selected::Whole
                 };
-                let len = b.len() as u64;
                 let (status, b) = match selected {
                     range::Selected::Whole => (entry.status, b),
-                    range::Selected::Parts(ranges) => {
-                        let ct = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-                        let (ct, body) = range::multipart(&b, &ranges, ct);
-                        if let Ok(v) = HeaderValue::from_str(&ct) {
-                            h.insert(header::CONTENT_TYPE, v);
-                        }
-                        (StatusCode::PARTIAL_CONTENT, body)
-                    }
-                    range::Selected::Part { start, end } => {
-                        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
-                        {
-                            h.insert(header::CONTENT_RANGE, v);
-                        }
-                        (
-                            StatusCode::PARTIAL_CONTENT,
-                            b.slice(start as usize..=end as usize),
-                        )
-                    }
-                    range::Selected::Unsatisfiable => {
-                        if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                            h.insert(header::CONTENT_RANGE, v);
-                        }
-                        (StatusCode::RANGE_NOT_SATISFIABLE, bytes::Bytes::new())
-                    }
+                    s => super::ranged::of_bytes(s, &mut h, b),
                 };
                 if entry.status == StatusCode::OK && enc == Encoding::Identity {
                     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
