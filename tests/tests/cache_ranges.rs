@@ -248,7 +248,10 @@ async fn a_range_miss_is_filled_whole_and_answered_from_the_fill() {
     ] {
         let r = get(&gw, "/a", &[("range", range)]).await;
         assert_eq!(r.status, StatusCode::PARTIAL_CONTENT, "{range}");
-        assert_eq!((&r.body[..], r.header("content-range")), (want, Some(content_range)));
+        assert_eq!(
+            (&r.body[..], r.header("content-range")),
+            (want, Some(content_range))
+        );
         assert_eq!(r.header("x-cache"), Some("HIT"));
     }
     assert_eq!(&get(&gw, "/a", &[]).await.body[..], BODY);
@@ -258,13 +261,22 @@ async fn a_range_miss_is_filled_whole_and_answered_from_the_fill() {
     assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
     assert!(r.header("content-range").is_none());
     assert_eq!(
-        r.header("content-length").unwrap().parse::<usize>().unwrap(),
+        r.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap(),
         r.body.len()
     );
-    let want = [("bytes 0-1/16", "01"), ("bytes 4-5/16", "45"), ("bytes 14-15/16", "ef")];
+    let want = [
+        ("bytes 0-1/16", "01"),
+        ("bytes 4-5/16", "45"),
+        ("bytes 14-15/16", "ef"),
+    ];
     let got = parts(&r);
     assert_eq!(
-        got.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect::<Vec<_>>(),
+        got.iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect::<Vec<_>>(),
         want
     );
 
@@ -280,15 +292,30 @@ async fn a_range_miss_is_filled_whole_and_answered_from_the_fill() {
     // §13.1.5): another tag, or a weak one, gets the whole response.
     for if_range in ["\"old\"", "W/\"v1\""] {
         let path = format!("/d{}", if_range.len());
-        let r = get(&gw, &path, &[("range", "bytes=0-1"), ("if-range", if_range)]).await;
-        assert_eq!((r.status, &r.body[..]), (StatusCode::OK, BODY), "{if_range}");
+        let r = get(
+            &gw,
+            &path,
+            &[("range", "bytes=0-1"), ("if-range", if_range)],
+        )
+        .await;
+        assert_eq!(
+            (r.status, &r.body[..]),
+            (StatusCode::OK, BODY),
+            "{if_range}"
+        );
         assert!(r.header("content-range").is_none());
     }
     let r = get(&gw, "/e", &[("range", "bytes=0-1"), ("if-range", "\"v1\"")]).await;
-    assert_eq!((r.status, &r.body[..]), (StatusCode::PARTIAL_CONTENT, &b"01"[..]));
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (StatusCode::PARTIAL_CONTENT, &b"01"[..])
+    );
     // Ranges are for GET only: a HEAD gets the whole response's head.
     let r = get_as(&gw, http::Method::HEAD, "/f", &[("range", "bytes=0-1")]).await;
-    assert_eq!((r.status, r.header("content-length")), (StatusCode::OK, Some("16")));
+    assert_eq!(
+        (r.status, r.header("content-length")),
+        (StatusCode::OK, Some("16"))
+    );
     assert!(r.header("content-range").is_none());
     assert!(
         origin.asked().iter().all(Option::is_none),
@@ -308,19 +335,32 @@ async fn a_range_streams_from_the_fill_before_the_origin_finishes() {
     .await;
     let gw = Gateway::start(&config(origin.addr, "")).await.unwrap();
     let r = get(&gw, "/s", &[("range", "bytes=0-3")]).await;
-    assert_eq!((r.status, &r.body[..]), (StatusCode::PARTIAL_CONTENT, &b"0123"[..]));
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (StatusCode::PARTIAL_CONTENT, &b"0123"[..])
+    );
     // A second client joins the fill still in progress and gets its part
     // from it, without asking upstream.
     let r = get(&gw, "/s", &[("range", "bytes=4-7")]).await;
-    assert_eq!((r.status, &r.body[..]), (StatusCode::PARTIAL_CONTENT, &b"4567"[..]));
-    assert!(cache_status(&r).contains("collapsed"), "{}", cache_status(&r));
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (StatusCode::PARTIAL_CONTENT, &b"4567"[..])
+    );
+    assert!(
+        cache_status(&r).contains("collapsed"),
+        "{}",
+        cache_status(&r)
+    );
     assert_eq!(r.header("content-range"), Some("bytes 4-7/16"));
     assert_eq!(origin.asked(), vec![None]);
     assert_eq!(stored(&gw).await, 0, "the fill is still in progress");
     origin.release();
     stored_reaches(&gw, 1).await;
     let r = get(&gw, "/s", &[("range", "bytes=8-")]).await;
-    assert_eq!((&r.body[..], r.header("x-cache")), (&b"89abcdef"[..], Some("HIT")));
+    assert_eq!(
+        (&r.body[..], r.header("x-cache")),
+        (&b"89abcdef"[..], Some("HIT"))
+    );
     assert_eq!(origin.asked().len(), 1);
 }
 
@@ -333,7 +373,10 @@ async fn a_range_of_a_body_of_unknown_length_is_cut_once_it_is_in() {
     .await;
     let gw = Gateway::start(&config(origin.addr, "")).await.unwrap();
     let r = get(&gw, "/u", &[("range", "bytes=-3")]).await;
-    assert_eq!((r.status, &r.body[..]), (StatusCode::PARTIAL_CONTENT, &b"def"[..]));
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (StatusCode::PARTIAL_CONTENT, &b"def"[..])
+    );
     assert_eq!(r.header("content-range"), Some("bytes 13-15/16"));
     assert_eq!(r.header("content-length"), Some("3"));
     assert_eq!(origin.asked(), vec![None]);
@@ -343,7 +386,11 @@ async fn a_range_of_a_body_of_unknown_length_is_cut_once_it_is_in() {
 
 #[tokio::test]
 async fn a_range_the_cache_will_not_store_goes_upstream_as_it_came() {
-    let big = Bytes::from((0..4096).map(|i| b'a' + (i % 26) as u8).collect::<Vec<u8>>());
+    let big = Bytes::from(
+        (0..4096)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect::<Vec<u8>>(),
+    );
     let global = "cache: {max-object-size: 1KiB}\n";
     for chunked in [false, true] {
         let origin = RangeOrigin::start(Script {
@@ -374,7 +421,10 @@ async fn a_range_the_cache_will_not_store_goes_upstream_as_it_came() {
     .await;
     let gw = Gateway::start(&config(origin.addr, "")).await.unwrap();
     let r = get(&gw, "/ns", &[("range", "bytes=1-2")]).await;
-    assert_eq!((r.status, &r.body[..]), (StatusCode::PARTIAL_CONTENT, &b"12"[..]));
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (StatusCode::PARTIAL_CONTENT, &b"12"[..])
+    );
     assert_eq!(origin.asked(), vec![None, Some("bytes=1-2".into())]);
 }
 
@@ -407,19 +457,36 @@ async fn ranges_are_served_from_a_stored_complete_response() {
     assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
     assert!(r.header("content-range").is_none());
     let got = parts(&r);
-    let want = [("bytes 0-1/16", "01"), ("bytes 4-5/16", "45"), ("bytes 14-15/16", "ef")];
+    let want = [
+        ("bytes 0-1/16", "01"),
+        ("bytes 4-5/16", "45"),
+        ("bytes 14-15/16", "ef"),
+    ];
     assert_eq!(
-        got.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect::<Vec<_>>(),
+        got.iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect::<Vec<_>>(),
         want
     );
     assert_eq!(
-        r.header("content-length").unwrap().parse::<usize>().unwrap(),
+        r.header("content-length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap(),
         r.body.len()
     );
     // An If-Range that does not match: the whole response.
-    let r = get(&gw, "/r", &[("range", "bytes=0-1"), ("if-range", "\"old\"")]).await;
+    let r = get(
+        &gw,
+        "/r",
+        &[("range", "bytes=0-1"), ("if-range", "\"old\"")],
+    )
+    .await;
     assert_eq!((r.status, r.body.len()), (StatusCode::OK, 16));
     let r = get(&gw, "/r", &[("range", "bytes=0-1"), ("if-range", "\"r1\"")]).await;
-    assert_eq!((r.status, &r.body[..]), (StatusCode::PARTIAL_CONTENT, &b"01"[..]));
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (StatusCode::PARTIAL_CONTENT, &b"01"[..])
+    );
     assert_eq!(up.hits(), hits, "every range came from the store");
 }

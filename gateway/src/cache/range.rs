@@ -199,8 +199,7 @@ fn boundary(body: &[u8]) -> String {
 fn if_range_holds(cond: &str, v: &Validators<'_>) -> bool {
     if cond.starts_with('"') || cond.starts_with("W/") {
         return !cond.starts_with("W/")
-            && v
-                .etag
+            && v.etag
                 .is_some_and(|e| !e.trim().starts_with("W/") && e.trim() == cond);
     }
     match (policy::date_value(cond), v.last_modified, v.date) {
@@ -278,7 +277,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant, SystemTime};
+    use std::time::{Duration, Instant};
 
     use http::{HeaderValue, StatusCode};
 
