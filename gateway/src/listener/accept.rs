@@ -123,7 +123,7 @@ pub(super) async fn run(socket: TcpListener, a: &Accepting, mut stop: watch::Rec
                     );
                 }
                 Ok::<_, std::convert::Infallible>(
-                    resp.map(|b| conn::relay(b, timeouts.send, token)),
+                    resp.map(|b| conn::relay(b, timeouts.send, token, version)),
                 )
             }
         });

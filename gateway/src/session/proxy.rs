@@ -150,9 +150,9 @@ impl Session {
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = uri;
             *out.version_mut() = parts.version;
-            // A replayable request keeps its head for the router's next call and the
-            // next attempt; any other is sent once, so its headers move out.
-            *out.headers_mut() = if outgoing.replayable() {
+            // A replayable request with a try left keeps its head for the router's
+            // next call and that try; any other is sent once, so its headers move out.
+            *out.headers_mut() = if outgoing.replayable() && attempt + 1 < max_tries {
                 parts.headers.clone()
             } else {
                 std::mem::take(&mut parts.headers)
