@@ -81,7 +81,7 @@ impl Record {
         if let Some(a) = &mut self.access {
             // Only the access line names it: no string per request without one.
             a.endpoint = s.endpoint_name();
-            let us = s.upstream_us.load(Ordering::Relaxed);
+            let us = s.learnt.upstream_us.load(Ordering::Relaxed);
             a.upstream = (us > 0).then(|| Duration::from_micros(us));
         }
     }

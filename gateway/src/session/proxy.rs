@@ -138,7 +138,7 @@ impl Session {
                 upstream_metrics.retry();
             }
             tried.push(idx);
-            self.endpoint.store(idx + 1, Ordering::Relaxed);
+            self.learnt.endpoint.store(idx + 1, Ordering::Relaxed);
             let endpoint = &pool.endpoints[idx];
             let uri = Uri::builder()
                 .scheme(Scheme::HTTP)
@@ -184,7 +184,7 @@ impl Session {
                         .load_reports
                         .record(&pool.name, stats, resp.headers_mut());
                     let ttfb = started.elapsed();
-                    self.upstream_us.store(
+                    self.learnt.upstream_us.store(
                         u64::try_from(ttfb.as_micros()).unwrap_or(u64::MAX),
                         Ordering::Relaxed,
                     );
