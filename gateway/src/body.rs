@@ -162,7 +162,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Body,
         sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-        /// When the last frame came, or the body started.
+        // When the last frame came, or the body started.
         last: tokio::time::Instant,
         idle: std::time::Duration,
         deadline: Option<tokio::time::Instant>,
