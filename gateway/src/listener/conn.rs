@@ -470,6 +470,19 @@ pin_project_lite::pin_project! {
         inner: Body,
         token: Option<InFlight>,
     }
+
+    impl PinnedDrop for Watched {
+        // hyper drops a body once it says it has ended, without polling it
+        // to `None`: that is a finished response, not a cancel.
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(t) = this.token.take()
+                && this.inner.is_end_stream()
+            {
+                t.done();
+            }
+        }
+    }
 }
 
 impl http_body::Body for Watched {

@@ -11,8 +11,7 @@ pub mod tls;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -20,11 +19,9 @@ use tokio_rustls::TlsAcceptor;
 
 use arc_swap::ArcSwap;
 
-use crate::body;
 use crate::config::{Listener, Protocols};
 use crate::node::Node;
-use crate::session::{self, ConnInfo};
-use conn::{ConnGuard, LogLimit, Timed, Timeouts};
+use conn::{LogLimit, Timeouts};
 
 /// How long a stopped listener's HTTP/1.1 connections keep answering (each
 /// response with `Connection: close`) before idle ones are closed.
