@@ -154,26 +154,20 @@ pub struct BodyTimeout {
 }
 
 pin_project_lite::pin_project! {
-    /// A body under an idle timeout and an optional deadline.
+    /// A body under an idle timeout and an optional deadline. The timer is
+    /// armed only while the inner body is pending: a body whose frames are
+    /// ready whenever it is polled (most small responses) never touches the
+    /// timer wheel, which is shared by every connection of its runtime.
     pub struct Timed {
         #[pin]
         inner: Body,
-        #[pin]
-        sleep: tokio::time::Sleep,
+        sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+        // When the last frame came, or the body started.
+        last: tokio::time::Instant,
         idle: std::time::Duration,
         deadline: Option<tokio::time::Instant>,
         side: Side,
         failed: bool,
-    }
-}
-
-impl Timed {
-    fn next_wake(
-        idle: std::time::Duration,
-        deadline: Option<tokio::time::Instant>,
-    ) -> tokio::time::Instant {
-        let idle_at = tokio::time::Instant::now() + idle;
-        deadline.map_or(idle_at, |d| d.min(idle_at))
     }
 }
 
@@ -187,7 +181,7 @@ impl http_body::Body for Timed {
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
         use std::future::Future;
         use std::task::Poll;
-        let mut this = self.project();
+        let this = self.project();
         if *this.failed {
             return Poll::Ready(None);
         }
@@ -207,17 +201,26 @@ impl http_body::Body for Timed {
         }
         match this.inner.poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                let wake = Self::next_wake(*this.idle, *this.deadline);
-                this.sleep.as_mut().reset(wake);
+                *this.last = tokio::time::Instant::now();
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(other) => Poll::Ready(other),
             Poll::Pending => {
-                if this.sleep.as_mut().poll(cx).is_pending() {
+                let idle_at = *this.last + *this.idle;
+                let due = this.deadline.map_or(idle_at, |d| d.min(idle_at));
+                let sleep = match this.sleep {
+                    Some(s) => {
+                        if s.deadline() != due {
+                            s.as_mut().reset(due);
+                        }
+                        s
+                    }
+                    None => this.sleep.insert(Box::pin(tokio::time::sleep_until(due))),
+                };
+                if sleep.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
-                let now = tokio::time::Instant::now();
-                let deadline = this.deadline.is_some_and(|d| now >= d);
+                let deadline = this.deadline.is_some_and(|d| d <= idle_at);
                 timed_out(this.failed, deadline, *this.idle)
             }
         }
@@ -245,7 +248,8 @@ pub fn timed(
     }
     Timed {
         inner: body,
-        sleep: tokio::time::sleep_until(Timed::next_wake(idle, deadline)),
+        sleep: None,
+        last: tokio::time::Instant::now(),
         idle,
         deadline,
         side,

@@ -26,3 +26,4 @@ pub mod scale;
 pub mod server;
 pub mod session;
 pub mod upstream;
+pub mod workers;

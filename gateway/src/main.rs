@@ -204,6 +204,17 @@ fn relaunch_command() -> Option<Vec<std::ffi::OsString>> {
 
 fn serve(cfg: config::Config, source: server::Source, startup: Startup) -> ExitCode {
     let with_demo = startup.demo;
+    let workers = match edgeward::workers::configured() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = edgeward::workers::start(workers) {
+        eprintln!("cannot start the worker threads: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

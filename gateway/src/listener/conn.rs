@@ -401,10 +401,20 @@ impl<S: AsyncWrite> AsyncWrite for Timed<S> {
 /// a zero window, an HTTP/1.1 client that never reads), the source — and the
 /// upstream connection behind it — is dropped and the client's stream fails.
 /// `token` ends the request when the body does.
-pub fn relay(body: Body, send: Duration, token: InFlight) -> Body {
+///
+/// HTTP/1.1 needs no relay: its writes go straight to the socket, which
+/// [`Timed`] already fails after `send` without progress, so there the body
+/// is only watched for its end ([`Watched`]) and costs no task.
+pub fn relay(body: Body, send: Duration, token: InFlight, version: http::Version) -> Body {
     if body.is_end_stream() {
         token.done();
         return body;
+    }
+    if version <= http::Version::HTTP_11 {
+        return http_body_util::BodyExt::boxed_unsync(Watched {
+            inner: body,
+            token: Some(token),
+        });
     }
     let hint = body.size_hint();
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
@@ -419,6 +429,16 @@ pub fn relay(body: Body, send: Duration, token: InFlight) -> Body {
                 return;
             };
             let failed = frame.is_err();
+            // The slot is usually free: only a client that is behind needs the timer.
+            let frame = match tx.try_send(frame) {
+                Ok(()) if !failed => continue,
+                Ok(()) => {
+                    token.done();
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(mpsc::error::TrySendError::Full(frame)) => frame,
+            };
             match tokio::time::timeout(send, tx.send(frame)).await {
                 Ok(Ok(())) if !failed => {}
                 Ok(Ok(())) => {
@@ -440,6 +460,56 @@ pub fn relay(body: Body, send: Duration, token: InFlight) -> Body {
         }
     });
     http_body_util::BodyExt::boxed_unsync(Relayed { rx, hint, stalled })
+}
+
+pin_project_lite::pin_project! {
+    /// An HTTP/1.1 response body whose end (or failure) ends its request; one
+    /// dropped unfinished counts as cancelled, as with [`relay`].
+    struct Watched {
+        #[pin]
+        inner: Body,
+        token: Option<InFlight>,
+    }
+
+    impl PinnedDrop for Watched {
+        // hyper drops a body once it says it has ended, without polling it
+        // to `None`: that is a finished response, not a cancel.
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(t) = this.token.take()
+                && this.inner.is_end_stream()
+            {
+                t.done();
+            }
+        }
+    }
+}
+
+impl http_body::Body for Watched {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let polled = ready!(this.inner.poll_frame(cx));
+        if matches!(polled, None | Some(Err(_)))
+            && let Some(t) = this.token.take()
+        {
+            t.done();
+        }
+        Poll::Ready(polled)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 struct Relayed {

@@ -11,8 +11,7 @@ pub mod tls;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -20,11 +19,9 @@ use tokio_rustls::TlsAcceptor;
 
 use arc_swap::ArcSwap;
 
-use crate::body;
 use crate::config::{Listener, Protocols};
 use crate::node::Node;
-use crate::session::{self, ConnInfo};
-use conn::{ConnGuard, LogLimit, Timed, Timeouts};
+use conn::{LogLimit, Timeouts};
 
 /// How long a stopped listener's HTTP/1.1 connections keep answering (each
 /// response with `Connection: close`) before idle ones are closed.
@@ -157,6 +154,9 @@ macro_rules! serve_io {
     };
 }
 
+// After `serve_io!`, which it uses.
+mod accept;
+
 /// How a TCP listener serves its connections: rebuilt from each generation's
 /// listener config and swapped in, so new connections (and new TLS handshakes,
 /// with new certificates) follow a reload while open ones keep theirs.
@@ -279,167 +279,67 @@ impl TcpServer {
     /// with `Connection: close` (a client never sees an idle connection close
     /// under a request it just sent), then HTTP/1.1 closes after the current
     /// response and HTTP/2 sends GOAWAY.
-    pub async fn serve(self, node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    ///
+    /// With [`crate::workers`] running, every worker accepts on its own
+    /// descriptor of the socket, registered with its own reactor: a
+    /// connection, its requests and their upstream connections then stay on
+    /// the thread that accepted it, with no cross-thread wakeup on the way.
+    pub async fn serve(self, node: Arc<Node>, stop: watch::Receiver<bool>) {
         let (alive, mut drained) = mpsc::channel::<()>(1);
         let (close_conns, conns_stop) = watch::channel(false);
-        let name: Arc<str> = Arc::from(self.config.name.as_str());
-        let scheme = if self.config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        let mut backoff = AcceptBackoff::default();
-        let census = Arc::new(conn::Census::default());
-        loop {
-            let accepted = tokio::select! {
-                a = self.socket.accept() => a,
-                _ = stop.wait_for(|s| *s) => break,
-            };
-            let (stream, client) = match accepted {
-                Ok(a) => {
-                    backoff.reset();
-                    a
-                }
-                Err(e) => {
-                    backoff.failed(&name, &e).await;
-                    continue;
-                }
-            };
-            let settings = self.settings.load_full();
-            let Some(admitted) = census.admit(
-                client.ip(),
-                settings.max_connections,
-                settings.max_connections_per_ip,
-            ) else {
-                node.metrics.connections_refused.inc();
-                conn::refused_connection(&name, client.ip());
-                drop(stream);
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let local = stream.local_addr().ok();
-            let timeouts = settings.timeouts;
-            let deadline = tokio::time::Instant::now() + timeouts.first_request;
-            let conn = ConnInfo {
-                client,
-                scheme,
-                listener: name.clone(),
-                trust_request_id: settings.trust_request_id,
-            };
-            let guard = Arc::new(ConnGuard::default());
-            let draining = stop.clone();
-            let node = node.clone();
-            let alt_svc = settings.alt_svc.clone();
-            let svc_guard = guard.clone();
-            let conn_hold = conn::hold(&guard);
-            // Set once the TLS handshake is done, before any request is read.
-            let conn_sni = Arc::new(std::sync::OnceLock::<session::access::Sni>::new());
-            let svc_sni = conn_sni.clone();
-            // Set when the first request line said HTTP/1.2+ (first_line.rs).
-            let downgraded = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let svc_downgraded = downgraded.clone();
-            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let node = node.clone();
-                let conn = conn.clone();
-                let alt_svc = alt_svc.clone();
-                let token = svc_guard.request();
-                let refused = svc_guard.is_tripped();
-                let hold = conn_hold.clone();
-                let sni = svc_sni.clone();
-                let downgraded = svc_downgraded.load(std::sync::atomic::Ordering::Relaxed);
-                let closing = *draining.borrow();
-                async move {
-                    if refused {
-                        token.done();
-                        return Ok(conn::refused());
-                    }
-                    let version = req.version();
-                    let mut req = req.map(body::boxed);
-                    default_host(&mut req, local);
-                    req.extensions_mut().insert(hold);
-                    if let Some(sni) = sni.get() {
-                        req.extensions_mut().insert(sni.clone());
-                    }
-                    let mut resp = session::handle(&node, req, &conn).await;
-                    if let Some(v) = alt_svc {
-                        // Ours replaces any upstream's: it describes this hop, not theirs.
-                        resp.headers_mut().insert(http::header::ALT_SVC, v);
-                    }
-                    // A 101 keeps its `Connection: upgrade`: the tunnel holds the drain.
-                    if downgraded
-                        || (closing
-                            && version <= http::Version::HTTP_11
-                            && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS)
-                    {
-                        resp.headers_mut().insert(
-                            http::header::CONNECTION,
-                            http::HeaderValue::from_static("close"),
-                        );
-                    }
-                    Ok::<_, std::convert::Infallible>(
-                        resp.map(|b| conn::relay(b, timeouts.send, token)),
-                    )
-                }
-            });
-            let stop = conns_stop.clone();
-            let alive = alive.clone();
-            tokio::spawn(async move {
-                let _alive = (alive, admitted);
-                let stream = Timed::new(stream, timeouts.send);
-                let http = &settings.http;
-                let result = match &settings.tls {
-                    None => {
-                        let Some(serve) = plaintext_serve(settings.protocols) else {
-                            return;
-                        };
-                        let Some(stream) =
-                            first_request_line(stream, serve, &settings, deadline, &downgraded)
-                                .await
-                        else {
-                            return;
-                        };
-                        let io = TokioIo::new(stream);
-                        serve_io!(http, serve, io, service, &guard, timeouts, deadline, stop)
-                    }
-                    Some(acceptor) => {
-                        // The handshake counts against the first request's deadline.
-                        let handshake = acceptor.accept(stream);
-                        let stream = match tokio::time::timeout_at(deadline, handshake).await {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%client, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%client, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                        if let Some(name) = stream.get_ref().1.server_name() {
-                            let _ = conn_sni.set(session::access::Sni(Arc::from(name)));
+        let accepting = Arc::new(accept::Accepting {
+            node,
+            name: Arc::from(self.config.name.as_str()),
+            scheme: if self.config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
+            settings: self.settings.clone(),
+            census: Arc::default(),
+            alive,
+            conns_stop,
+        });
+        let workers = crate::workers::handles();
+        match self.socket.into_std() {
+            Ok(socket) if !workers.is_empty() => {
+                let mut loops = Vec::with_capacity(workers.len());
+                for worker in workers {
+                    let fd = match socket.try_clone() {
+                        Ok(fd) => fd,
+                        Err(e) => {
+                            tracing::error!(listener = %accepting.name, error = %e, "cannot share the socket with a worker");
+                            continue;
                         }
-                        let alpn = stream.get_ref().1.alpn_protocol();
-                        let Some(serve) = tls_serve(alpn, settings.protocols) else {
-                            tracing::debug!(%client, "no application protocol in common");
-                            return;
-                        };
-                        let Some(stream) =
-                            first_request_line(stream, serve, &settings, deadline, &downgraded)
-                                .await
-                        else {
-                            return;
-                        };
-                        let io = TokioIo::new(stream);
-                        serve_io!(http, serve, io, service, &guard, timeouts, deadline, stop)
-                    }
-                };
-                if let Err(e) = result {
-                    tracing::debug!(%client, error = %e, "connection ended with an error");
+                    };
+                    let accepting = accepting.clone();
+                    let stop = stop.clone();
+                    loops.push(worker.spawn(async move {
+                        // Registers the descriptor with this worker's reactor.
+                        match TcpListener::from_std(fd) {
+                            Ok(l) => accept::run(l, &accepting, stop).await,
+                            Err(e) => {
+                                tracing::error!(listener = %accepting.name, error = %e, "a worker cannot serve the socket")
+                            }
+                        }
+                    }));
                 }
-            });
+                for l in loops {
+                    let _ = l.await;
+                }
+                drop(socket);
+            }
+            Ok(socket) => match TcpListener::from_std(socket) {
+                Ok(l) => accept::run(l, &accepting, stop).await,
+                Err(e) => {
+                    tracing::error!(listener = %accepting.name, error = %e, "cannot serve the socket")
+                }
+            },
+            Err(e) => {
+                tracing::error!(listener = %accepting.name, error = %e, "cannot serve the socket")
+            }
         }
-        drop(self.socket);
-        drop(alive);
+        drop(accepting);
         // The linger ends early once every connection is gone.
         let _ = tokio::time::timeout(CLOSE_LINGER, drained.recv()).await;
         let _ = close_conns.send(true);

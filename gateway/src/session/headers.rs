@@ -59,14 +59,24 @@ pub fn via_protocol(version: Version) -> &'static str {
 
 /// Appends `<protocol> <node>` to `Via`, keeping earlier hops.
 pub fn append_via(headers: &mut HeaderMap, version: Version, node: &str) {
-    let entry = format!("{} {node}", via_protocol(version));
-    let value = match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {entry}"),
-        None => entry,
-    };
-    if let Ok(v) = HeaderValue::from_str(&value) {
+    let protocol = via_protocol(version);
+    let prev = headers.get(header::VIA).and_then(|v| v.to_str().ok());
+    let mut value = String::with_capacity(prev.map_or(0, |p| p.len() + 2) + protocol.len() + 1 + node.len());
+    if let Some(p) = prev {
+        value.push_str(p);
+        value.push_str(", ");
+    }
+    value.push_str(protocol);
+    value.push(' ');
+    value.push_str(node);
+    if let Some(v) = owned_value(value) {
         headers.insert(header::VIA, v);
     }
+}
+
+/// A field value that takes `s`'s buffer instead of copying it.
+fn owned_value(s: String) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
 }
 
 /// `X-Forwarded-For` gains the client address; `-Proto` and `-Host` describe the
@@ -85,7 +95,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, scheme: &str, host
     } else {
         format!("{}, {client}", prior.join(", "))
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = owned_value(xff) {
         headers.insert(XFF, v);
     }
     headers.insert(

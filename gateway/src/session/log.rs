@@ -28,7 +28,6 @@ pub struct Record {
     /// Only the access log needs these after the request moves on.
     access: Option<Box<Access>>,
     route: Option<(Arc<str>, RouteMetrics, InFlight)>,
-    endpoint: Option<String>,
     /// Request body bytes received, counted as the body streams upstream.
     pub(super) bytes_in: Option<Arc<AtomicU64>>,
 }
@@ -57,6 +56,7 @@ impl Record {
                     referer: h(http::header::REFERER),
                     request_id: h(super::request_id::X_REQUEST_ID.clone()),
                     cache: None,
+                    endpoint: None,
                     upstream: None,
                     sni: req
                         .extensions()
@@ -65,7 +65,6 @@ impl Record {
                 })
             }),
             route: None,
-            endpoint: None,
             bytes_in: None,
         }
     }
@@ -79,9 +78,10 @@ impl Record {
 
     /// What the session learnt that the log line names.
     pub fn ended(&mut self, s: &Session) {
-        self.endpoint = s.endpoint_name();
         if let Some(a) = &mut self.access {
-            let us = s.upstream_us.load(Ordering::Relaxed);
+            // Only the access line names it: no string per request without one.
+            a.endpoint = s.endpoint_name();
+            let us = s.learnt.upstream_us.load(Ordering::Relaxed);
             a.upstream = (us > 0).then(|| Duration::from_micros(us));
         }
     }
@@ -183,6 +183,7 @@ struct Access {
     referer: Option<http::HeaderValue>,
     request_id: Option<http::HeaderValue>,
     cache: Option<http::HeaderValue>,
+    endpoint: Option<String>,
     /// Until the upstream's response head (proxied requests only).
     upstream: Option<Duration>,
     sni: Option<Arc<str>>,
@@ -219,7 +220,7 @@ fn access_line(
             referer: text(&a.referer),
             status,
             route: r.route.as_ref().map(|(n, ..)| &**n),
-            endpoint: r.endpoint.as_deref(),
+            endpoint: a.endpoint.as_deref(),
             cache: text(&a.cache),
             request_id: text(&a.request_id),
             bytes_in,

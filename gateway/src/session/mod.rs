@@ -66,12 +66,20 @@ pub struct Session {
     want: Encoding,
     /// The request head as the on-response filters see it (filtered routes only).
     kept: Option<Arc<http::request::Parts>>,
+    /// What the phases learn, shared with a background revalidation's clone.
+    learnt: Arc<Learnt>,
+}
+
+/// What a session's phases learn on the way, for the log and `Cache-Status`
+/// (one allocation per request).
+#[derive(Default)]
+struct Learnt {
     /// 1 + index of the endpoint last tried; 0 while none was.
-    endpoint: Arc<AtomicUsize>,
+    endpoint: AtomicUsize,
     /// Microseconds until the upstream's response head, for the access log.
-    upstream_us: Arc<std::sync::atomic::AtomicU64>,
+    upstream_us: std::sync::atomic::AtomicU64,
     /// Why the cache stage forwarded, for the `Cache-Status` of an error.
-    cache_fwd: Arc<std::sync::OnceLock<&'static str>>,
+    cache_fwd: std::sync::OnceLock<&'static str>,
 }
 
 /// Serves one request; never fails: errors become responses in the log phase.
@@ -100,9 +108,7 @@ pub async fn handle(node: &Arc<Node>, mut req: Request<Body>, conn: &ConnInfo) -
                 r,
                 want: Encoding::Identity,
                 kept: None,
-                endpoint: Arc::default(),
-                upstream_us: Arc::default(),
-                cache_fwd: Arc::default(),
+                learnt: Arc::default(),
             };
             let mut answer = session.run(req, &mut record).await;
             record.ended(&session);
@@ -172,7 +178,7 @@ impl Session {
 
     /// The endpoint the request was last sent to, for logs.
     fn endpoint_name(&self) -> Option<String> {
-        let i = self.endpoint.load(Ordering::Relaxed).checked_sub(1)?;
+        let i = self.learnt.endpoint.load(Ordering::Relaxed).checked_sub(1)?;
         self.pool()
             .endpoints
             .get(i)

@@ -138,7 +138,7 @@ impl Session {
                 upstream_metrics.retry();
             }
             tried.push(idx);
-            self.endpoint.store(idx + 1, Ordering::Relaxed);
+            self.learnt.endpoint.store(idx + 1, Ordering::Relaxed);
             let endpoint = &pool.endpoints[idx];
             let uri = Uri::builder()
                 .scheme(Scheme::HTTP)
@@ -150,9 +150,9 @@ impl Session {
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = uri;
             *out.version_mut() = parts.version;
-            // A replayable request keeps its head for the router's next call and the
-            // next attempt; any other is sent once, so its headers move out.
-            *out.headers_mut() = if outgoing.replayable() {
+            // A replayable request with a try left keeps its head for the router's
+            // next call and that try; any other is sent once, so its headers move out.
+            *out.headers_mut() = if outgoing.replayable() && attempt + 1 < max_tries {
                 parts.headers.clone()
             } else {
                 std::mem::take(&mut parts.headers)
@@ -184,7 +184,7 @@ impl Session {
                         .load_reports
                         .record(&pool.name, stats, resp.headers_mut());
                     let ttfb = started.elapsed();
-                    self.upstream_us.store(
+                    self.learnt.upstream_us.store(
                         u64::try_from(ttfb.as_micros()).unwrap_or(u64::MAX),
                         Ordering::Relaxed,
                     );

@@ -25,7 +25,8 @@ pub fn ensure(headers: &mut HeaderMap, trust: bool) -> HeaderValue {
     {
         return v.clone();
     }
-    let id = HeaderValue::from_str(&uuid_v7()).unwrap_or(HeaderValue::from_static("-"));
+    let id = HeaderValue::from_maybe_shared(bytes::Bytes::from(uuid_v7()))
+        .unwrap_or(HeaderValue::from_static("-"));
     headers.insert(X_REQUEST_ID.clone(), id.clone());
     id
 }

@@ -36,7 +36,7 @@ pub type UpstreamClient = Client<connector::Connector, Body>;
 /// What a pool shares with the node's registry (and so with the generations
 /// before and after it): the client, its breaker and the retry budget.
 struct Shared {
-    client: UpstreamClient,
+    clients: Arc<[UpstreamClient]>,
     breaker: Arc<breaker::Breaker>,
     budget: Arc<retry_budget::RetryBudget>,
 }
@@ -47,7 +47,8 @@ pub struct UpstreamPool {
     pub endpoints: Vec<Endpoint>,
     schedule: SmoothSchedule,
     cursor: AtomicUsize,
-    client: UpstreamClient,
+    /// One per worker ([`crate::workers`]).
+    clients: Arc<[UpstreamClient]>,
     pub breaker: Arc<breaker::Breaker>,
     pub budget: Arc<retry_budget::RetryBudget>,
     /// Health checks, outlier detection, retries and limits, as configured.
@@ -94,7 +95,7 @@ impl UpstreamPool {
             endpoints: cfg.endpoints.clone(),
             schedule: SmoothSchedule::new(&weights),
             cursor: AtomicUsize::new(0),
-            client: shared.client,
+            clients: shared.clients,
             breaker: shared.breaker,
             budget: shared.budget,
             resilience: cfg.resilience.clone(),
@@ -107,7 +108,8 @@ impl UpstreamPool {
         }
     }
 
+    /// This worker's client.
     pub fn client(&self) -> &UpstreamClient {
-        &self.client
+        &self.clients[crate::workers::index() % self.clients.len()]
     }
 }

@@ -39,7 +39,15 @@ impl ClientKey {
         }
     }
 
-    fn build(&self, breaker: &Arc<Breaker>) -> UpstreamClient {
+    /// One client (so one pool of idle connections) per worker: a connection
+    /// is only ever used by the thread that opened it.
+    fn build(&self, breaker: &Arc<Breaker>) -> Arc<[UpstreamClient]> {
+        (0..crate::workers::count())
+            .map(|_| self.build_one(breaker))
+            .collect()
+    }
+
+    fn build_one(&self, breaker: &Arc<Breaker>) -> UpstreamClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(self.connect_timeout));
         connector.set_nodelay(true);
@@ -61,7 +69,7 @@ impl ClientKey {
 
 struct Carried {
     key: ClientKey,
-    client: UpstreamClient,
+    clients: Arc<[UpstreamClient]>,
     /// By endpoint address (`host:port`).
     endpoints: HashMap<String, Arc<EndpointStats>>,
     /// Counts the client's connections, so it lives as long as the client.
@@ -89,7 +97,7 @@ impl Registry {
         let carried = all.entry(cfg.name.clone()).or_insert_with(|| {
             let breaker = Arc::new(Breaker::new(cfg.resilience.breaker));
             Carried {
-                client: key.build(&breaker),
+                clients: key.build(&breaker),
                 key: key.clone(),
                 endpoints: HashMap::new(),
                 breaker,
@@ -99,7 +107,7 @@ impl Registry {
         });
         carried.breaker.set_limits(cfg.resilience.breaker);
         if carried.key != key {
-            carried.client = key.build(&carried.breaker);
+            carried.clients = key.build(&carried.breaker);
             carried.key = key;
         }
         let named: Vec<(String, Arc<EndpointStats>)> = cfg
@@ -119,7 +127,7 @@ impl Registry {
         );
         let stats = named.into_iter().map(|(_, s)| s).collect();
         let shared = super::Shared {
-            client: carried.client.clone(),
+            clients: carried.clients.clone(),
             breaker: carried.breaker.clone(),
             budget: carried.budget.clone(),
         };

@@ -22,7 +22,7 @@ impl Session {
             .map_or("/", |p| p.as_str())
             .to_owned();
         let fwd = if method.is_safe() { "bypass" } else { "method" };
-        let _ = self.cache_fwd.set(fwd);
+        let _ = self.learnt.cache_fwd.set(fwd);
         let mut resp = self.forward(req).await?;
         self.label(&mut resp, Did::Bypass(fwd), None);
         if !method.is_safe() && (resp.status().is_success() || resp.status().is_redirection()) {

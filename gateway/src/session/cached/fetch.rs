@@ -320,7 +320,7 @@ impl Session {
                 Ok(self.compressed(resp, &head.method))
             }
             Outcome::Failed(Err(e)) => {
-                let _ = self.cache_fwd.set(fwd);
+                let _ = self.learnt.cache_fwd.set(fwd);
                 Err(e)
             }
         }

@@ -182,11 +182,12 @@ impl Session {
                     crate::session::ProxyError::Unavailable { .. } => "no-endpoint",
                     _ => "error",
                 };
-                let v = match self.cache_fwd.get() {
+                let v = match self.learnt.cache_fwd.get() {
                     Some(fwd) => format!("{CACHE_NAME}; fwd={fwd}; detail={detail}"),
                     None => format!("{CACHE_NAME}; detail={detail}"),
                 };
                 let x = if self
+                    .learnt
                     .cache_fwd
                     .get()
                     .is_some_and(|f| *f == "bypass" || *f == "method")
