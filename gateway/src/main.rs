@@ -214,7 +214,9 @@ fn config_path(file: Option<PathBuf>, flag: Option<PathBuf>) -> Result<PathBuf, 
         }
         (Some(f), _) | (None, Some(f)) => Ok(f),
         (None, None) => {
-            eprintln!("error: which configuration file? Give it as FILE (e.g. `edgeward check edgeward.yaml`) or with --config FILE");
+            eprintln!(
+                "error: which configuration file? Give it as FILE (e.g. `edgeward check edgeward.yaml`) or with --config FILE"
+            );
             Err(ExitCode::from(2))
         }
     }

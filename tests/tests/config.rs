@@ -104,7 +104,10 @@ fn the_config_file_may_be_given_as_an_argument() {
     let broken = broken.to_str().unwrap();
     let (code, text) = edgeward(&["run", broken]);
     assert_eq!(code, Some(1), "{text}");
-    assert!(text.contains("unknown-key.yaml:2:5: listeners[0].adress"), "{text}");
+    assert!(
+        text.contains("unknown-key.yaml:2:5: listeners[0].adress"),
+        "{text}"
+    );
 }
 
 #[test]

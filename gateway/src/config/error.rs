@@ -56,7 +56,11 @@ pub struct Warnings {
 impl fmt::Display for Warnings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for issue in &self.issues {
-            writeln!(f, "warning: {}", render(&self.file, std::slice::from_ref(issue)))?;
+            writeln!(
+                f,
+                "warning: {}",
+                render(&self.file, std::slice::from_ref(issue))
+            )?;
         }
         Ok(())
     }

@@ -19,10 +19,10 @@ mod validate;
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigIssue, Warnings};
-pub use validate::Hostname;
 pub use plugins::{OnError, PluginSource, PluginSpec};
 pub use resolved::*;
 pub use units::{parse_duration, parse_size};
+pub use validate::Hostname;
 pub use validate::self_signed;
 
 /// A configuration that validated, with what deserves a look but does not

@@ -300,4 +300,3 @@ pub fn resolve(raw: ConfigFile, file: &Path) -> Result<Resolved, Vec<ConfigIssue
         Err(c.issues)
     }
 }
-

@@ -170,7 +170,13 @@ mod tests {
 
     #[test]
     fn levels_include_list_item_content() {
-        let lines = ["routes:", "  - name: a", "    match:", "      host: x", "   upstream: u"];
+        let lines = [
+            "routes:",
+            "  - name: a",
+            "    match:",
+            "      host: x",
+            "   upstream: u",
+        ];
         let levels: Vec<_> = open_levels(&lines, 4).into_iter().map(|(l, _)| l).collect();
         assert_eq!(levels, [6, 4, 2, 0]);
     }

@@ -39,6 +39,20 @@ pub(super) fn syntax(e: &ScanError) -> String {
             "indent with spaces: YAML does not allow tabs here".into()
         }
         ErrorKind::UnknownAnchor => "this alias (`*name`) names no anchor (`&name`) above it".into(),
+        ErrorKind::BlockEntryInFlowCollection => {
+            "a `- item` line inside `[…]` or `{…}`: use either `- item` lines or `[a, b]`, not both".into()
+        }
+        ErrorKind::BlockSequenceEntryNotAllowed => {
+            "a `- item` list cannot start here: put it on the lines under a `key:`".into()
+        }
+        ErrorKind::UnclosedFlowCollection { open } => {
+            let close = if *open == '[' { ']' } else { '}' };
+            format!("this `{open}` is never closed: add `{close}`")
+        }
+        ErrorKind::MismatchedFlowCollectionEnd { open, close } => {
+            format!("`{open}` is closed by `{close}`: brackets must pair")
+        }
+        ErrorKind::UnclosedQuotedScalar => "this quoted value has no closing quote".into(),
         ErrorKind::MultipleDocumentsUnsupported => {
             "the file holds more than one YAML document (`---`); keep one".into()
         }
@@ -61,7 +75,9 @@ pub(super) fn serde(e: &serde_saphyr::Error) -> String {
         E::SerdeUnknownField {
             field, expected, ..
         } => unknown_key(field, expected),
-        E::SerdeMissingField { field, .. } => format!("required key \"{field}\" is missing; add it"),
+        E::SerdeMissingField { field, .. } => {
+            format!("required key \"{field}\" is missing; add it")
+        }
         E::SerdeInvalidType {
             unexpected,
             expected,
@@ -135,7 +151,9 @@ fn expected_words(expected: &str) -> String {
         "map" | "mapping" => "a mapping (`key: value` lines, or `{key: value}`)",
         _ if e.starts_with("struct ") => "a mapping (`key: value` lines, or `{key: value}`)",
         _ if e.starts_with("tuple") => "a list (`- item` lines, or `[a, b]`)",
-        _ if e.starts_with("enum ") || e.starts_with("variant ") => "one of the names this key allows",
+        _ if e.starts_with("enum ") || e.starts_with("variant ") => {
+            "one of the names this key allows"
+        }
         _ if e.starts_with("unit") => "no value",
         _ => return scrub(expected),
     };

@@ -20,8 +20,14 @@ pub(super) struct Node {
 pub(super) enum Kind {
     /// A scalar's value; an alias counts as one too (it is never a key we check).
     Scalar(String),
-    Seq { items: Vec<Node>, flow: bool },
-    Map { entries: Vec<(Node, Node)>, flow: bool },
+    Seq {
+        items: Vec<Node>,
+        flow: bool,
+    },
+    Map {
+        entries: Vec<(Node, Node)>,
+        flow: bool,
+    },
 }
 
 /// A syntax error, with the path of the field it is in.
@@ -296,7 +302,11 @@ fn past_comma(chars: &[char], end: usize) -> usize {
 }
 
 /// Every key that appears a second time in the same mapping: (first, again, path).
-pub(super) fn duplicates<'a>(node: &'a Node, path: &str, out: &mut Vec<(&'a Node, &'a Node, String)>) {
+pub(super) fn duplicates<'a>(
+    node: &'a Node,
+    path: &str,
+    out: &mut Vec<(&'a Node, &'a Node, String)>,
+) {
     match &node.kind {
         Kind::Scalar(_) => {}
         Kind::Seq { items, .. } => {
@@ -369,7 +379,10 @@ mod tests {
         let root = parse(text).unwrap().unwrap();
         let mut out = Vec::new();
         duplicates(&root, "", &mut out);
-        let found: Vec<_> = out.iter().map(|(f, d, p)| (f.line, d.line, p.as_str())).collect();
+        let found: Vec<_> = out
+            .iter()
+            .map(|(f, d, p)| (f.line, d.line, p.as_str()))
+            .collect();
         assert_eq!(found, [(2, 2, "b.c"), (1, 3, "a")]);
     }
 

@@ -193,4 +193,3 @@ fn read_key(file: &PathBuf) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_file(file)
         .map_err(|e| format!("cannot read a private key from {}: {e} (relative paths start at the config file's directory)", file.display()))
 }
-

@@ -29,10 +29,9 @@ fn route(
         .respond
         .as_ref()
         .map(|y| super::super::actions::respond(y, &path("respond"), &mut found));
-    let https_redirect = v
-        .https_redirect
-        .as_ref()
-        .and_then(|y| super::super::actions::https_redirect(y, &path("https-redirect"), &mut found));
+    let https_redirect = v.https_redirect.as_ref().and_then(|y| {
+        super::super::actions::https_redirect(y, &path("https-redirect"), &mut found)
+    });
     for e in found {
         c.issue(&e.at, e.path, e.message);
     }
@@ -292,4 +291,3 @@ fn header_edit(
             .collect(),
     }
 }
-

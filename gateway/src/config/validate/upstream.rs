@@ -12,7 +12,11 @@ use super::Checker;
 /// How long an endpoint that refused a connection stays out of rotation, by default.
 const UNHEALTHY_COOL_DOWN: Duration = Duration::from_secs(10);
 
-pub(super) fn upstream(c: &mut Checker, name: &str, u: &Spanned<model::UpstreamConfig>) -> Upstream {
+pub(super) fn upstream(
+    c: &mut Checker,
+    name: &str,
+    u: &Spanned<model::UpstreamConfig>,
+) -> Upstream {
     let path = |f: &str| format!("upstreams.{name}.{f}");
     let mut found = Vec::new();
     let discovery = u
@@ -94,4 +98,3 @@ pub(super) fn upstream(c: &mut Checker, name: &str, u: &Spanned<model::UpstreamC
         resilience: Default::default(),
     }
 }
-

@@ -29,7 +29,12 @@ pub(super) fn unused(raw: &ConfigFile, config: &Config) -> Vec<ConfigIssue> {
             .routes
             .iter()
             .filter(|r| r.upstream != Route::NO_UPSTREAM)
-            .any(|r| config.upstreams.get(r.upstream).is_some_and(|u| &u.name == name));
+            .any(|r| {
+                config
+                    .upstreams
+                    .get(r.upstream)
+                    .is_some_and(|u| &u.name == name)
+            });
         if !routed {
             out.push(warning(
                 &u.referenced,
@@ -116,7 +121,12 @@ mod tests {
         let c = checked(
             "listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  used: {endpoints: [127.0.0.1:1], balancer: rr}\n  spare: {endpoints: [127.0.0.1:2]}\nplugins:\n  rr: {builtin: round-robin}\n  idle: {builtin: round-robin}\nroutes:\n  - upstream: used\n",
         );
-        let found: Vec<_> = c.warnings.issues.iter().map(|w| (w.line, w.path.as_str())).collect();
+        let found: Vec<_> = c
+            .warnings
+            .issues
+            .iter()
+            .map(|w| (w.line, w.path.as_str()))
+            .collect();
         assert_eq!(found, [(4, "upstreams.spare"), (7, "plugins.idle")]);
     }
 
@@ -125,8 +135,15 @@ mod tests {
         let c = checked(
             "listeners: [{address: 127.0.0.1:0}]\nupstreams:\n  u:\n    endpoints: [127.0.0.1:1, \"[::1]:2\", orders.internal:8080]\nroutes:\n  - upstream: u\n",
         );
-        let hosts: Vec<_> = c.hostnames.iter().map(|h| (h.host.as_str(), h.port, h.path.as_str())).collect();
-        assert_eq!(hosts, [("orders.internal", 8080, "upstreams.u.endpoints[2]")]);
+        let hosts: Vec<_> = c
+            .hostnames
+            .iter()
+            .map(|h| (h.host.as_str(), h.port, h.path.as_str()))
+            .collect();
+        assert_eq!(
+            hosts,
+            [("orders.internal", 8080, "upstreams.u.endpoints[2]")]
+        );
         assert!(c.warnings.issues.is_empty(), "{:?}", c.warnings.issues);
     }
 }
