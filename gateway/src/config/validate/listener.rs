@@ -16,7 +16,7 @@ use super::super::resolved::*;
 use super::super::units::parse_size;
 use super::{Checker, quic};
 
-fn listener(
+pub(super) fn listener(
     c: &mut Checker,
     i: usize,
     l: &model::ListenerConfig,

@@ -15,7 +15,7 @@ use super::super::units::parse_size;
 use super::Checker;
 use crate::matching::{HostMatch, PathMatch, RouteMatch};
 
-fn route(
+pub(super) fn route(
     c: &mut Checker,
     i: usize,
     name: String,
