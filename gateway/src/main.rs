@@ -8,8 +8,27 @@ use edgeward::{config, demo, server};
 
 mod cli;
 
+/// Shown under every `--help`: what the process reacts to and reads
+/// besides its arguments. Kept to what the code does (`server.rs`,
+/// `server/handover.rs`, `plugin/engine.rs`, `server/upgrade.rs`, `cli/sdk.rs`).
+const AFTER_HELP: &str = "\
+Signals (edgeward run):
+  SIGHUP           reload the configuration file; if it does not validate, the running one keeps serving
+  SIGUSR2          binary upgrade: start the binary at the same path with `--upgrade`, hand the sockets over, drain
+  SIGTERM, SIGINT  stop accepting, finish in-flight requests (up to `shutdown.drain-timeout`, default 30s), exit
+
+Environment:
+  RUST_LOG            log filter when --log is not given (default: info)
+  EDGEWARD_CACHE_DIR  compiled-plugin cache directory; empty or `off` disables it
+                      (default: $XDG_CACHE_HOME/edgeward/wasm, else $HOME/.cache/edgeward/wasm)
+  XDG_RUNTIME_DIR     where the upgrade socket lives (default: the temp dir, $TMPDIR)
+  EDGEWARD_SDK_ROOT   the checkout holding sdk/, sdk-python/, sdk-js/ for `edgeward plugin`
+
+Configuration reference: docs/configuration.md (every key, its type, default and an example).
+Check a file with `edgeward check FILE` before `edgeward run FILE`.";
+
 #[derive(Parser)]
-#[command(name = "edgeward", version, about = "Edgeward: a regional edge gateway", long_about = None)]
+#[command(name = "edgeward", version, about = "Edgeward: a regional edge gateway", long_about = None, after_help = AFTER_HELP)]
 struct Cli {
     /// Log filter, e.g. `info`, `edgeward=debug`. Overrides RUST_LOG. The access log (`access-log:`) is apart from it.
     #[arg(long, global = true)]
@@ -25,10 +44,14 @@ enum Command {
     /// Reloads the file on SIGHUP and `POST /admin/reload`; a file that does not
     /// validate leaves the running configuration serving. SIGUSR2 starts the
     /// binary at the same path again with `--upgrade` (a binary upgrade).
+    #[command(after_help = AFTER_HELP)]
     Run {
-        /// The YAML configuration file.
+        /// The YAML configuration file (or give it with --config).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// The YAML configuration file, as the positional FILE.
         #[arg(long, short, value_name = "FILE")]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// Also reload whenever the file's content changes (checked every second).
         #[arg(long)]
         watch: bool,
@@ -41,12 +64,18 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         upgrade_socket: Option<PathBuf>,
     },
-    /// Validate a config file: prints `ok` and exits 0, or prints every problem
-    /// as `file:line:column: field: message` and exits 1.
+    /// Validate a config file: prints every problem as `file:line:column:
+    /// field: message` and exits 1, or prints `ok` and exits 0. Warnings
+    /// (`warning: file:line:column: …`: an upstream no route uses, a plugin
+    /// nothing runs, an endpoint host name that does not resolve) do not fail it.
+    #[command(after_help = AFTER_HELP)]
     Check {
-        /// The YAML configuration file.
+        /// The YAML configuration file (or give it with --config).
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// The YAML configuration file, as the positional FILE.
         #[arg(long, short, value_name = "FILE")]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
     /// Run a complete demo node: in-process upstreams (product ×3, order ×2, auth ×1),
     /// a generated certificate, https://127.0.0.1:8443 (h1+h2, and h3 on 8443/udp), http://127.0.0.1:8080
@@ -103,34 +132,25 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Plugin(cmd) => cli::run(cmd),
-        Command::Check { config } => match config::load_file(&config) {
-            // Plugins are loaded for real: a bad component or a failing init
-            // is found here rather than at the next start.
-            Ok(cfg) => match edgeward::plugin::Plugins::load(&cfg) {
-                Ok(_) => {
-                    println!("ok");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::FAILURE
-                }
-            },
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
+        Command::Check { file, config } => match config_path(file, config) {
+            Ok(path) => cli::config_check::run(&path),
+            Err(code) => code,
         },
         Command::Demo { print_config: true } => {
             print!("{}", demo::CONFIG);
             ExitCode::SUCCESS
         }
         Command::Run {
+            file,
             config,
             watch,
             upgrade,
             upgrade_socket,
         } => {
+            let config = match config_path(file, config) {
+                Ok(path) => path,
+                Err(code) => return code,
+            };
             let _logs = init_logs(cli.log.as_deref());
             let control =
                 upgrade_socket.unwrap_or_else(|| server::upgrade::default_socket(&config));
@@ -176,6 +196,28 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// The configuration file, given as FILE or `--config FILE` (both only if
+/// they agree); a usage error (exit 2, as clap's own) otherwise.
+fn config_path(file: Option<PathBuf>, flag: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+    match (file, flag) {
+        (Some(f), Some(c)) if f != c => {
+            eprintln!(
+                "error: two configuration files given: {} and --config {}; give one",
+                f.display(),
+                c.display()
+            );
+            Err(ExitCode::from(2))
+        }
+        (Some(f), _) | (None, Some(f)) => Ok(f),
+        (None, None) => {
+            eprintln!(
+                "error: which configuration file? Give it as FILE (e.g. `edgeward check edgeward.yaml`) or with --config FILE"
+            );
+            Err(ExitCode::from(2))
         }
     }
 }

@@ -1,10 +1,12 @@
 //! `edgeward plugin …`: the authoring commands. `new` writes a project that
 //! builds and tests as is, `build` runs the language's pinned toolchain and
 //! says where the component is, `check` says which world a `.wasm`
-//! implements and whether the gateway loads it.
+//! implements and whether the gateway loads it. Also `edgeward check`, for
+//! configuration files (`config_check`).
 
 mod build;
 mod check;
+pub mod config_check;
 mod new;
 mod sdk;
 

@@ -45,6 +45,27 @@ fn render(file: &str, issues: &[ConfigIssue]) -> String {
     out
 }
 
+/// What a valid configuration should still have a look at: each line
+/// `warning: file:line:column: field: message`.
+#[derive(Debug, Clone, Default)]
+pub struct Warnings {
+    pub file: String,
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for Warnings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for issue in &self.issues {
+            writeln!(
+                f,
+                "warning: {}",
+                render(&self.file, std::slice::from_ref(issue))
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for ConfigIssue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
