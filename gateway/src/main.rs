@@ -56,6 +56,14 @@ enum Command {
         #[arg(long)]
         print_config: bool,
     },
+    /// Print the JSON Schema of the config file (for editors:
+    /// `edgeward schema > edgeward.schema.json`), or with `--markdown` the
+    /// configuration reference (docs/configuration.md).
+    Schema {
+        /// Print the configuration reference as Markdown instead.
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Write, build and check plugins: `plugin new NAME --lang rust|python|js
     /// --world router|filter|scaler`, `plugin build [DIR]`, `plugin check FILE`.
     #[command(subcommand)]
@@ -103,6 +111,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Plugin(cmd) => cli::run(cmd),
+        Command::Schema { markdown } => cli::schema::run(markdown),
         Command::Check { config } => match config::load_file(&config) {
             // Plugins are loaded for real: a bad component or a failing init
             // is found here rather than at the next start.

@@ -6,6 +6,7 @@
 mod build;
 mod check;
 mod new;
+pub mod schema;
 mod sdk;
 
 use std::path::PathBuf;
