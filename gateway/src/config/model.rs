@@ -312,6 +312,7 @@ pub enum EndpointConfig {
         address: String,
         /// Relative share of traffic for weight-aware routers, at least 1,
         /// e.g. `2`. Default: 1.
+        #[schemars(range(min = 1))]
         weight: Option<u32>,
         /// Labels router plugins select on, e.g. `[canary]`. Default: none.
         #[serde(default)]

@@ -18,7 +18,7 @@ pub fn markdown(schema: &Value) -> String {
          do not edit by hand (tests/tests/schema.rs fails when this file is stale). -->\n\n\
          Every key of `edgeward.yaml`, block by block. Durations are written with their unit \
          (`500ms`, `30s`, `2m`, `1h 30m`); sizes are bytes, with an optional unit (`65536`, \
-         `64KiB`, `16MiB`). `edgeward check FILE` validates a file, and `edgeward schema` \
+         `64KiB`, `16MiB`). `edgeward check` validates a file, and `edgeward schema` \
          prints the JSON Schema this page is generated from, for editors \
          (`# yaml-language-server: $schema=edgeward.schema.json` on a file's first line).\n",
     );
@@ -58,9 +58,6 @@ fn section(
         .and_then(Value::as_array)
         .map(|r| r.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    if let Some(names) = block.get("propertyNames").and_then(|p| p.get("pattern")) {
-        let _ = writeln!(out, "Names match `{}`.\n", names.as_str().unwrap_or(""));
-    }
     out.push_str("| Key | Type | Default | Example | Description |\n|---|---|---|---|---|\n");
     let Some(props) = block.get("properties").and_then(Value::as_object) else {
         return;
@@ -73,7 +70,10 @@ fn section(
         };
         let ty = type_of(prop, defs, &child, seen, queue);
         let text = prop.get("description").and_then(Value::as_str).unwrap_or("");
-        let (about, default) = split_default(text);
+        let (mut about, default) = split_default(text);
+        if let Some(values) = variants(prop, defs) {
+            let _ = write!(about, "<br>{values}");
+        }
         let default = match default {
             Some(d) => cell(&d),
             None if required.contains(&key.as_str()) => "**required**".to_owned(),
@@ -154,13 +154,25 @@ fn type_of(
     }
     if types.contains(&"object") {
         if prop.get("properties").is_some() {
-            return "block".into();
+            // An inline block (a variant of an untagged enum): its own
+            // section, named by where it was met.
+            let id = format!("at-{path}");
+            if !seen.contains_key(&id) {
+                seen.insert(id.clone(), path.to_owned());
+                queue.push_back((path.to_owned(), id.clone(), prop.clone()));
+            }
+            return format!("[block](#{})", anchor(&id));
         }
         let value = prop.get("additionalProperties").map_or_else(
             || "values".to_owned(),
             |v| type_of(v, defs, &format!("{path}.<name>"), seen, queue),
         );
-        return format!("map of name → {value}");
+        let key = if prop.get("propertyNames").is_some() {
+            "name (label)"
+        } else {
+            "name"
+        };
+        return format!("map of {key} → {value}");
     }
     let mut name = types.join(" or ");
     if let Some(pattern) = prop.get("pattern").and_then(Value::as_str)
@@ -181,6 +193,24 @@ fn type_of(
         _ => {}
     }
     if name.is_empty() { "any".into() } else { name }
+}
+
+/// What each value of an enum means, when its variants are documented.
+fn variants(prop: &Value, defs: &Map<String, Value>) -> Option<String> {
+    let target = match prop.get("$ref").and_then(Value::as_str) {
+        Some(r) => defs.get(r.rsplit('/').next()?)?,
+        None => prop,
+    };
+    let alts = target.get("oneOf")?.as_array()?;
+    let parts: Vec<String> = alts
+        .iter()
+        .filter_map(|a| {
+            let value = a.get("const").or_else(|| a.get("enum")?.get(0))?;
+            let about = a.get("description")?.as_str()?;
+            Some(format!("`{}`: {}", yaml(value), one_line(about)))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// The description without its `Default: …` sentence, and that sentence's text.
@@ -254,7 +284,15 @@ fn needs_quotes(s: &str) -> bool {
         || s.contains(['\n', '\t', ',', '"'])
 }
 
-/// An HTML id for a type's section.
-fn anchor(def: &str) -> String {
-    def.to_ascii_lowercase()
+/// An HTML id for a section: a type's name, or `at-` and a path.
+fn anchor(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
