@@ -52,10 +52,7 @@ const NOT_STRUCTURAL: &[(&str, &str)] = &[
         "path-and-prefix",
         "`path` and `path-prefix` exclude each other",
     ),
-    (
-        "quic-without-h3",
-        "a `quic:` block needs h3 in `protocols`",
-    ),
+    ("quic-without-h3", "a `quic:` block needs h3 in `protocols`"),
     (
         "rewrite-without-prefix",
         "a prefix rewrite needs `match.path-prefix` on the same route",
@@ -123,7 +120,10 @@ print(json.dumps(out))
 /// Each instance's schema errors (empty when valid), from Python's
 /// `jsonschema`. `None` when it is not installed outside CI (CI installs it
 /// through kubernetes-validate; there its absence fails the test).
-fn validate(schema: &Value, instances: &BTreeMap<String, Value>) -> Option<BTreeMap<String, Vec<String>>> {
+fn validate(
+    schema: &Value,
+    instances: &BTreeMap<String, Value>,
+) -> Option<BTreeMap<String, Vec<String>>> {
     let mut child = Command::new("python3")
         .args(["-c", VALIDATE])
         .stdin(Stdio::piped())

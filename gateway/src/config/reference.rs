@@ -69,7 +69,10 @@ fn section(
             format!("{path}.{key}")
         };
         let ty = type_of(prop, defs, &child, seen, queue);
-        let text = prop.get("description").and_then(Value::as_str).unwrap_or("");
+        let text = prop
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let (mut about, default) = split_default(text);
         if let Some(values) = variants(prop, defs) {
             let _ = write!(about, "<br>{values}");
@@ -121,11 +124,11 @@ fn type_of(
             _ => type_of(def, defs, path, seen, queue),
         };
     }
-    if let Some(values) = prop
-        .get("enum")
-        .and_then(Value::as_array)
-        .map(|e| e.iter().map(|v| format!("`{}`", yaml(v))).collect::<Vec<_>>())
-    {
+    if let Some(values) = prop.get("enum").and_then(Value::as_array).map(|e| {
+        e.iter()
+            .map(|v| format!("`{}`", yaml(v)))
+            .collect::<Vec<_>>()
+    }) {
         return values.join(" \\| ");
     }
     if let Some(c) = prop.get("const") {
@@ -260,7 +263,10 @@ fn yaml(v: &Value) -> String {
     match v {
         Value::String(s) if needs_quotes(s) => format!("{s:?}"),
         Value::String(s) => s.clone(),
-        Value::Array(items) => format!("[{}]", items.iter().map(yaml).collect::<Vec<_>>().join(", ")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(yaml).collect::<Vec<_>>().join(", ")
+        ),
         Value::Object(m) => format!(
             "{{{}}}",
             m.iter()
@@ -275,11 +281,16 @@ fn yaml(v: &Value) -> String {
 /// Strings YAML would read as something else (or not at all) unquoted.
 fn needs_quotes(s: &str) -> bool {
     s.is_empty()
-        || s.starts_with([':', '*', '&', '!', '{', '[', '"', '\'', '@', '`', '%', '|', '>', '#', '-', ' '])
+        || s.starts_with([
+            ':', '*', '&', '!', '{', '[', '"', '\'', '@', '`', '%', '|', '>', '#', '-', ' ',
+        ])
         || s.contains(": ")
         || s.contains(" #")
         || s.ends_with([':', ' '])
-        || matches!(s, "true" | "false" | "null" | "~" | "yes" | "no" | "on" | "off")
+        || matches!(
+            s,
+            "true" | "false" | "null" | "~" | "yes" | "no" | "on" | "off"
+        )
         || s.parse::<f64>().is_ok()
         || s.contains(['\n', '\t', ',', '"'])
 }

@@ -129,19 +129,48 @@ pub fn named<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
 
 /// The schema of `edgeward.yaml`, draft 2020-12.
 pub fn json_schema() -> Value {
-    let settings = SchemaSettings::draft2020_12().with(|s| {
-        // `key:` with no value reads as absent, but an editor should not
-        // offer `null` as a value for every key.
-        s.option_add_null_type = false;
-    });
-    let root = settings.into_generator().into_root_schema_for::<ConfigFile>();
+    let root = SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<ConfigFile>();
     let mut value = root.to_value();
+    drop_null(&mut value);
     if let Some(obj) = value.as_object_mut() {
         obj.insert("title".into(), "edgeward.yaml".into());
         let defs = obj.get("$defs").cloned().unwrap_or_default();
         literals(&mut value, &defs);
     }
     value
+}
+
+/// Removes the `null` every `Option` adds: `key:` with no value reads as
+/// absent, but an editor should not offer `null` as a value for every key.
+fn drop_null(schema: &mut Value) {
+    let Some(obj) = schema.as_object_mut() else {
+        if let Value::Array(items) = schema {
+            items.iter_mut().for_each(drop_null);
+        }
+        return;
+    };
+    if let Some(Value::Array(types)) = obj.get_mut("type") {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            let only = types.remove(0);
+            obj.insert("type".into(), only);
+        }
+    }
+    if let Some(Value::Array(alts)) = obj.get_mut("anyOf") {
+        alts.retain(|a| a.get("type").and_then(Value::as_str) != Some("null"));
+        if alts.len() == 1 {
+            let only = alts.remove(0);
+            obj.remove("anyOf");
+            if let Value::Object(inner) = only {
+                for (k, v) in inner {
+                    obj.entry(k).or_insert(v);
+                }
+            }
+        }
+    }
+    obj.values_mut().for_each(drop_null);
 }
 
 /// Fills `default` and `examples` of every property from its description.
@@ -279,16 +308,18 @@ fn fits(v: &Value, schema: &Value, defs: &Value) -> bool {
         ("array", Value::Array(items)) => schema
             .get("items")
             .is_none_or(|i| items.iter().all(|x| fits(x, i, defs))),
-        ("object", Value::Object(map)) => map.iter().all(|(k, x)| {
-            match schema.get("properties").and_then(|p| p.get(k)) {
-                Some(p) => fits(x, p, defs),
-                None => match schema.get("additionalProperties") {
-                    Some(Value::Bool(allowed)) => *allowed,
-                    Some(extra) => fits(x, extra, defs),
-                    None => true,
+        ("object", Value::Object(map)) => {
+            map.iter().all(
+                |(k, x)| match schema.get("properties").and_then(|p| p.get(k)) {
+                    Some(p) => fits(x, p, defs),
+                    None => match schema.get("additionalProperties") {
+                        Some(Value::Bool(allowed)) => *allowed,
+                        Some(extra) => fits(x, extra, defs),
+                        None => true,
+                    },
                 },
-            }
-        }),
+            )
+        }
         _ => false,
     })
 }
@@ -345,7 +376,10 @@ mod tests {
         let defs = schema["$defs"].clone();
         let mut missing = Vec::new();
         for (path, p) in keys(&schema) {
-            if p.get("description").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if p.get("description")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 missing.push(format!("{path}: no doc comment"));
             }
             // A block's keys are documented in its own section.
@@ -367,26 +401,43 @@ mod tests {
         assert_eq!(listener["max-header-size"]["default"], "64KiB");
         assert_eq!(listener["keep-alive"]["default"], true);
         assert_eq!(listener["max-connections"]["default"], 20000);
-        assert_eq!(listener["protocols"]["default"], serde_json::json!(["h1", "h2"]));
-        assert_eq!(listener["address"]["examples"], serde_json::json!(["0.0.0.0:443"]));
+        assert_eq!(
+            listener["protocols"]["default"],
+            serde_json::json!(["h1", "h2"])
+        );
+        assert_eq!(
+            listener["address"]["examples"],
+            serde_json::json!(["0.0.0.0:443"])
+        );
         // Prose is not a value: "Default: none" on a free-form string.
         let admin = &schema["$defs"]["AdminConfig"]["properties"];
         assert!(admin["token-file"].get("default").is_none(), "{admin}");
         let node = &schema["$defs"]["NodeConfig"]["properties"];
         assert_eq!(node["region"]["default"], "local");
         let route = &schema["$defs"]["RouteConfig"]["properties"];
-        assert!(route["name"].get("default").is_none(), "route-<index> is not a name");
+        assert!(
+            route["name"].get("default").is_none(),
+            "route-<index> is not a name"
+        );
     }
 
     #[test]
     fn unit_patterns_agree_with_the_parsers() {
         let schema = json_schema();
-        let pattern = |name: &str| schema["$defs"][name]["pattern"].as_str().unwrap().to_owned();
+        let pattern = |name: &str| {
+            schema["$defs"][name]["pattern"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
         let (duration, size) = (pattern("Duration"), pattern("Size"));
         // The patterns name every unit the parsers take, longest first where
         // one spelling is a prefix of another.
         for unit in ["ms", "s", "m", "h", "d", "µs", "min", "hours"] {
-            assert!(duration.contains(&format!("|{unit}|")) || duration.contains(&format!("({unit}|")), "{unit}");
+            assert!(
+                duration.contains(&format!("|{unit}|")) || duration.contains(&format!("({unit}|")),
+                "{unit}"
+            );
             assert!(parse_duration(&format!("3{unit}")).is_ok(), "{unit}");
         }
         for unit in ["KiB", "MiB", "GiB", "K", "B"] {
