@@ -85,6 +85,14 @@ enum Command {
         #[arg(long)]
         print_config: bool,
     },
+    /// Print the JSON Schema of the config file (for editors:
+    /// `edgeward schema > edgeward.schema.json`), or with `--markdown` the
+    /// configuration reference (docs/configuration.md).
+    Schema {
+        /// Print the configuration reference as Markdown instead.
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Write, build and check plugins: `plugin new NAME --lang rust|python|js
     /// --world router|filter|scaler`, `plugin build [DIR]`, `plugin check FILE`.
     #[command(subcommand)]
@@ -132,6 +140,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Plugin(cmd) => cli::run(cmd),
+        Command::Schema { markdown } => cli::schema::run(markdown),
         Command::Check { file, config } => match config_path(file, config) {
             Ok(path) => cli::config_check::run(&path),
             Err(code) => code,

@@ -8,6 +8,7 @@ mod build;
 mod check;
 pub mod config_check;
 mod new;
+pub mod schema;
 mod sdk;
 
 use std::path::PathBuf;

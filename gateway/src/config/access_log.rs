@@ -2,11 +2,14 @@
 
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
-#[derive(Debug, Deserialize)]
+/// `true` (JSON lines on stdout), `false`, or where and how to write.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum AccessLogYaml {
+    /// `true`: JSON lines on stdout; `false`: no access log.
     On(bool),
     Detailed(AccessLogDetail),
 }
@@ -17,10 +20,13 @@ impl Default for AccessLogYaml {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// Where and how the access log is written.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct AccessLogDetail {
-    /// File the lines are appended to; `-` is stdout. Default: `-`.
+    /// File the lines are appended to, relative to the config file (reopened
+    /// on reload, so log rotation works); `-` is stdout, e.g. `access.log`.
+    /// Default: `-`.
     pub path: Option<String>,
     /// `json` (one object per line) or `combined` (NGINX/Apache combined,
     /// plus request ID and duration). Default: json.
@@ -28,11 +34,14 @@ pub struct AccessLogDetail {
     pub format: AccessLogFormat,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+/// The access log's line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AccessLogFormat {
+    /// One JSON object per line.
     #[default]
     Json,
+    /// NGINX/Apache combined, plus request ID and duration.
     Combined,
 }
 

@@ -15,6 +15,7 @@
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
@@ -24,19 +25,25 @@ use super::cache::Issue;
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// `https-redirect: true` or `{port, status}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum HttpsRedirectYaml {
+    /// `true`: port 443, status 308; `false`: no redirect.
     On(bool),
     Detailed(HttpsRedirectDetail),
 }
 
-#[derive(Debug, Deserialize)]
+/// Where plaintext requests are redirected.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HttpsRedirectDetail {
-    /// The HTTPS port clients are sent to. Default: 443 (left out of the URL).
+    /// The HTTPS port clients are sent to (443 is left out of the URL),
+    /// e.g. `8443`. Default: 443.
+    #[schemars(range(min = 1))]
     pub port: Option<u16>,
-    /// 301, 302, 303, 307 or 308. Default: 308 (keeps the method and body).
+    /// The redirect status: 301, 302, 303, 307 or 308 (307 and 308 keep the
+    /// method and body). Default: 308.
+    #[schemars(extend("enum" = [301, 302, 303, 307, 308]))]
     pub status: Option<u16>,
 }
 
@@ -47,17 +54,25 @@ pub struct HttpsRedirect {
     pub status: StatusCode,
 }
 
-/// A route's `respond:` block.
-#[derive(Debug, Deserialize)]
+/// A route's `respond:` block: a fixed answer, with nothing sent upstream.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RespondYaml {
-    /// 200..=599.
+    /// The status, 200 to 599, e.g. `200`.
+    #[schemars(with = "u16")]
+    #[schemars(range(min = 200, max = 599))]
     pub status: Spanned<u16>,
-    /// Sent as is. Default: empty.
+    /// The body, sent as is (at most 64 KiB; none for 204 and 304), e.g.
+    /// `"ok\n"`. Default: empty.
+    #[schemars(with = "Option<String>")]
     pub body: Option<Spanned<String>>,
-    /// Default: `text/plain; charset=utf-8` when there is a body.
+    /// The `Content-Type`, e.g. `text/html`. Default: `text/plain;
+    /// charset=utf-8` when there is a body, none otherwise.
+    #[schemars(with = "Option<String>")]
     pub content_type: Option<Spanned<String>>,
-    /// The `Location` of a 3xx (required for 301, 302, 303, 307 and 308).
+    /// The `Location` of a 3xx (required for 301, 302, 303, 307 and 308),
+    /// e.g. `https://example.com/new`. Default: none.
+    #[schemars(with = "Option<String>")]
     pub location: Option<Spanned<String>>,
 }
 

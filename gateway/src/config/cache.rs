@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use http::HeaderName;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
@@ -27,35 +28,43 @@ impl Issue {
 }
 
 /// Global `cache:` block.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CacheYaml {
     /// Bytes all stored responses may take together (bodies, encoded variants,
-    /// headers). Default: 256MiB.
+    /// headers); the least recently used go first. Default: 256MiB.
+    #[schemars(with = "Option<super::schema::Size>")]
     pub max_size: Option<Spanned<String>>,
-    /// Largest single response body stored; bigger ones stream through
-    /// uncached. Default: an eighth of `max-size`, at most 16MiB.
+    /// Largest single response body stored, e.g. `16MiB`; bigger ones stream
+    /// through uncached. Default: an eighth of `max-size`, at most 16MiB.
+    #[schemars(with = "Option<super::schema::Size>")]
     pub max_object_size: Option<Spanned<String>>,
     /// Bytes all fills in progress may hold together (bodies being stored
     /// while they stream to clients); a fill that would go over streams on
-    /// uncached. Default: a quarter of `max-size`, at least `max-object-size`.
+    /// uncached, e.g. `64MiB`. Default: a quarter of `max-size`, at least
+    /// `max-object-size`.
+    #[schemars(with = "Option<super::schema::Size>")]
     pub fill_budget: Option<Spanned<String>>,
 }
 
-/// A route's `cache:` block.
-#[derive(Debug, Default, Deserialize)]
+/// A route's `cache:` block: RFC 9111 caching of its responses.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RouteCacheYaml {
-    /// Default: true (the block's presence turns caching on).
+    /// Cache this route's responses; `false` turns the block off without
+    /// removing it. Default: true (the block's presence turns caching on).
     pub enabled: Option<bool>,
     /// Freshness for responses that carry none (no `max-age`, `s-maxage` or
-    /// `Expires`), where RFC 9111 allows a heuristic. Default: 10 % of the time
-    /// since `Last-Modified`, else not fresh.
+    /// `Expires`), where RFC 9111 allows a heuristic, e.g. `60s`. Default: 10 %
+    /// of the time since `Last-Modified`, else not fresh.
+    #[schemars(with = "Option<super::schema::Duration>")]
     pub ttl: Option<Spanned<String>>,
-    /// Extra request parts in the cache key.
+    /// Extra request parts in the cache key (the method, host and path
+    /// with query are always in it). Default: none.
     #[serde(default)]
     pub key: KeyYaml,
-    /// Changing it starts an empty key space for the route (old entries age out).
+    /// Part of every key of this route: changing it starts an empty key
+    /// space (old entries age out), e.g. `3`. Default: none.
     pub version: Option<VersionYaml>,
     /// Concurrent misses for one key make one upstream request, and
     /// concurrent revalidations of one stale entry one conditional request.
@@ -67,7 +76,8 @@ pub struct RouteCacheYaml {
     pub status_key: Option<bool>,
     /// How stale an entry may be served when upstream cannot be reached at
     /// all (connection refused, timed out), where the entry does not forbid
-    /// stale answers (RFC 9111 §4.2.4). Default: never.
+    /// stale answers (RFC 9111 §4.2.4), e.g. `10m`. Default: never.
+    #[schemars(with = "Option<super::schema::Duration>")]
     pub stale_if_unreachable: Option<Spanned<String>>,
     /// Store responses that set cookies, with their `Set-Cookie` lines
     /// removed from what is stored (the client whose request filled the
@@ -76,21 +86,26 @@ pub struct RouteCacheYaml {
     pub store_set_cookie: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Extra request parts in a route's cache key.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct KeyYaml {
-    /// Request header names whose values join the key.
+    /// Request header names whose values join the key, e.g. `[x-tenant]`. Default: none.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub headers: Vec<Spanned<String>>,
-    /// Cookie names whose values join the key.
+    /// Cookie names whose values join the key, e.g. `[currency]`. Default: none.
     #[serde(default)]
     pub cookies: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A cache key version: a number or a text.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum VersionYaml {
+    /// e.g. `3`.
     Number(u64),
+    /// e.g. `2024-06`.
     Text(String),
 }
 

@@ -1,6 +1,7 @@
 //! `compression:` in YAML (global, or per route on top of the global one) and
 //! its resolved form.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
@@ -8,25 +9,38 @@ use super::cache::Issue;
 use super::parse_size;
 use crate::encoding::Encoding;
 
-/// Operator-facing settings; a route's block overrides the global block field by field.
-#[derive(Debug, Default, Deserialize)]
+/// Compression (br, gzip) of responses, negotiated from `Accept-Encoding`;
+/// a route's block overrides the global block key by key.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CompressionYaml {
     /// Turn compression off for a route that inherits a global block. Default: true.
     pub enabled: Option<bool>,
-    /// Responses whose known length is below this are sent as they are. Default: 1KiB.
+    /// Responses whose known length is below this are sent as they are.
+    /// Default: 1KiB.
+    #[schemars(with = "Option<super::schema::Size>")]
     pub min_size: Option<Spanned<String>>,
     /// Media types worth compressing; one `*` allowed (`text/*`, `application/*+json`).
-    /// Default: text, JSON, JavaScript, XML, SVG, wasm.
+    /// e.g. `[text/*, application/json]`. Default: text, JSON, JavaScript,
+    /// XML, SVG, wasm.
+    #[schemars(with = "Option<Vec<String>>")]
     pub types: Option<Vec<Spanned<String>>>,
     /// Brotli quality (0–11) for responses that are not cached. Default: 4.
+    #[schemars(with = "Option<u32>")]
+    #[schemars(range(max = 11))]
     pub br_level: Option<Spanned<u32>>,
     /// Brotli quality for cached responses, compressed once. Default: 11
     /// (bodies over 256KiB use at most 9).
+    #[schemars(with = "Option<u32>")]
+    #[schemars(range(max = 11))]
     pub br_cached_level: Option<Spanned<u32>>,
     /// Gzip level (1–9) for responses that are not cached. Default: 5.
+    #[schemars(with = "Option<u32>")]
+    #[schemars(range(max = 9))]
     pub gzip_level: Option<Spanned<u32>>,
     /// Gzip level for cached responses. Default: 9.
+    #[schemars(with = "Option<u32>")]
+    #[schemars(range(max = 9))]
     pub gzip_cached_level: Option<Spanned<u32>>,
 }
 

@@ -13,6 +13,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
@@ -26,21 +27,29 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 /// Shortest period accepted: below it a name server is polled, not asked.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
-#[derive(Debug, Deserialize)]
+/// An upstream's endpoints from DNS: the A/AAAA records of a name.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DiscoveryYaml {
-    /// `name:port`: the A/AAAA records of `name`, each with `port`.
+    /// `name:port`: the A/AAAA records of `name`, each with `port`, e.g.
+    /// `orders.shop.svc.cluster.local:8080`.
+    #[schemars(with = "String")]
     pub dns: Spanned<String>,
-    /// How often the name is resolved again. Default: 10s.
+    /// How often the name is resolved again (at least 100ms). Default: 10s.
+    #[schemars(with = "Option<super::schema::Duration>")]
     pub interval: Option<Spanned<String>>,
     /// Which records: `any` (A and AAAA), `ipv4` (A) or `ipv6` (AAAA). Default: any.
+    #[schemars(with = "Option<Family>")]
     pub family: Option<Spanned<String>>,
-    /// `ip:port` of the name server to ask. Default: those of `/etc/resolv.conf`.
+    /// `ip:port` of the name server to ask, e.g. `10.96.0.10:53`. Default:
+    /// those of `/etc/resolv.conf`.
+    #[schemars(with = "Option<String>")]
     pub nameserver: Option<Spanned<String>>,
 }
 
 /// Which address records a name is resolved to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(rename_all = "lowercase")]
 pub enum Family {
     Any,
     Ipv4,

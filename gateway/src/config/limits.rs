@@ -7,24 +7,32 @@
 use std::time::Duration;
 
 use http::HeaderName;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::cache::Issue;
 use super::units::parse_duration;
 
-#[derive(Debug, Deserialize)]
+/// A route's rate limit: a token bucket per key.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RateLimitYaml {
-    /// Requests allowed per `per`, sustained.
+    /// Requests allowed per `per`, sustained (at least 1), e.g. `100`.
+    #[schemars(with = "u32")]
+    #[schemars(range(min = 1))]
     pub requests: Spanned<u32>,
     /// The period of `requests`. Default: 1s.
+    #[schemars(with = "Option<super::schema::Duration>")]
     pub per: Option<Spanned<String>>,
-    /// Requests allowed at once after a quiet period. Default: `requests`.
+    /// Requests allowed at once after a quiet period, e.g. `200`. Default: `requests`.
+    #[schemars(with = "Option<u32>")]
     pub burst: Option<Spanned<u32>>,
     /// What one bucket counts: `client-ip`, `route` (one bucket for the whole
     /// route), `header:<name>` or `cookie:<name>` (requests without it share
-    /// one bucket). Default: client-ip.
+    /// one bucket), e.g. `header:x-api-key`. Default: client-ip.
+    #[schemars(with = "Option<String>")]
+    #[schemars(regex(pattern = r"^(client-ip|route|header:.+|cookie:.+)$"))]
     pub key: Option<Spanned<String>>,
 }
 

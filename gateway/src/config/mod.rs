@@ -10,9 +10,11 @@ pub mod limits;
 mod load;
 pub mod model;
 pub mod plugins;
+pub mod reference;
 pub mod resilience;
 mod resolved;
 pub mod scaling;
+pub mod schema;
 mod units;
 mod validate;
 

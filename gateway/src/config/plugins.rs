@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
@@ -27,35 +28,56 @@ pub const DEFAULT_MEMORY: usize = 16 << 20;
 /// path, and interpreters (componentize-py) need far more than a call.
 pub const DEFAULT_INIT_DEADLINE: Duration = Duration::from_secs(2);
 
-/// One entry under `plugins:`.
-#[derive(Debug, Deserialize)]
+/// A plugin: a Wasm component (built in or from a file), its settings and limits.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PluginConfig {
-    /// A plugin embedded in the binary, e.g. `round-robin`. Exclusive with `path`.
+    /// A plugin embedded in the binary, e.g. `round-robin`: routers
+    /// `round-robin`, `least-connections`, `weighted`, `ip-hash`,
+    /// `cookie-affinity`, `read-write-split`, `shard-by-key`; filter
+    /// `rate-limit`; scalers `scale-target-tracking`, `scale-step`,
+    /// `scale-scheduled`. Exclusive with `path`.
+    #[schemars(with = "Option<String>")]
     pub builtin: Option<Spanned<String>>,
-    /// A `.wasm` component file, relative to the config file. Exclusive with `builtin`.
+    /// A `.wasm` component file (built for `wasm32-wasip2`), relative to
+    /// the config file, e.g. `plugins/canary_plugin.wasm`. Exclusive with `builtin`.
+    #[schemars(with = "Option<String>")]
     pub path: Option<Spanned<String>>,
-    /// Passed to the plugin's `init` as string pairs, in file order. Default: empty.
+    /// Passed to the plugin's `init` as string pairs, in file order (numbers
+    /// and booleans as their text), e.g. `{tag: canary, percent: 10}`. Default: empty.
     #[serde(default)]
     pub config: PluginSettings,
-    /// Time one call may take, e.g. `2ms`. Default: 2ms.
+    /// Time one call may take (1µs to 10s); an overrun is a fault (see
+    /// `on-error`). Interpreted guests (Python, JavaScript) need more, e.g.
+    /// `20ms`. Default: 2ms.
+    #[schemars(with = "Option<super::schema::Duration>")]
     pub deadline: Option<Spanned<String>>,
-    /// Memory cap of one instance, e.g. `16MiB`. Default: 16MiB.
+    /// Memory cap of one instance (1MiB to 4GiB); growing past it is a
+    /// fault, e.g. `64MiB`. Default: 16MiB.
+    #[schemars(with = "Option<super::schema::Size>")]
     pub memory: Option<Spanned<String>>,
-    /// What a fault (trap, deadline, memory, busy) does to the request. Default: `fallback`.
+    /// What a fault (trap, deadline, memory, every instance busy) does to
+    /// the request. Default: `fallback`.
+    #[schemars(with = "Option<OnError>")]
     pub on_error: Option<Spanned<OnError>>,
-    /// With `on-error: fallback-tagged`: the fallback round robin only uses
-    /// endpoints carrying one of these tags.
+    /// With `on-error: fallback-tagged` (and only then): the fallback round
+    /// robin only uses endpoints carrying one of these tags, e.g. `[stable]`.
+    /// Default: none.
+    #[schemars(with = "Option<Vec<String>>")]
     pub fallback_tags: Option<Spanned<Vec<String>>>,
-    /// Time one instance's `init` may take, e.g. `5s`. Default: 2s.
+    /// Time one instance's `init` may take (1ms to 60s), e.g. `10s`. Default: 2s.
+    #[schemars(with = "Option<super::schema::Duration>")]
     pub init_deadline: Option<Spanned<String>>,
-    /// Instances kept at most (each serves one call at a time).
+    /// Instances kept at most (1 to 1024), each serving one call at a time;
+    /// a call that finds every instance busy is a `busy` fault, e.g. `16`.
     /// Default: twice the CPU count, at least 4.
+    #[schemars(with = "Option<u32>")]
+    #[schemars(range(min = 1, max = 1024))]
     pub instances: Option<Spanned<u32>>,
 }
 
 /// A plugin's fault policy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnError {
     /// Routers: the native round robin picks; filters: the request goes on unfiltered.

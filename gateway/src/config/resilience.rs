@@ -12,60 +12,85 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::cache::Issue;
 use super::units::parse_duration;
 
-#[derive(Debug, Deserialize)]
+/// Active health checks of an upstream's endpoints.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HealthCheckYaml {
     /// `http` (a GET of `path`) or `tcp` (a connect). Default: http.
     #[serde(rename = "type")]
+    #[schemars(with = "Option<HealthKind>")]
     pub kind: Option<Spanned<String>>,
-    /// Path of the HTTP check. Default: `/`.
+    /// Path of the HTTP check, e.g. `/healthz`. Default: `/`.
+    #[schemars(with = "Option<String>")]
     pub path: Option<Spanned<String>>,
-    /// `Host` sent with the HTTP check. Default: the endpoint's address.
+    /// `Host` sent with the HTTP check, e.g. `api.internal`. Default: the endpoint's address.
+    #[schemars(with = "Option<String>")]
     pub host: Option<Spanned<String>>,
-    /// Statuses that pass, as codes or ranges (`200`, `"200-399"`). Default: 200-399.
+    /// Statuses that pass, as codes or ranges, e.g. `[200, "300-399"]`.
+    /// Default: `["200-399"]`.
+    #[schemars(with = "Option<Vec<StatusYaml>>")]
     pub expected_statuses: Option<Vec<Spanned<StatusYaml>>>,
     /// Time between checks of one endpoint (jittered by up to 10 %). Default: 5s.
+    #[schemars(with = "Option<super::schema::Duration>")]
     pub interval: Option<Spanned<String>>,
     /// A check that takes longer fails. Default: 2s.
+    #[schemars(with = "Option<super::schema::Duration>")]
     pub timeout: Option<Spanned<String>>,
     /// Passing checks in a row that bring an unhealthy endpoint back. Default: 2.
+    #[schemars(with = "Option<u32>")]
+    #[schemars(range(min = 1))]
     pub healthy_threshold: Option<Spanned<u32>>,
     /// Failing checks in a row that take an endpoint out. Default: 3.
+    #[schemars(with = "Option<u32>")]
+    #[schemars(range(min = 1))]
     pub unhealthy_threshold: Option<Spanned<u32>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// An HTTP status: a code, or a range or keyword written as text.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum StatusYaml {
+    /// A status code, e.g. `503`.
     Code(u16),
+    /// A range such as `"200-399"`, or (in `retry-on`) `connect-failure`,
+    /// `reset` or `timeout`.
     Range(String),
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Passive outlier detection: endpoints that keep failing real requests are ejected for a while.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OutlierYaml {
     /// Passive outlier detection on this upstream's traffic. Default: true.
     pub enabled: Option<bool>,
     /// 5xx answers or failed exchanges (connect errors, resets, timeouts) in a
     /// row that eject an endpoint. Default: 5.
+    #[schemars(with = "Option<u32>")]
+    #[schemars(range(min = 1))]
     pub consecutive_errors: Option<Spanned<u32>>,
     /// An ejection lasts this times the number of times the endpoint was
     /// ejected. Default: 30s.
+    #[schemars(with = "Option<super::schema::Duration>")]
     pub base_ejection_time: Option<Spanned<String>>,
     /// The longest ejection. Default: 300s.
+    #[schemars(with = "Option<super::schema::Duration>")]
     pub max_ejection_time: Option<Spanned<String>>,
     /// Most endpoints ejected at once, as a percentage of the upstream's
     /// (rounded down, but at least one of two or more). Default: 50.
+    #[schemars(with = "Option<u32>")]
+    #[schemars(range(max = 100))]
     pub max_ejected_percent: Option<Spanned<u32>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Retries of failed tries, each on another endpoint, within a budget.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RetriesYaml {
     /// Further tries after the first, each on another endpoint. Default: 2.
@@ -73,29 +98,39 @@ pub struct RetriesYaml {
     /// What is retried: `connect-failure`, `reset` (the connection failed
     /// before a response head), `timeout` (a try exceeded `per-try-timeout`)
     /// and status codes. Only a connect failure retries a non-idempotent
-    /// request. Default: [connect-failure, reset, timeout, 502, 503].
+    /// request. Default: `[connect-failure, reset, timeout, 502, 503]`.
+    #[schemars(with = "Option<Vec<StatusYaml>>")]
     pub retry_on: Option<Vec<Spanned<StatusYaml>>>,
-    /// Time one try may take to its response head. Default: the route's `timeout`.
+    /// Time one try may take to its response head, e.g. `2s`. Default: the route's `timeout`.
+    #[schemars(with = "Option<super::schema::Duration>")]
     pub per_try_timeout: Option<Spanned<String>>,
     /// Retries in progress may be this percentage of the upstream's active
     /// requests. Default: 20.
+    #[schemars(with = "Option<u32>")]
+    #[schemars(range(max = 100))]
     pub budget_percent: Option<Spanned<u32>>,
     /// Retries in progress allowed whatever the percentage. Default: 3.
     pub min_concurrent: Option<u32>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Circuit breaker limits of an upstream: past them requests get a fast 503.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct BreakerYaml {
     /// Upstream connections open at once. Default: 1024.
+    #[schemars(with = "Option<u32>")]
     pub max_connections: Option<Spanned<u32>>,
     /// Requests waiting for a new upstream connection. Default: 1024.
+    #[schemars(with = "Option<u32>")]
     pub max_pending_requests: Option<Spanned<u32>>,
     /// Requests in progress to the upstream. Default: 1024.
+    #[schemars(with = "Option<u32>")]
     pub max_requests: Option<Spanned<u32>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an active health check does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(rename_all = "lowercase")]
 pub enum HealthKind {
     Http,
     Tcp,

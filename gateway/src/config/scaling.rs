@@ -26,6 +26,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
@@ -54,59 +55,81 @@ pub const DEFAULT_HOLD_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// The `scaling:` block.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ScalingYaml {
     /// Decisions kept per service for `/admin/scale`. Default: 20.
+    #[schemars(with = "Option<usize>")]
+    #[schemars(range(min = 1, max = 1000))]
     pub history: Option<Spanned<usize>>,
-    /// `http://` URL that gets a JSON POST on each change of a decision. Default: none.
+    /// `http://` URL that gets a JSON POST on each change of a decision,
+    /// e.g. `http://10.0.0.5:8080/scale`. Default: none.
+    #[schemars(with = "Option<String>")]
     pub webhook: Option<Spanned<String>>,
-    /// Scaled services by name.
+    /// Scaled services by name (the default upstream they measure). Default: none.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ServiceYaml>")]
     pub services: BTreeMap<String, Spanned<ServiceYaml>>,
 }
 
 /// One scaled service.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServiceYaml {
-    /// The upstream whose traffic is measured. Default: the service's name.
+    /// The upstream whose traffic is measured, e.g. `checkout`. Default: the service's name.
+    #[schemars(with = "Option<String>")]
     pub upstream: Option<Spanned<String>>,
-    /// Fewest replicas. Default: 1.
+    /// Fewest replicas; 0 enables scale from zero (see `hold`). Default: 1.
+    #[schemars(with = "Option<u32>")]
     pub min: Option<Spanned<u32>>,
-    /// Most replicas.
+    /// Most replicas (at least 1, and at least `min`), e.g. `20`.
+    #[schemars(with = "u32")]
+    #[schemars(range(min = 1))]
     pub max: Spanned<u32>,
     /// Time between evaluations. Default: 15s.
+    #[schemars(with = "Option<super::schema::Duration>")]
     pub interval: Option<Spanned<String>>,
     /// Measurement window of the snapshot (whole seconds, at most 300s). Default: 60s.
+    #[schemars(with = "Option<super::schema::Duration>")]
     pub window: Option<Spanned<String>>,
     /// The current replica count, when the gateway's endpoints do not tell it
-    /// (e.g. one Service address in front of many pods). Default: the
+    /// (one Service address in front of many pods), e.g. `3`. Default: the
     /// upstream's endpoint count.
+    #[schemars(with = "Option<u32>")]
     pub replicas: Option<Spanned<u32>>,
     /// A desired count within this fraction of the current one keeps the
     /// current one. Default: 0.1.
+    #[schemars(with = "Option<f64>")]
     pub tolerance: Option<Spanned<f64>>,
     /// Scale down only to the highest count recommended over this window. Default: 300s.
+    #[schemars(with = "Option<super::schema::Duration>")]
     pub scale_down_stabilization: Option<Spanned<String>>,
     /// Scale up only to the lowest count recommended over this window. Default: 0s.
+    #[schemars(with = "Option<super::schema::Duration>")]
     pub scale_up_stabilization: Option<Spanned<String>>,
-    /// Scaler plugins, by name; the largest desired count wins.
+    /// Scaler plugins (names under `plugins:` or built-ins), asked in turn;
+    /// the largest desired count wins, e.g. `[scale-target-tracking]`.
+    #[schemars(with = "Vec<String>")]
     pub policies: Spanned<Vec<Spanned<String>>>,
     /// Scale from zero: how requests wait while no endpoint is healthy.
-    /// Only with `min: 0`, where it is on with the defaults when absent.
+    /// Only with `min: 0`. Default: on with the defaults of each key when `min` is 0.
+    #[schemars(with = "Option<HoldYaml>")]
     pub hold: Option<Spanned<HoldYaml>>,
 }
 
-/// `hold:` of a scaled service.
-#[derive(Debug, Deserialize)]
+/// `hold:` of a scaled service: requests wait for a first replica instead of failing.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HoldYaml {
     /// Requests held at most; more get 503 at once. Default: 100.
+    #[schemars(with = "Option<u32>")]
+    #[schemars(range(min = 1, max = 100000))]
     pub queue: Option<Spanned<u32>>,
     /// Longest a request is held before a 503. Default: 30s.
+    #[schemars(with = "Option<super::schema::Duration>")]
     pub timeout: Option<Spanned<String>>,
     /// The `Retry-After` (whole seconds) of those 503s. Default: 5s.
+    #[schemars(with = "Option<super::schema::Duration>")]
     pub retry_after: Option<Spanned<String>>,
 }
 
