@@ -61,7 +61,8 @@ pub fn via_protocol(version: Version) -> &'static str {
 pub fn append_via(headers: &mut HeaderMap, version: Version, node: &str) {
     let protocol = via_protocol(version);
     let prev = headers.get(header::VIA).and_then(|v| v.to_str().ok());
-    let mut value = String::with_capacity(prev.map_or(0, |p| p.len() + 2) + protocol.len() + 1 + node.len());
+    let mut value =
+        String::with_capacity(prev.map_or(0, |p| p.len() + 2) + protocol.len() + 1 + node.len());
     if let Some(p) = prev {
         value.push_str(p);
         value.push_str(", ");

@@ -178,7 +178,11 @@ impl Session {
 
     /// The endpoint the request was last sent to, for logs.
     fn endpoint_name(&self) -> Option<String> {
-        let i = self.learnt.endpoint.load(Ordering::Relaxed).checked_sub(1)?;
+        let i = self
+            .learnt
+            .endpoint
+            .load(Ordering::Relaxed)
+            .checked_sub(1)?;
         self.pool()
             .endpoints
             .get(i)
