@@ -31,6 +31,7 @@ pub(super) enum Kind {
 }
 
 /// A syntax error, with the path of the field it is in.
+#[derive(Debug)]
 pub(super) struct Syntax {
     pub error: ScanError,
     pub path: String,

@@ -14,7 +14,7 @@ mod ranged;
 mod revalidate;
 mod serve;
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body as _;
 
