@@ -44,8 +44,20 @@ fn status(r: &Fetched) -> &str {
 
 async fn metric(gw: &Gateway, name: &str) -> u64 {
     let m = gw.metrics_text().await;
+    // `name` may carry labels (`family{reason="x"}`): a sample matches when
+    // it has them among its own (node and region come first).
+    let (family, labels) = match name.split_once('{') {
+        Some((f, rest)) => (f, rest.trim_end_matches('}')),
+        None => (name, ""),
+    };
     m.lines()
-        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            l.split([' ', '{']).next() == Some(family)
+                && labels
+                    .split(',')
+                    .all(|want| want.is_empty() || l.contains(want))
+        })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no metric {name} in:\n{m}"))

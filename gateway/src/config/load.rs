@@ -86,11 +86,13 @@ impl Reader {
         changed
     }
 
-    /// Whether an earlier cut lies in (or right at the edge of) `range`.
+    /// Whether an earlier cut overlaps or touches `range`: a node left empty
+    /// by blanking its only entry (`- adress: …` becomes `- `) is the cut's
+    /// doing, not a second mistake.
     fn after_cut(&self, range: &Range<usize>) -> bool {
         self.cuts
             .iter()
-            .any(|c| c.range.start >= range.start && c.range.start <= range.end)
+            .any(|c| c.range.start <= range.end && c.range.end >= range.start)
     }
 
     /// Character index of a 1-based line and column.
@@ -232,7 +234,10 @@ fn collect(text: &str, fix_indent: bool) -> Parsed {
             }
             _ => {
                 let Some(t) = tree::target(&root, &r.chars, at, false) else {
-                    r.push(line, column, String::new(), plain::serde(&e));
+                    // No node there: what is left where a cut blanked a whole entry.
+                    if !r.after_cut(&(at..at)) {
+                        r.push(line, column, String::new(), plain::serde(&e));
+                    }
                     break;
                 };
                 if !r.after_cut(&t.cut) {
