@@ -382,8 +382,19 @@ mod tests {
             {
                 missing.push(format!("{path}: no doc comment"));
             }
-            // A block's keys are documented in its own section.
-            let block = resolve(&p, &defs).get("properties").is_some();
+            // A block's keys are documented in its own section; so are those
+            // of a list or a map of blocks (`listeners`, `upstreams`, …).
+            let is_block = |v: &Value| {
+                let r = resolve(v, &defs);
+                r.get("properties").is_some()
+                    || r.get("anyOf").is_some()
+                    || r.get("oneOf").is_some()
+            };
+            let r = resolve(&p, &defs);
+            let block = r.get("properties").is_some()
+                || r.get("items").is_some_and(|i| is_block(i))
+                || r.get("additionalProperties")
+                    .is_some_and(|a| a.is_object() && is_block(a));
             if !block && p.get("examples").is_none() && p.get("default").is_none() {
                 missing.push(format!(
                     "{path}: neither `e.g. …` nor a literal `Default: …` in its doc comment"

@@ -179,7 +179,7 @@ mod tests {
     fn unknown_protocol_and_bad_limits_are_located() {
         let e = load(&format!("{TLS}    protocols: [h1, h4]\n")).unwrap_err();
         assert!(
-            e.starts_with("t.yaml:6:21: listeners[0].protocols[1]: unknown variant `h4`"),
+            e.starts_with("t.yaml:6:21: listeners[0].protocols[1]: \"h4\" is not allowed here"),
             "{e}"
         );
         let e = load(&format!(
