@@ -392,7 +392,7 @@ mod tests {
             };
             let r = resolve(&p, &defs);
             let block = r.get("properties").is_some()
-                || r.get("items").is_some_and(|i| is_block(i))
+                || r.get("items").is_some_and(&is_block)
                 || r.get("additionalProperties")
                     .is_some_and(|a| a.is_object() && is_block(a));
             if !block && p.get("examples").is_none() && p.get("default").is_none() {
