@@ -463,8 +463,7 @@ pub fn relay(body: Body, send: Duration, token: InFlight, version: http::Version
 }
 
 pin_project_lite::pin_project! {
-    /// An HTTP/1.1 response body whose end (or failure) ends its request; one
-    /// dropped unfinished counts as cancelled, as with [`relay`].
+    /// An HTTP/1.1 response body whose end, failure or drop ends its request.
     struct Watched {
         #[pin]
         inner: Body,
@@ -472,13 +471,13 @@ pin_project_lite::pin_project! {
     }
 
     impl PinnedDrop for Watched {
-        // hyper drops a body once it says it has ended, without polling it
-        // to `None`: that is a finished response, not a cancel.
+        // hyper drops a body once it has written what `Content-Length` said,
+        // without polling it to `None`, so a drop is not a sign of a cancel.
+        // Nor does HTTP/1.1 need one counted: a client can only cancel by
+        // closing its connection, which ends every request on it anyway
+        // (the cancel count is HTTP/2's defence against rapid resets).
         fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(t) = this.token.take()
-                && this.inner.is_end_stream()
-            {
+            if let Some(t) = this.project().token.take() {
                 t.done();
             }
         }
