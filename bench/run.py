@@ -284,7 +284,8 @@ def start_all(work, procs):
     with open(f"{work}/edgeward.yaml", "w") as f:
         f.write(edgeward_config(work))
     pids["edgeward"] = procs.start([f"{rel}/edgeward", "run", "--config", f"{work}/edgeward.yaml",
-                                    "--log", "warn"], logs).pid
+                                    "--log", "warn"], logs,
+                                   env=dict(os.environ, EDGEWARD_WORKERS="auto")).pid
     wait_port(PORTS["edgeward"])
     wait_port(PORTS["edgeward-tls"])
 

@@ -19,23 +19,32 @@ thread_local! {
 
 static WORKERS: OnceLock<Vec<Handle>> = OnceLock::new();
 
-/// How many workers `start` runs: `EDGEWARD_WORKERS`, else one per core.
+/// How many workers `start` runs: `EDGEWARD_WORKERS` (`auto`: one per core),
+/// else none, and connections are served on the main runtime.
+///
+/// Opt-in for now: with a malloc arena per worker thread, memory a cache
+/// purge frees on one worker is not reused by fills on another, and RSS
+/// after a purge and a refill grows past the cache's bound
+/// (`tests/tests/cache_memory.rs`), which the main runtime does not do.
 pub fn configured() -> Result<usize, String> {
     match std::env::var("EDGEWARD_WORKERS") {
+        Ok(v) if v.trim() == "auto" => {
+            Ok(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        }
         Ok(v) => match v.trim().parse::<usize>() {
-            Ok(n) if (1..=1024).contains(&n) => Ok(n),
+            Ok(n) if n <= 1024 => Ok(n),
             _ => Err(format!(
-                "EDGEWARD_WORKERS={v:?}: expected a number of worker threads from 1 to 1024"
+                "EDGEWARD_WORKERS={v:?}: expected `auto` or a number of worker threads from 0 to 1024"
             )),
         },
-        Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        Err(_) => Ok(0),
     }
 }
 
 /// Starts `n` worker threads, each running a current-thread runtime until
 /// the process exits. Once per process; later calls change nothing.
 pub fn start(n: usize) -> std::io::Result<()> {
-    if WORKERS.get().is_some() {
+    if n == 0 || WORKERS.get().is_some() {
         return Ok(());
     }
     let mut handles = Vec::with_capacity(n);
