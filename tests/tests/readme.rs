@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use edgeward_e2e::{TestCert, edgeward_bin};
-use plugin_common::{cargo_wasm, repo};
+use plugin_common::{cargo_wasm, repo, sdk_examples};
 
 struct Block {
     line: usize,
@@ -67,37 +67,12 @@ fn build_plugins(dir: &Path) {
     )
     .unwrap();
 
-    let target = repo().join("target").join("sdk-examples");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    for (key, _) in std::env::vars_os() {
-        let k = key.to_string_lossy();
-        if k.starts_with("CARGO_") && k != "CARGO_HOME" {
-            cmd.env_remove(&key);
-        }
-    }
-    let out = cmd
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-            "sdk/Cargo.toml",
-            "--example",
-            "count_orders",
-        ])
-        .env("CARGO_TARGET_DIR", &target)
-        .current_dir(repo())
-        .output()
-        .expect("run cargo build");
-    assert!(
-        out.status.success(),
-        "building the SDK's count_orders example failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let built = sdk_examples(
+        &["count_orders"],
+        &repo().join("target").join("sdk-examples"),
     );
     std::fs::copy(
-        target.join("wasm32-wasip2/release/examples/count_orders.wasm"),
+        built.join("count_orders.wasm"),
         plugins.join("count_orders.wasm"),
     )
     .unwrap();

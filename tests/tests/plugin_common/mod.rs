@@ -42,6 +42,42 @@ pub fn cargo_wasm(workspace: &Path, target_dir: &Path) {
     );
 }
 
+/// Builds the SDK crate's `examples` (`sdk/examples/`) for wasm32-wasip2 in
+/// release into `target_dir`, with every `CARGO_*` of the outer build
+/// removed; returns the directory holding `<example>.wasm`.
+pub fn sdk_examples(examples: &[&str], target_dir: &Path) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("CARGO_") && k != "CARGO_HOME" {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "--manifest-path",
+        "sdk/Cargo.toml",
+    ]);
+    for e in examples {
+        cmd.args(["--example", e]);
+    }
+    let out = cmd
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(repo())
+        .output()
+        .expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "building the SDK's examples {examples:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target_dir.join("wasm32-wasip2/release/examples")
+}
+
 /// The hostile test guests (`tests/guests/`), built once per test process.
 /// Returns the path of `<crate>.wasm`.
 pub fn guest(krate: &str) -> PathBuf {
