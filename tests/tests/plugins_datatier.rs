@@ -53,7 +53,7 @@ async fn read_write_split_sends_reads_to_replicas_and_pins_writers_by_cookie() {
         (ups[1].addr.to_string(), "replica"),
         (ups[2].addr.to_string(), "replica"),
     ];
-    let gw = Gateway::start(&config("read-write-split", "read-your-writes: 1s", &eps))
+    let gw = Gateway::start(&config("read-write-split", "read-your-writes: 2s", &eps))
         .await
         .unwrap();
     let (c, url) = (Client::h1(), gw.url("http", "/items"));
@@ -80,7 +80,7 @@ async fn read_write_split_sends_reads_to_replicas_and_pins_writers_by_cookie() {
     assert!(pin.starts_with("edgeward-rw="), "{pin}");
     let set = write.header("set-cookie").unwrap();
     assert!(
-        set.contains("Max-Age=1") && set.contains("HttpOnly"),
+        set.contains("Max-Age=2") && set.contains("HttpOnly"),
         "{set}"
     );
     for _ in 0..5 {
@@ -93,7 +93,7 @@ async fn read_write_split_sends_reads_to_replicas_and_pins_writers_by_cookie() {
     }
     // Others are not pinned.
     assert_ne!(served_by(&send(&c, "GET", &url, &[]).await), 0);
-    // The pin expires on its own (the value is the expiry in Unix seconds).
+    // The pin expires on its own (the value is the expiry in Unix milliseconds).
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let r = send(&c, "GET", &url, &[("cookie", &pin)]).await;
     assert_ne!(served_by(&r), 0, "the pin outlived its window");

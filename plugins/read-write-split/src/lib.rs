@@ -10,7 +10,8 @@
 //! same client's reads go to the primary for that long, so it sees its own
 //! write before replication catches up. The pin is either
 //! - `pin: cookie` (default): the write's response sets a cookie whose value
-//!   is the pin's expiry (Unix seconds) and whose `Max-Age` is the window;
+//!   is the pin's expiry (Unix milliseconds, so a write late in a second
+//!   still gets its whole window) and whose `Max-Age` is the window;
 //!   it needs no shared state and works across gateway nodes; or
 //! - `pin: state`: a host `state` entry with that TTL, keyed by a hash of the
 //!   client address (or of `client-header` when set), for clients that do
@@ -55,9 +56,13 @@ pub fn is_read(method: &str) -> bool {
     matches!(method, "GET" | "HEAD" | "OPTIONS")
 }
 
-fn now_secs() -> u64 {
-    clock::wall_now() / 1_000_000_000
+fn now_millis() -> u64 {
+    clock::wall_now() / 1_000_000
 }
+
+/// Slack for clocks of gateway nodes that disagree, when judging whether a
+/// pin's expiry is further out than we would ever have set it.
+const SKEW_MS: u64 = 1_000;
 
 impl ReadWriteSplit {
     /// Round robin over the healthy endpoints carrying `tag`, the cursor in
@@ -104,8 +109,8 @@ impl ReadWriteSplit {
                 // A far-future value is a forged cookie: it would only cost
                 // primary load, but it is not ours, so ignore it.
                 .is_some_and(|until| {
-                    let now = now_secs();
-                    until > now && until <= now + window.as_secs() + 1
+                    let now = now_millis();
+                    until > now && until <= now + window_ms(window) + SKEW_MS
                 }),
             Pin::State { client_header } => state::kv_get(&Self::client_key(
                 req,
@@ -127,7 +132,7 @@ impl ReadWriteSplit {
         let (window, pin) = self.pin.as_ref()?;
         match pin {
             Pin::Cookie(name) => {
-                let until = now_secs() + window.as_secs();
+                let until = now_millis() + window_ms(window);
                 let mut c = SetCookie::new(name, until.to_string())
                     .path("/")
                     .max_age(*window)
@@ -147,6 +152,10 @@ impl ReadWriteSplit {
             }
         }
     }
+}
+
+fn window_ms(window: &Duration) -> u64 {
+    u64::try_from(window.as_millis()).unwrap_or(u64::MAX / 2)
 }
 
 fn tag(config: &Config, key: &str, default: &str) -> Result<String, String> {
@@ -341,19 +350,32 @@ mod tests {
         let f = forward(host.choose(&r, &FakeRequest::get("/").with_method("POST"), &up));
         assert_eq!(f.endpoint, 0);
         let set = set_cookie(&f).expect("a write sets the pin");
-        assert!(set.starts_with("edgeward-rw=1000005;"), "{set}");
+        assert!(set.starts_with("edgeward-rw=1000005000;"), "{set}");
         assert!(
             set.contains("Max-Age=5") && set.contains("HttpOnly"),
             "{set}"
         );
-        let read = FakeRequest::get("/").with_cookie("edgeward-rw", "1000005");
+        let read = FakeRequest::get("/").with_cookie("edgeward-rw", "1000005000");
         for _ in 0..3 {
             assert_eq!(host.choose(&r, &read, &up).endpoint(), Some(0));
         }
         host.set_wall_time(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_005));
         assert_ne!(host.choose(&r, &read, &up).endpoint(), Some(0), "expired");
+        // A write late in a second still gets its whole window.
+        host.set_wall_time(SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_000_999));
+        let f = forward(host.choose(&r, &FakeRequest::get("/").with_method("POST"), &up));
+        let late = set_cookie(&f).unwrap();
+        let value = late
+            .split(';')
+            .next()
+            .unwrap()
+            .trim_start_matches("edgeward-rw=");
+        assert_eq!(value, "1000005999");
+        host.set_wall_time(SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_005_500));
+        let read = FakeRequest::get("/").with_cookie("edgeward-rw", value);
+        assert_eq!(host.choose(&r, &read, &up).endpoint(), Some(0), "cut short");
         // Junk and far-future values are ignored.
-        for junk in ["x", "-1", "99999999999"] {
+        for junk in ["x", "-1", "99999999999999"] {
             let req = FakeRequest::get("/").with_cookie("edgeward-rw", junk);
             assert_ne!(host.choose(&r, &req, &up).endpoint(), Some(0), "{junk}");
         }
