@@ -24,7 +24,8 @@ Environment:
   XDG_RUNTIME_DIR     where the upgrade socket lives (default: the temp dir, $TMPDIR)
   EDGEWARD_SDK_ROOT   the checkout holding sdk/, sdk-python/, sdk-js/ for `edgeward plugin`
   EDGEWARD_WORKERS    `auto` or N: serve TCP on one current-thread runtime per core (or N)
-                      instead of the main runtime (default: unset, the main runtime)
+                      instead of the main runtime (default: unset, the main runtime);
+                      run workers with MALLOC_ARENA_MAX=1 to keep cache memory bounded
 
 Configuration reference: docs/configuration.md (every key, its type, default and an example).
 Check a file with `edgeward check FILE` before `edgeward run FILE`.";
