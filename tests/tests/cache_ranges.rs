@@ -406,32 +406,145 @@ async fn a_range_the_cache_will_not_store_goes_upstream_as_it_came() {
         assert_eq!(r.status, StatusCode::PARTIAL_CONTENT, "chunked: {chunked}");
         assert_eq!(&r.body[..], &big[100..200]);
         assert_eq!(r.header("content-range"), Some("bytes 100-199/4096"));
-        // Known gap: a chunked body found too big while it streams is passed
-        // on correctly, but its `Cache-Status` still says `stored`.
-        if !chunked {
-            assert!(
-                cache_status(&r).starts_with("Edgeward; fwd=uri-miss; fwd-status=206"),
-                "{}",
-                cache_status(&r)
-            );
-        }
+        // Too big to keep whole, so the cache kept the part upstream sent.
+        let status = cache_status(&r);
+        assert!(
+            status.starts_with("Edgeward; fwd=uri-miss; fwd-status=206; stored"),
+            "chunked: {chunked}: {status}"
+        );
         // Asked whole first (its size unknown until then), then as the client did.
         assert_eq!(origin.asked(), vec![None, Some("bytes=100-199".into())]);
-        assert_eq!(stored(&gw).await, 0);
+        stored_reaches(&gw, 1).await;
+        // A part over max-object-size streams through and is not kept.
+        let r = get(&gw, "/big", &[("range", "bytes=0-2047")]).await;
+        assert_eq!(
+            (r.status, &r.body[..]),
+            (StatusCode::PARTIAL_CONTENT, &big[..2048])
+        );
+        assert!(
+            cache_status(&r).contains("fwd-status=206"),
+            "{}",
+            cache_status(&r)
+        );
+        assert!(!cache_status(&r).contains("stored"), "{}", cache_status(&r));
+        assert_eq!(origin.asked().last(), Some(&Some("bytes=0-2047".into())));
     }
-    // Not storable at all: the same.
+    // Not storable at all: the same, and nothing is kept.
     let origin = RangeOrigin::start(Script {
         cache_control: "no-store",
         ..Script::default()
     })
     .await;
     let gw = Gateway::start(&config(origin.addr, "")).await.unwrap();
-    let r = get(&gw, "/ns", &[("range", "bytes=1-2")]).await;
+    for _ in 0..2 {
+        let r = get(&gw, "/ns", &[("range", "bytes=1-2")]).await;
+        assert_eq!(
+            (r.status, &r.body[..]),
+            (StatusCode::PARTIAL_CONTENT, &b"12"[..])
+        );
+    }
+    let asked = Some("bytes=1-2".to_owned());
+    assert_eq!(origin.asked(), vec![None, asked.clone(), None, asked]);
+    assert_eq!(stored(&gw).await, 0);
+}
+
+#[tokio::test]
+async fn parts_of_an_object_too_big_to_keep_are_stored_combined_and_served() {
+    let big = Bytes::from(
+        (0..4096)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let origin = RangeOrigin::start(Script {
+        body: big.clone(),
+        ..Script::default()
+    })
+    .await;
+    let global = "cache: {max-object-size: 1KiB}\n";
+    let gw = Gateway::start(&config(origin.addr, global)).await.unwrap();
+    let r = get(&gw, "/big", &[("range", "bytes=100-199")]).await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    stored_reaches(&gw, 1).await;
+
+    // Inside the stored part: a hit, upstream not asked.
+    let r = get(&gw, "/big", &[("range", "bytes=120-150")]).await;
     assert_eq!(
         (r.status, &r.body[..]),
-        (StatusCode::PARTIAL_CONTENT, &b"12"[..])
+        (StatusCode::PARTIAL_CONTENT, &big[120..151])
     );
-    assert_eq!(origin.asked(), vec![None, Some("bytes=1-2".into())]);
+    assert_eq!(r.header("content-range"), Some("bytes 120-150/4096"));
+    assert!(
+        cache_status(&r).starts_with("Edgeward; hit"),
+        "{}",
+        cache_status(&r)
+    );
+    assert_eq!(origin.asked().len(), 2);
+
+    // Next to it: asked of upstream as it came (the part says the whole is
+    // too big, so not asked whole first), and combined with the stored part.
+    let r = get(&gw, "/big", &[("range", "bytes=200-299")]).await;
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (StatusCode::PARTIAL_CONTENT, &big[200..300])
+    );
+    assert_eq!(origin.asked()[2..], [Some("bytes=200-299".to_owned())]);
+    stored_reaches(&gw, 2).await;
+
+    // Across both: one hit from the combined part, as are several ranges and
+    // a range past the end.
+    let r = get(&gw, "/big", &[("range", "bytes=150-250")]).await;
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (StatusCode::PARTIAL_CONTENT, &big[150..251])
+    );
+    assert!(
+        cache_status(&r).starts_with("Edgeward; hit"),
+        "{}",
+        cache_status(&r)
+    );
+    let r = get(&gw, "/big", &[("range", "bytes=100-109, 290-299")]).await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    let text = |a: usize, b: usize| String::from_utf8(big[a..=b].to_vec()).unwrap();
+    assert_eq!(
+        parts(&r),
+        vec![
+            ("bytes 100-109/4096".to_owned(), text(100, 109)),
+            ("bytes 290-299/4096".to_owned(), text(290, 299)),
+        ]
+    );
+    let r = get(&gw, "/big", &[("range", "bytes=5000-")]).await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(r.header("content-range"), Some("bytes */4096"));
+    assert_eq!(origin.asked().len(), 3);
+
+    // An If-Range the part's validator fails gets what upstream says.
+    let r = get(
+        &gw,
+        "/big",
+        &[("range", "bytes=120-130"), ("if-range", "\"v0\"")],
+    )
+    .await;
+    assert_eq!(origin.asked().len(), 4);
+    assert_eq!(
+        r.status,
+        StatusCode::PARTIAL_CONTENT,
+        "the origin ignores If-Range"
+    );
+
+    // A purge of the path removes the part with the rest.
+    let r = gw
+        .admin_request(
+            http::Method::POST,
+            "/admin/cache/purge",
+            r#"{"url": "/big"}"#,
+        )
+        .await;
+    assert_eq!(r.json()["purged"], 1, "{}", r.text());
+    get(&gw, "/big", &[("range", "bytes=120-150")]).await;
+    assert_eq!(
+        origin.asked()[4..],
+        [None, Some("bytes=120-150".to_owned())]
+    );
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ pub mod decode;
 pub mod fanout;
 pub mod fill;
 pub mod key;
+pub mod partial;
 pub mod policy;
 pub mod range;
 pub mod store;

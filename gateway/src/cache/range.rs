@@ -156,9 +156,21 @@ pub fn multipart(
     ranges: &[(u64, u64)],
     content_type: Option<&str>,
 ) -> (String, bytes::Bytes) {
+    multipart_of(body, 0, body.len() as u64, ranges, content_type)
+}
+
+/// [`multipart`] of a `body` that holds bytes `first..` of a representation
+/// of `len` bytes (a stored part): `ranges` are of the representation and
+/// lie within the body.
+pub fn multipart_of(
+    body: &bytes::Bytes,
+    first: u64,
+    len: u64,
+    ranges: &[(u64, u64)],
+    content_type: Option<&str>,
+) -> (String, bytes::Bytes) {
     use std::fmt::Write;
     let boundary = boundary(body);
-    let len = body.len();
     let mut out = bytes::BytesMut::new();
     for (i, (start, end)) in ranges.iter().enumerate() {
         let mut head = format!("{}--{boundary}\r\n", if i == 0 { "" } else { "\r\n" });
@@ -167,7 +179,7 @@ pub fn multipart(
         }
         _ = write!(head, "content-range: bytes {start}-{end}/{len}\r\n\r\n");
         out.extend_from_slice(head.as_bytes());
-        out.extend_from_slice(&body[*start as usize..=*end as usize]);
+        out.extend_from_slice(&body[(start - first) as usize..=(end - first) as usize]);
     }
     out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     (

@@ -315,6 +315,11 @@ impl Store {
         entry
     }
 
+    /// Removes what is stored under `full`, if anything.
+    pub async fn remove(&self, full: &Arc<str>) {
+        self.entries.invalidate(full).await;
+    }
+
     pub async fn purge(&self, what: &Purge) -> usize {
         let keys: Vec<Arc<str>> = {
             let Ok(i) = self.index.lock() else { return 0 };

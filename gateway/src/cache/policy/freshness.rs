@@ -10,7 +10,8 @@ use super::cache_control::delta;
 use super::{CacheControl, date};
 
 /// Status codes whose responses may be given heuristic freshness (RFC 9110 §15.1),
-/// minus 206: this cache does not combine partial content.
+/// minus 206: a 206 is stored only as a part of a response too big to keep
+/// whole, and is judged as its 200 would be (`cache::partial`).
 pub fn heuristically_cacheable(status: StatusCode) -> bool {
     matches!(
         status.as_u16(),

@@ -9,7 +9,8 @@ use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 
 use super::coded::Coded;
-use super::{About, Did, ranged};
+use super::ranged::{self, Ranged};
+use super::{About, Did};
 use crate::body::{self, Body};
 use crate::cache::decode;
 use crate::cache::fanout::{self, Fanout, Reader, Streaming};
@@ -177,7 +178,7 @@ impl Session {
         if length.is_some_and(|n| n > limit) {
             if status == StatusCode::OK && ranged::wants_range(head) {
                 drop(incoming);
-                return passed(self.pass_range(head).await);
+                return self.pass_range_keeping(head).await;
             }
             // Too big to keep: it streams through, uncached.
             return Outcome::Passed(Response::from_parts(client, incoming));
@@ -227,7 +228,7 @@ impl Session {
             Ok(Err(prefixed)) => {
                 if status == StatusCode::OK && ranged::wants_range(head) {
                     drop(prefixed);
-                    return passed(self.pass_range(head).await);
+                    return self.pass_range_keeping(head).await;
                 }
                 return Outcome::Passed(Response::from_parts(client, prefixed));
             }
@@ -258,7 +259,13 @@ impl Session {
         let mut resp = Response::new(body::boxed(reader));
         *resp.status_mut() = s.status;
         *resp.headers_mut() = s.headers.clone();
-        let mut resp = self.ranged(resp, head).await?;
+        let mut resp = match self.ranged(resp, head).await? {
+            Ranged::Answer(resp) => resp,
+            Ranged::TooBig => {
+                let outcome = self.pass_range_keeping(head).await;
+                return Box::pin(self.deliver(outcome, head, "uri-miss")).await;
+            }
+        };
         let about = About {
             status: s.status,
             lifetime: s.lifetime,
@@ -291,7 +298,14 @@ impl Session {
             Outcome::Streaming(resp, lifetime) => {
                 let age = age_of(resp.headers());
                 let status = resp.status();
-                let mut resp = self.ranged(resp, head).await?;
+                let mut resp = match self.ranged(resp, head).await? {
+                    Ranged::Answer(resp) => resp,
+                    Ranged::TooBig => {
+                        // Its Cache-Status is the part's, not the fill's.
+                        let outcome = self.pass_range_keeping(head).await;
+                        return Box::pin(self.deliver(outcome, head, fwd)).await;
+                    }
+                };
                 let (host, path) = (
                     self.key_host(head),
                     head.uri

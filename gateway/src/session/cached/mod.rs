@@ -10,6 +10,7 @@
 mod bypass;
 mod coded;
 mod fetch;
+mod partial;
 mod ranged;
 mod revalidate;
 mod serve;
@@ -229,6 +230,15 @@ impl Session {
             let full = store.full_key(&key.primary, &head.headers).await;
             if let Some(entry) = store.get(&full).await {
                 return self.answer_stored(&key, full, entry, &head, &req_cc).await;
+            }
+            match self.answer_from_part(&key, &head).await {
+                partial::FromPart::Hit(resp) => return Ok(resp),
+                partial::FromPart::Elsewhere if !req_cc.only_if_cached => {
+                    cache.count(|c| &c.misses);
+                    let outcome = self.pass_range_keeping(&head).await;
+                    return self.deliver(outcome, &head, "uri-miss").await;
+                }
+                _ => {}
             }
             if req_cc.only_if_cached {
                 cache.count(|c| &c.misses);

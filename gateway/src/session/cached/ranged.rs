@@ -7,7 +7,9 @@
 //! whole body once it is in). So the next range of the same resource is a
 //! hit, whatever part it asks for. What will not be stored (too big for
 //! `max-object-size`, or not storable) is asked for again with the client's
-//! own `Range`, so a large object is never fetched whole for a small part.
+//! own `Range`, so a large object is never fetched whole for a small part;
+//! a 206 it sends for one that is only too big is kept as a part
+//! ([`super::partial`]).
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -76,6 +78,14 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// A range request's answer from a complete response streaming from a fill.
+pub(super) enum Ranged {
+    Answer(Response<Body>),
+    /// The body, of unknown length, turned out longer than the cache keeps:
+    /// the range is for upstream to answer ([`Session::pass_range_keeping`]).
+    TooBig,
+}
+
 impl Session {
     /// The client's own request, `Range` and all, forwarded as it came:
     /// for a response the cache will not store.
@@ -110,9 +120,13 @@ impl Session {
     /// The answer to a range request from `resp`, a complete 200 streaming
     /// from a fill (the filling request's or the one a waiter joined). Other
     /// requests and responses are returned as they are.
-    pub(super) async fn ranged(&self, resp: Response<Body>, head: &Head) -> Answer {
+    pub(super) async fn ranged(
+        &self,
+        resp: Response<Body>,
+        head: &Head,
+    ) -> Result<Ranged, ProxyError> {
         if !wants_range(head) || resp.status() != StatusCode::OK || self.would_encode(&resp) {
-            return Ok(resp);
+            return Ok(Ranged::Answer(resp));
         }
         let (mut parts, incoming) = resp.into_parts();
         let h = &mut parts.headers;
@@ -124,18 +138,18 @@ impl Session {
             let b = match read_limited(incoming, limit as usize).await {
                 Ok(Ok(b)) => b,
                 // Longer than any fill keeps: let upstream answer the range.
-                Ok(Err(_)) => return self.pass_range(head).await,
+                Ok(Err(_)) => return Ok(Ranged::TooBig),
                 Err(source) => return Err(self.body_error(source)),
             };
             let selected = range::select(&head.headers, &Validators::of_fields(h), b.len() as u64);
             let (status, b) = of_bytes(selected, h, b);
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
             parts.status = status;
-            return Ok(Response::from_parts(parts, body::full(b)));
+            return Ok(Ranged::Answer(Response::from_parts(parts, body::full(b))));
         };
         let selected = range::select(&head.headers, &Validators::of_fields(h), len);
         let (status, out) = match selected {
-            Selected::Whole => return Ok(Response::from_parts(parts, incoming)),
+            Selected::Whole => return Ok(Ranged::Answer(Response::from_parts(parts, incoming))),
             Selected::Part { start, end } => {
                 content_range(h, start, end, len);
                 h.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start + 1));
@@ -161,7 +175,7 @@ impl Session {
             }
         };
         parts.status = status;
-        Ok(Response::from_parts(parts, out))
+        Ok(Ranged::Answer(Response::from_parts(parts, out)))
     }
 
     fn body_error(&self, source: body::BoxError) -> ProxyError {
