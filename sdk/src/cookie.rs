@@ -98,7 +98,9 @@ impl SetCookie {
         self
     }
 
-    /// Set `Max-Age` (whole seconds); without it the cookie ends with the session.
+    /// Set `Max-Age`, in whole seconds rounded up (a client must keep the
+    /// cookie at least as long as asked); without it the cookie ends with the
+    /// session.
     pub fn max_age(mut self, age: Duration) -> Self {
         self.max_age = Some(age);
         self
@@ -130,7 +132,8 @@ impl fmt::Display for SetCookie {
             write!(f, "; Domain={d}")?;
         }
         if let Some(age) = self.max_age {
-            write!(f, "; Max-Age={}", age.as_secs())?;
+            let secs = age.as_secs() + u64::from(age.subsec_nanos() > 0);
+            write!(f, "; Max-Age={secs}")?;
         }
         if self.secure {
             f.write_str("; Secure")?;
@@ -187,6 +190,18 @@ mod tests {
         assert!(!is_valid_name(""));
         assert!(is_valid_value("0123abcd"));
         assert!(!is_valid_value("a;b"));
+    }
+
+    #[test]
+    fn max_age_rounds_a_fraction_of_a_second_up() {
+        let v = |ms| {
+            SetCookie::new("p", "1")
+                .max_age(Duration::from_millis(ms))
+                .to_string()
+        };
+        assert_eq!(v(1500), "p=1; Path=/; Max-Age=2");
+        assert_eq!(v(1), "p=1; Path=/; Max-Age=1");
+        assert_eq!(v(3000), "p=1; Path=/; Max-Age=3");
     }
 
     #[test]

@@ -110,7 +110,11 @@ impl ReadWriteSplit {
                 // primary load, but it is not ours, so ignore it.
                 .is_some_and(|until| {
                     let now = now_millis();
-                    until > now && until <= now + window_ms(window) + SKEW_MS
+                    until > now
+                        && until
+                            <= now
+                                .saturating_add(window_ms(window))
+                                .saturating_add(SKEW_MS)
                 }),
             Pin::State { client_header } => state::kv_get(&Self::client_key(
                 req,
@@ -132,7 +136,7 @@ impl ReadWriteSplit {
         let (window, pin) = self.pin.as_ref()?;
         match pin {
             Pin::Cookie(name) => {
-                let until = now_millis() + window_ms(window);
+                let until = now_millis().saturating_add(window_ms(window));
                 let mut c = SetCookie::new(name, until.to_string())
                     .path("/")
                     .max_age(*window)
