@@ -405,35 +405,7 @@ async fn a_reload_keeps_the_history_and_applies_new_bounds() {
 fn sdk_scaler_example() -> std::path::PathBuf {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = root.join("target").join("sdk-examples");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
-    for (key, _) in std::env::vars_os() {
-        let k = key.to_string_lossy();
-        if k.starts_with("CARGO_") && k != "CARGO_HOME" {
-            cmd.env_remove(&key);
-        }
-    }
-    let out = cmd
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-            "sdk/Cargo.toml",
-            "--example",
-            "target_in_flight",
-        ])
-        .env("CARGO_TARGET_DIR", &target)
-        .current_dir(&root)
-        .output()
-        .expect("run cargo build");
-    assert!(
-        out.status.success(),
-        "building the SDK's scaler example failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    target.join("wasm32-wasip2/release/examples/target_in_flight.wasm")
+    plugin_common::sdk_examples(&["target_in_flight"], &target).join("target_in_flight.wasm")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,8 @@
 //! endpoint are held until one starts listening, the queue is bounded, and
 //! the overflow gets 503 with `Retry-After`.
 
+mod plugin_common;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,37 +35,7 @@ fn sdk_example(name: &str) -> PathBuf {
     let dir = DIR.get_or_init(|| {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let target = root.join("target").join("sdk-examples");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = std::process::Command::new(cargo);
-        for (key, _) in std::env::vars_os() {
-            let k = key.to_string_lossy();
-            if k.starts_with("CARGO_") && k != "CARGO_HOME" {
-                cmd.env_remove(&key);
-            }
-        }
-        let out = cmd
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--manifest-path",
-                "sdk/Cargo.toml",
-                "--example",
-                "count_orders",
-                "--example",
-                "least_cpu",
-            ])
-            .env("CARGO_TARGET_DIR", &target)
-            .current_dir(&root)
-            .output()
-            .expect("run cargo build");
-        assert!(
-            out.status.success(),
-            "building the SDK's examples failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        target.join("wasm32-wasip2/release/examples")
+        plugin_common::sdk_examples(&["count_orders", "least_cpu"], &target)
     });
     dir.join(format!("{name}.wasm"))
 }
