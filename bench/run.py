@@ -285,8 +285,7 @@ def start_all(work, procs):
         f.write(edgeward_config(work))
     pids["edgeward"] = procs.start([f"{rel}/edgeward", "run", "--config", f"{work}/edgeward.yaml",
                                     "--log", "warn"], logs,
-                                   env=dict(os.environ, EDGEWARD_WORKERS="auto",
-                                            MALLOC_ARENA_MAX="1")).pid
+                                   env=dict(os.environ, EDGEWARD_WORKERS="auto")).pid
     wait_port(PORTS["edgeward"])
     wait_port(PORTS["edgeward-tls"])
 

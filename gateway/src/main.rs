@@ -8,6 +8,16 @@ use edgeward::{config, demo, server};
 
 mod cli;
 
+/// mimalloc, not glibc's malloc: per-thread heaps that need no lock (with
+/// one glibc arena the workers fought over its lock: 1.25 futex calls a
+/// request, ~25 % of the proxy's CPU), and freed pages go back to the system
+/// whichever thread frees them (with an arena per thread, memory a cache
+/// purge freed on one worker stayed out of reach of fills on another, and
+/// RSS grew past the cache's bound). Measured in `notes/perf-profile.md` and
+/// `tests/tests/cache_memory.rs`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Shown under every `--help`: what the process reacts to and reads
 /// besides its arguments. Kept to what the code does (`server.rs`,
 /// `server/handover.rs`, `plugin/engine.rs`, `server/upgrade.rs`, `cli/sdk.rs`).
@@ -24,8 +34,7 @@ Environment:
   XDG_RUNTIME_DIR     where the upgrade socket lives (default: the temp dir, $TMPDIR)
   EDGEWARD_SDK_ROOT   the checkout holding sdk/, sdk-python/, sdk-js/ for `edgeward plugin`
   EDGEWARD_WORKERS    `auto` or N: serve TCP on one current-thread runtime per core (or N)
-                      instead of the main runtime (default: unset, the main runtime);
-                      run workers with MALLOC_ARENA_MAX=1 to keep cache memory bounded
+                      instead of the main runtime (default: unset, the main runtime)
 
 Configuration reference: docs/configuration.md (every key, its type, default and an example).
 Check a file with `edgeward check FILE` before `edgeward run FILE`.";

@@ -22,8 +22,7 @@ static WORKERS: OnceLock<Vec<Handle>> = OnceLock::new();
 /// How many workers `start` runs: `EDGEWARD_WORKERS` (`auto`: one per core),
 /// else none, and connections are served on the main runtime.
 ///
-/// Opt-in for now, until the suite runs with them by default; with them,
-/// run under `MALLOC_ARENA_MAX=1` ([`warn_of_malloc_arenas`]).
+/// Opt-in for now, until the suite runs with them by default.
 pub fn configured() -> Result<usize, String> {
     match std::env::var("EDGEWARD_WORKERS") {
         Ok(v) if v.trim() == "auto" => {
@@ -45,7 +44,6 @@ pub fn start(n: usize) -> std::io::Result<()> {
     if n == 0 || WORKERS.get().is_some() {
         return Ok(());
     }
-    warn_of_malloc_arenas();
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -62,25 +60,6 @@ pub fn start(n: usize) -> std::io::Result<()> {
     }
     let _ = WORKERS.set(handles);
     Ok(())
-}
-
-/// With an arena per worker thread, memory a cache purge frees in one arena
-/// is not reused by fills that a connection on another worker allocates: RSS
-/// after a purge and a refill grew 11 MiB past the cache's bound
-/// (`tests/tests/cache_memory.rs` with `EDGEWARD_WORKERS=auto`), and stayed
-/// within it with `MALLOC_ARENA_MAX=1` (each thread's tcache still serves
-/// small allocations without the arena lock). glibc reads that only at
-/// start and setting it from here takes `unsafe`, which the workspace
-/// forbids, so the operator is told.
-fn warn_of_malloc_arenas() {
-    if cfg!(all(target_os = "linux", target_env = "gnu"))
-        && std::env::var_os("MALLOC_ARENA_MAX").is_none()
-    {
-        tracing::warn!(
-            "per-core workers without MALLOC_ARENA_MAX=1: glibc keeps a malloc arena per \
-             worker, and cache memory freed on one is not reused by another"
-        );
-    }
 }
 
 /// The running workers; empty when none were started (in-process tests,

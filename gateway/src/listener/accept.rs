@@ -66,18 +66,18 @@ pub(super) async fn run(socket: TcpListener, a: &Accepting, mut stop: watch::Rec
         let local = stream.local_addr().ok();
         let timeouts = settings.timeouts;
         let deadline = tokio::time::Instant::now() + timeouts.first_request;
+        let guard = Arc::new(ConnGuard::default());
         let conn = ConnInfo {
             client,
             scheme: a.scheme,
             listener: a.name.clone(),
             trust_request_id: settings.trust_request_id,
+            hold: Some(conn::hold(&guard)),
         };
-        let guard = Arc::new(ConnGuard::default());
         let draining = stop.clone();
         let node = a.node.clone();
         let alt_svc = settings.alt_svc.clone();
         let svc_guard = guard.clone();
-        let conn_hold = conn::hold(&guard);
         // Set once the TLS handshake is done, before any request is read.
         let conn_sni = Arc::new(std::sync::OnceLock::<session::access::Sni>::new());
         let svc_sni = conn_sni.clone();
@@ -90,7 +90,6 @@ pub(super) async fn run(socket: TcpListener, a: &Accepting, mut stop: watch::Rec
             let alt_svc = alt_svc.clone();
             let token = svc_guard.request();
             let refused = svc_guard.is_tripped();
-            let hold = conn_hold.clone();
             let sni = svc_sni.clone();
             let downgraded = svc_downgraded.load(std::sync::atomic::Ordering::Relaxed);
             let closing = *draining.borrow();
@@ -102,7 +101,6 @@ pub(super) async fn run(socket: TcpListener, a: &Accepting, mut stop: watch::Rec
                 let version = req.version();
                 let mut req = req.map(body::boxed);
                 default_host(&mut req, local);
-                req.extensions_mut().insert(hold);
                 if let Some(sni) = sni.get() {
                     req.extensions_mut().insert(sni.clone());
                 }

@@ -273,6 +273,7 @@ impl ConnTask {
             scheme: "https",
             listener: self.listener.clone(),
             trust_request_id: self.trust_request_id,
+            hold: None,
         };
         let mut requests = JoinSet::new();
         let mut draining = *self.stop.borrow();

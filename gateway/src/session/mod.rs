@@ -48,6 +48,10 @@ pub struct ConnInfo {
     pub listener: Arc<str>,
     /// Keep a client's `X-Request-Id` instead of generating one.
     pub trust_request_id: bool,
+    /// What a tunnel on this connection takes to keep it busy; here rather
+    /// than in each request's extensions, which would cost every request
+    /// the extensions' map.
+    pub hold: Option<upgrade::ConnHold>,
 }
 
 type Answer = Result<Response<Body>, ProxyError>;

@@ -50,7 +50,7 @@ impl Session {
             .and_then(|a| a.to_str().ok())
             .map(str::to_owned);
         let path_and_query = rewrite(route, &parts.uri)?;
-        let mut upgrade = super::upgrade::take(&mut parts);
+        let mut upgrade = super::upgrade::take(&mut parts, self.conn.hold.as_ref());
 
         let h = &mut parts.headers;
         headers::strip_hop_by_hop(h, true);

@@ -25,8 +25,7 @@ pub fn ensure(headers: &mut HeaderMap, trust: bool) -> HeaderValue {
     {
         return v.clone();
     }
-    let id = HeaderValue::from_maybe_shared(bytes::Bytes::from(uuid_v7()))
-        .unwrap_or(HeaderValue::from_static("-"));
+    let id = HeaderValue::from_bytes(&uuid_v7()).unwrap_or(HeaderValue::from_static("-"));
     headers.insert(X_REQUEST_ID.clone(), id.clone());
     id
 }
@@ -61,8 +60,9 @@ pub fn random_key() -> String {
     out
 }
 
-/// RFC 9562 §5.7: 48 bits of Unix milliseconds, version 7, 74 random bits.
-fn uuid_v7() -> String {
+/// RFC 9562 §5.7: 48 bits of Unix milliseconds, version 7, 74 random bits,
+/// in its text form, written in place (no formatter: one per request).
+fn uuid_v7() -> [u8; 36] {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -70,14 +70,22 @@ fn uuid_v7() -> String {
     let (a, b) = (random64(), random64());
     let hi = (ms << 16) | 0x7000 | (a & 0x0FFF);
     let lo = (b & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000;
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        hi >> 32,
-        (hi >> 16) & 0xFFFF,
-        hi & 0xFFFF,
-        lo >> 48,
-        lo & 0xFFFF_FFFF_FFFF
-    )
+    text((u128::from(hi) << 64) | u128::from(lo))
+}
+
+/// A UUID's 128 bits as 8-4-4-4-12 lower-case hex.
+fn text(bits: u128) -> [u8; 36] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'-'; 36];
+    let mut nibble = 0;
+    for (i, c) in out.iter_mut().enumerate() {
+        if matches!(i, 8 | 13 | 18 | 23) {
+            continue;
+        }
+        *c = HEX[((bits >> (124 - 4 * nibble)) & 0xF) as usize];
+        nibble += 1;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -88,9 +96,24 @@ mod tests {
     fn generated_ids_are_v7_and_distinct() {
         let (a, b) = (uuid_v7(), uuid_v7());
         assert_ne!(a, b);
-        assert_eq!(a.len(), 36);
+        let a = std::str::from_utf8(&a).unwrap();
         assert_eq!(&a[14..15], "7");
         assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+    }
+
+    #[test]
+    fn the_text_form_is_8_4_4_4_12_hex() {
+        for bits in [0u128, u128::MAX, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210] {
+            let want = format!(
+                "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+                bits >> 96,
+                (bits >> 80) & 0xFFFF,
+                (bits >> 64) & 0xFFFF,
+                (bits >> 48) & 0xFFFF,
+                bits & 0xFFFF_FFFF_FFFF
+            );
+            assert_eq!(std::str::from_utf8(&text(bits)).unwrap(), want);
+        }
     }
 
     #[test]

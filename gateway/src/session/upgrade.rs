@@ -22,11 +22,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// A tunnel with no byte in either direction for this long is closed.
 pub const IDLE: Duration = Duration::from_secs(300);
 
-/// Put in a request's extensions by the listener: called when a tunnel
+/// Kept by the listener in [`super::ConnInfo`]: called when a tunnel
 /// starts, it returns a token that keeps the client's connection counted as
 /// busy (not idle) until the token is dropped with the tunnel.
 #[derive(Clone)]
 pub struct ConnHold(pub Arc<dyn Fn() -> Box<dyn Send> + Send + Sync>);
+
+impl std::fmt::Debug for ConnHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnHold")
+    }
+}
 
 /// An upgrade the client asked for, waiting for the upstream's answer.
 pub struct Pending {
@@ -50,7 +56,7 @@ fn connection_has_upgrade(parts: &request::Parts) -> bool {
 /// Takes the client's upgrade out of `parts` (call before hop-by-hop fields
 /// are stripped); an extended CONNECT is rewritten to an HTTP/1.1 WebSocket
 /// handshake for the upstream.
-pub fn take(parts: &mut request::Parts) -> Option<Pending> {
+pub fn take(parts: &mut request::Parts, hold: Option<&ConnHold>) -> Option<Pending> {
     if parts.version == Version::HTTP_11 && parts.method == Method::GET {
         let protocol = parts.headers.get(header::UPGRADE)?.clone();
         if !connection_has_upgrade(parts) {
@@ -61,7 +67,7 @@ pub fn take(parts: &mut request::Parts) -> Option<Pending> {
             protocol,
             h2: false,
             client,
-            hold: parts.extensions.remove::<ConnHold>(),
+            hold: hold.cloned(),
         });
     }
     if parts.version == Version::HTTP_2 && parts.method == Method::CONNECT {
@@ -81,7 +87,7 @@ pub fn take(parts: &mut request::Parts) -> Option<Pending> {
             protocol,
             h2: true,
             client,
-            hold: parts.extensions.remove::<ConnHold>(),
+            hold: hold.cloned(),
         });
     }
     None
