@@ -13,8 +13,11 @@ mod cli;
 /// request, ~25 % of the proxy's CPU), and freed pages go back to the system
 /// whichever thread frees them (with an arena per thread, memory a cache
 /// purge freed on one worker stayed out of reach of fills on another, and
-/// RSS grew past the cache's bound). Measured in `notes/perf-profile.md` and
-/// `tests/tests/cache_memory.rs`.
+/// RSS grew past the cache's bound). Built with `no_thp`: asking for
+/// transparent huge pages on its arenas doubled the proxy's PSS (66 MiB
+/// against 32 MiB after the same load). Measured in `notes/perf-profile.md`
+/// and `tests/tests/cache_memory.rs`.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

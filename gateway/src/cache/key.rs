@@ -23,13 +23,8 @@ pub struct CacheKey {
 /// The host as the client named it (`:authority`, else `Host`), lower-case.
 pub fn request_host(uri: &http::Uri, headers: &HeaderMap) -> String {
     uri.authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        })
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
         .unwrap_or_default()
         .to_ascii_lowercase()
 }
@@ -83,7 +78,11 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The key one stored variant lives under.
 pub fn full(primary: &str, secondary: &str) -> Arc<str> {
-    format!("{primary}\u{0}{secondary}").into()
+    let mut k = String::with_capacity(primary.len() + 1 + secondary.len());
+    k.push_str(primary);
+    k.push('\0');
+    k.push_str(secondary);
+    k.into()
 }
 
 #[cfg(test)]
