@@ -147,6 +147,12 @@ fn answer(s: &Script, range: Option<String>, gate: Arc<Semaphore>) -> Response<B
         .unwrap()
 }
 
+/// `n` bytes of a, b, c ... z, a, b ...: every slice of it is told apart
+/// from its neighbours.
+fn alphabet(n: usize) -> Bytes {
+    (0..n).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
 fn config(origin: std::net::SocketAddr, global: &str) -> String {
     format!(
         "listeners:\n  - name: http\n    address: 127.0.0.1:0\nadmin:\n  address: 127.0.0.1:0\n\
@@ -388,11 +394,7 @@ async fn a_range_of_a_body_of_unknown_length_is_cut_once_it_is_in() {
 
 #[tokio::test]
 async fn a_range_the_cache_will_not_store_goes_upstream_as_it_came() {
-    let big = Bytes::from(
-        (0..4096)
-            .map(|i| b'a' + (i % 26) as u8)
-            .collect::<Vec<u8>>(),
-    );
+    let big = alphabet(4096);
     let global = "cache: {max-object-size: 1KiB}\n";
     for chunked in [false, true] {
         let origin = RangeOrigin::start(Script {
@@ -450,11 +452,7 @@ async fn a_range_the_cache_will_not_store_goes_upstream_as_it_came() {
 
 #[tokio::test]
 async fn parts_of_an_object_too_big_to_keep_are_stored_combined_and_served() {
-    let big = Bytes::from(
-        (0..4096)
-            .map(|i| b'a' + (i % 26) as u8)
-            .collect::<Vec<u8>>(),
-    );
+    let big = alphabet(4096);
     let origin = RangeOrigin::start(Script {
         body: big.clone(),
         ..Script::default()

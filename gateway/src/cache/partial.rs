@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::HeaderMap;
 use http::header::{self, HeaderValue};
 
@@ -136,16 +136,11 @@ pub fn completed(mut e: Entry) -> Entry {
     e
 }
 
-/// The stored bytes `start..=end` of a part.
-pub fn bytes_of(e: &Entry, p: &Piece, start: u64, end: u64) -> Bytes {
-    e.body
-        .slice((start - p.start) as usize..=(end - p.start) as usize)
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant, SystemTime};
 
+    use bytes::Bytes;
     use http::StatusCode;
 
     use super::*;
@@ -277,19 +272,6 @@ mod tests {
             end: 4,
             complete: 6,
         };
-        assert_eq!(
-            &bytes_of(
-                &old,
-                &Piece {
-                    start: 0,
-                    end: 2,
-                    complete: 6
-                },
-                1,
-                2
-            )[..],
-            b"bc"
-        );
         assert!(p.holds(2, 4) && !p.holds(1, 3) && !p.holds(3, 5));
     }
 }

@@ -50,35 +50,19 @@ impl Session {
         let Some(p) = Piece::of(&e.headers) else {
             return FromPart::Nothing;
         };
-        let mut h = e.headers.clone();
-        let (status, b) = match range::select(&head.headers, &Validators::of_entry(&e), p.complete)
-        {
-            Selected::Part { start, end } if p.holds(start, end) => {
-                let part = Piece { start, end, ..p };
-                h.insert(header::CONTENT_RANGE, part.content_range());
-                (
-                    StatusCode::PARTIAL_CONTENT,
-                    partial::bytes_of(&e, &p, start, end),
-                )
-            }
-            Selected::Parts(ranges) if ranges.iter().all(|&(s, e)| p.holds(s, e)) => {
-                let ct = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-                let (ct, b) = range::multipart_of(&e.body, p.start, p.complete, &ranges, ct);
-                if let Ok(v) = HeaderValue::from_str(&ct) {
-                    h.insert(header::CONTENT_TYPE, v);
-                }
-                h.remove(header::CONTENT_RANGE);
-                (StatusCode::PARTIAL_CONTENT, b)
-            }
-            Selected::Unsatisfiable => {
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", p.complete)) {
-                    h.insert(header::CONTENT_RANGE, v);
-                }
-                (StatusCode::RANGE_NOT_SATISFIABLE, bytes::Bytes::new())
-            }
-            // Bytes the part lacks, or the whole (a failed If-Range).
-            _ => return FromPart::Elsewhere,
+        let selected = range::select(&head.headers, &Validators::of_entry(&e), p.complete);
+        let inside = match &selected {
+            Selected::Part { start, end } => p.holds(*start, *end),
+            Selected::Parts(ranges) => ranges.iter().all(|&(s, e)| p.holds(s, e)),
+            Selected::Unsatisfiable => true,
+            // The whole (a failed If-Range, a malformed set).
+            Selected::Whole => false,
         };
+        if !inside {
+            return FromPart::Elsewhere;
+        }
+        let mut h = e.headers.clone();
+        let (status, b) = ranged::of_part(selected, &mut h, e.body.clone(), p.start, p.complete);
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         h.insert(

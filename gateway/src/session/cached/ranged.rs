@@ -35,11 +35,23 @@ pub(super) fn wants_range(head: &Head) -> bool {
 /// `Content-Length` left for the caller to set from the body.
 pub(super) fn of_bytes(selected: Selected, h: &mut HeaderMap, b: Bytes) -> (StatusCode, Bytes) {
     let len = b.len() as u64;
+    of_part(selected, h, b, 0, len)
+}
+
+/// [`of_bytes`] for a `b` that holds bytes `first..` of a representation of
+/// `len` bytes (a stored part); the selected ranges lie within it.
+pub(super) fn of_part(
+    selected: Selected,
+    h: &mut HeaderMap,
+    b: Bytes,
+    first: u64,
+    len: u64,
+) -> (StatusCode, Bytes) {
     match selected {
         Selected::Whole => (StatusCode::OK, b),
         Selected::Parts(ranges) => {
             let ct = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-            let (ct, body) = range::multipart(&b, &ranges, ct);
+            let (ct, body) = range::multipart_of(&b, first, len, &ranges, ct);
             if let Ok(v) = HeaderValue::from_str(&ct) {
                 h.insert(header::CONTENT_TYPE, v);
             }
@@ -50,7 +62,7 @@ pub(super) fn of_bytes(selected: Selected, h: &mut HeaderMap, b: Bytes) -> (Stat
             content_range(h, start, end, len);
             (
                 StatusCode::PARTIAL_CONTENT,
-                b.slice(start as usize..=end as usize),
+                b.slice((start - first) as usize..=(end - first) as usize),
             )
         }
         Selected::Unsatisfiable => {
